@@ -1,0 +1,49 @@
+"""Settings, read once from the environment (no module-level state)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ORG = "regalia"
+DEFAULT_OWNER = "admin"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Regalia keeps its data.
+
+    * ``REGALIA_HOME`` (default ``~/.regalia``): the SQLite file, blobs and cache.
+    * ``REGALIA_DATABASE_URL``: a PostgreSQL URL instead of the embedded SQLite.
+    * ``REGALIA_BLOB_DIR``: the blob store root (default ``$REGALIA_HOME``; blobs go in ``blobs/``).
+    * ``REGALIA_ORG``: the organization name created on first use (default ``regalia``).
+    * ``REGALIA_SILENT=1``: no progress bars.
+    """
+
+    home: Path
+    database_url: str
+    blob_dir: Path
+    cache_dir: Path
+    org_name: str = DEFAULT_ORG
+    silent: bool = False
+
+    @classmethod
+    def from_env(cls, home: Path | str | None = None) -> Settings:
+        root = Path(home or os.environ.get("REGALIA_HOME") or Path.home() / ".regalia")
+        root = root.expanduser().resolve()
+        url = os.environ.get("REGALIA_DATABASE_URL") or f"sqlite:///{root / 'regalia.db'}"
+        blob_dir = Path(os.environ.get("REGALIA_BLOB_DIR") or root)
+        cache_dir = Path(os.environ.get("REGALIA_CACHE_DIR") or root / "cache")
+        return cls(
+            home=root,
+            database_url=url,
+            blob_dir=blob_dir,
+            cache_dir=cache_dir,
+            org_name=os.environ.get("REGALIA_ORG") or DEFAULT_ORG,
+            silent=_truthy(os.environ.get("REGALIA_SILENT")),
+        )

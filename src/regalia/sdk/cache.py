@@ -1,0 +1,346 @@
+"""The SDK's local cache of file contents, keyed by SHA-256 (SPEC §7).
+
+Layout, easy to inspect with ``ls``::
+
+    <root>/<d[:2]>/<digest>     one file per cached content
+    <root>/tmp/                 downloads in progress
+
+An entry is only ever added complete and verified, and every use verifies it
+again while copying it out, so a damaged entry is detected, dropped and never
+delivered. The cache is bounded: after each add, least recently used entries
+are evicted until it fits in ``max_bytes`` (an entry's last use is its atime,
+set explicitly on each use, so ``relatime``/``noatime`` mounts do not matter).
+
+Example::
+
+    cache = ArtifactCache(default_cache_dir(home))
+    fetch_to(Path("out/model.bin"), digest, size, cache=cache, store=store)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+from regalia.blobs.base import (
+    STREAM_CHUNK,
+    BlobStore,
+    ProgressSink,
+    copy_and_hash,
+    create_temp,
+    discard_temp,
+    validate_digest,
+    write_all,
+)
+from regalia.errors import IntegrityError, InvalidRequest, NotFound
+
+MAX_BYTES_ENV = "REGALIA_CACHE_MAX_BYTES"
+DEFAULT_MAX_BYTES = 10 << 30
+
+
+class CacheEntry(NamedTuple):
+    """One cached content: its digest, size in bytes and last use (epoch seconds)."""
+
+    digest: str
+    size: int
+    last_used: float
+
+
+def default_cache_dir(home: Path) -> Path:
+    """The cache folder under a Regalia home folder: ``home / "cache"``."""
+    return Path(home) / "cache"
+
+
+def default_max_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The cache bound: ``REGALIA_CACHE_MAX_BYTES`` if set, else 10 GiB.
+
+    Raises:
+        InvalidRequest: the variable is not a non-negative integer.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    if not raw.isdigit():
+        raise InvalidRequest(f"{MAX_BYTES_ENV} must be a number of bytes, got {raw!r}")
+    return int(raw)
+
+
+class ArtifactCache:
+    """A bounded, content-addressed cache of verified file contents.
+
+    Args:
+        root: the cache folder (created on first add).
+        max_bytes: the bound; ``None`` reads :func:`default_max_bytes`.
+    """
+
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+        self.root = Path(root)
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
+        self._tmp = self.root / "tmp"
+
+    def __repr__(self) -> str:
+        return f"ArtifactCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+
+    def path(self, digest: str) -> Path:
+        """Where the entry for ``digest`` lives (whether or not it exists)."""
+        validate_digest(digest)
+        return self.root / digest[:2] / digest
+
+    def get(self, digest: str) -> Path | None:
+        """The cached file for ``digest`` (marking it used), or ``None``."""
+        path = self.path(digest)
+        if not path.is_file():
+            return None
+        _touch(path)
+        return path
+
+    def add_from_local(self, digest: str, path: Path) -> Path:
+        """Cache an immutable local file, e.g. a blob of a local store.
+
+        On the same filesystem the entry is a hard link (no copy; it is
+        verified when used). Otherwise the file is copied and verified.
+
+        Raises:
+            IntegrityError: the copied file does not hash to ``digest``.
+        """
+        final = self.path(digest)
+        if final.is_file():
+            _touch(final)
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if not self._link(Path(path), final):
+            self._copy_in(digest, Path(path), final)
+        _touch(final)
+        self._evict(self.max_bytes, keep=digest)
+        return final
+
+    def add_from_stream(
+        self, digest: str, stream: BinaryIO, size: int, progress: ProgressSink | None = None
+    ) -> Path:
+        """Cache the content of ``stream`` (e.g. a download) after verifying it.
+
+        Raises:
+            IntegrityError: the content is not ``size`` bytes hashing to ``digest``;
+                nothing is kept.
+        """
+        final = self.path(digest)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp_fd: int | None
+        tmp_fd, tmp = create_temp(self._tmp)
+        try:
+            h, got = hashlib.sha256(), 0
+            while chunk := stream.read(STREAM_CHUNK):
+                h.update(chunk)
+                write_all(tmp_fd, chunk)
+                got += len(chunk)
+                if progress is not None:
+                    progress.advance(len(chunk))
+            _verify(digest, h.hexdigest(), size, got, what="downloaded content")
+            # No fsync: a cache entry is re-verified on every use, so a torn
+            # write after a crash is caught and dropped, never delivered.
+            os.close(tmp_fd)
+            tmp_fd = None
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        except BaseException:
+            discard_temp(tmp_fd, tmp)
+            raise
+        _touch(final)
+        self._evict(self.max_bytes, keep=digest)
+        return final
+
+    def materialize(self, digest: str, dest: Path, progress: ProgressSink | None = None) -> None:
+        """Copy the cached content to ``dest``, verifying it on the way.
+
+        The copy goes to a temporary file next to ``dest`` and is renamed onto
+        it only once verified; parent folders are created.
+
+        Raises:
+            NotFound: ``digest`` is not cached.
+            IntegrityError: the entry is damaged; it is dropped and ``dest`` untouched.
+        """
+        src = self.path(digest)
+        try:
+            src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"{digest} is not in the cache", digest=digest) from None
+        try:
+            size = os.fstat(src_fd).st_size
+            dest = Path(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp_fd: int | None
+            # A short prefix keeps the temp name within NAME_MAX for long file names.
+            tmp_fd, tmp = create_temp(dest.parent, prefix=f".{dest.name[:40]}.")
+            try:
+                actual, copied, hashed = copy_and_hash(src_fd, tmp_fd, size, progress=progress)
+                if actual != digest or not copied == hashed == size:
+                    src.unlink(missing_ok=True)
+                    raise IntegrityError(
+                        f"cached content of {digest} is damaged (hashes to {actual}); "
+                        "it was removed from the cache, fetch again",
+                        expected=digest,
+                        actual=actual,
+                    )
+                os.close(tmp_fd)
+                tmp_fd = None
+                os.replace(tmp, dest)
+            except BaseException:
+                discard_temp(tmp_fd, tmp)
+                raise
+        finally:
+            os.close(src_fd)
+        _touch(src)
+
+    def entries(self) -> list[CacheEntry]:
+        """Every cached content, in no particular order."""
+        out: list[CacheEntry] = []
+        if not self.root.is_dir():
+            return out
+        for sub in os.scandir(self.root):
+            if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(sub.path):
+                if len(entry.name) != 64 or not entry.name.startswith(sub.name):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # evicted meanwhile by another process
+                    continue
+                out.append(CacheEntry(entry.name, st.st_size, st.st_atime_ns / 1e9))
+        return out
+
+    def usage(self) -> int:
+        """Bytes held by the cache (a hard-linked entry counts its full size)."""
+        return sum(e.size for e in self.entries())
+
+    def clean(self, max_bytes: int | None = None) -> tuple[int, int]:
+        """Evict least recently used entries until at most ``max_bytes`` remain.
+
+        Args:
+            max_bytes: the bound to reach; ``None`` empties the cache.
+
+        Returns:
+            ``(files removed, bytes freed)``.
+        """
+        return self._evict(0 if max_bytes is None else max_bytes, keep=None)
+
+    def _evict(self, limit: int, keep: str | None) -> tuple[int, int]:
+        entries = sorted(self.entries(), key=lambda e: e.last_used)
+        total = sum(e.size for e in entries)
+        removed = freed = 0
+        for entry in entries:
+            if total <= limit:
+                break
+            if entry.digest == keep:  # just added: the caller is about to use it
+                continue
+            self.path(entry.digest).unlink(missing_ok=True)
+            total -= entry.size
+            removed += 1
+            freed += entry.size
+        return removed, freed
+
+    def _link(self, src: Path, final: Path) -> bool:
+        """Hard-link ``src`` as ``final`` if both are on one device; False if not possible."""
+        try:
+            if os.stat(src).st_dev != os.stat(final.parent).st_dev:
+                return False
+            os.link(src, final)
+        except FileExistsError:
+            return True  # another process cached it meanwhile
+        except FileNotFoundError:
+            raise NotFound(f"local file {src} is missing", path=str(src)) from None
+        except OSError:  # e.g. protected_hardlinks, filesystems without links
+            return False
+        return True
+
+    def _copy_in(self, digest: str, src: Path, final: Path) -> None:
+        """Copy a local file into the cache, verifying its hash."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(src_fd).st_size
+            tmp_fd: int | None
+            tmp_fd, tmp = create_temp(self._tmp)
+            try:
+                actual, copied, hashed = copy_and_hash(src_fd, tmp_fd, size)
+                _verify(digest, actual, size, min(copied, hashed), what=f"local file {src}")
+                os.close(tmp_fd)
+                tmp_fd = None
+                os.replace(tmp, final)
+            except BaseException:
+                discard_temp(tmp_fd, tmp)
+                raise
+        finally:
+            os.close(src_fd)
+
+
+def fetch_to(
+    dest: Path,
+    digest: str,
+    size: int,
+    *,
+    cache: ArtifactCache,
+    store: BlobStore,
+    progress: ProgressSink | None = None,
+) -> bool:
+    """Write the content ``digest`` to ``dest``, through the cache.
+
+    A cached content is copied out without touching the store; otherwise it
+    is cached first (hard link from a local store, or a verified download).
+
+    Returns:
+        Whether the store was read.
+
+    Raises:
+        IntegrityError: the content is damaged; ``dest`` is left untouched.
+        NotFound: the store does not have the blob.
+    """
+    if cache.get(digest) is not None:
+        try:
+            cache.materialize(digest, dest, progress)
+            return False
+        except NotFound:
+            pass  # evicted by another process since get(): fetch it again
+    local = store.local_path(digest)
+    if local is not None:
+        cache.add_from_local(digest, local)
+        cache.materialize(digest, dest, progress)
+    else:
+        with store.open(digest) as stream:
+            cache.add_from_stream(digest, stream, size, progress)
+        cache.materialize(digest, dest)  # progress was reported by the download
+    return True
+
+
+def _verify(expected: str, actual: str, size: int, got: int, *, what: str) -> None:
+    if actual != expected or got != size:
+        raise IntegrityError(
+            f"{what} is {got} bytes hashing to {actual}; expected {size} bytes hashing to "
+            f"{expected}",
+            expected=expected,
+            actual=actual,
+        )
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry used now (atime only: mtime of a linked store blob stays intact)."""
+    # Not ours to touch (e.g. a linked blob owned by someone else): skip.
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(time.time_ns(), os.stat(path).st_mtime_ns))
+
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_BYTES_ENV",
+    "ArtifactCache",
+    "CacheEntry",
+    "default_cache_dir",
+    "default_max_bytes",
+    "fetch_to",
+]

@@ -1,0 +1,15 @@
+"""The service layer: the only writer of Regalia's metadata and blobs."""
+
+from __future__ import annotations
+
+from regalia.service.admin import AdminMixin
+from regalia.service.artifacts import ArtifactsMixin
+from regalia.service.history import HistoryMixin
+from regalia.service.views import Actor
+
+
+class Service(AdminMixin, ArtifactsMixin, HistoryMixin):
+    """Every use case of Regalia; each method takes the acting :class:`Actor` first."""
+
+
+__all__ = ["Actor", "Service"]

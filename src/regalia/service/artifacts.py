@@ -1,0 +1,611 @@
+"""Use cases on versions: log, link, aliases, tags, unlink, delete, resolve (R1-R11)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regalia.core.names import (
+    RegistryPath,
+    SourcePath,
+    parse_path,
+    parse_target,
+    validate_alias,
+    validate_artifact_name,
+    validate_entity_name,
+    validate_file_path,
+    validate_tag,
+    version_index_from_ref,
+)
+from regalia.core.roles import Permission, RegistryRole
+from regalia.errors import (
+    AliasNotFound,
+    ArtifactNotFound,
+    CollectionNotFound,
+    InvalidRequest,
+    PermissionDenied,
+    ProtectedAlias,
+    StorageUnavailable,
+    TypeMismatch,
+    VersionNotFound,
+)
+from regalia.service.access import (
+    can_use_entity,
+    check,
+    registry_role,
+    require_entity,
+    visible_registry,
+)
+from regalia.service.base import ServiceBase
+from regalia.service.views import Actor, FileEntry, VersionView
+from regalia.store.models import Collection, Membership, Project, Registry, Run, Version
+from regalia.store.repo import Repo
+
+LATEST = "latest"
+
+
+@dataclass
+class _Ctx:
+    """A membership with what is needed to authorize actions on it."""
+
+    membership: Membership
+    collection: Collection
+    registry: Registry | None
+    role: RegistryRole | None
+    project: Project | None  # the sequence's project, for source memberships
+
+
+def manifest_digest(files: Sequence[FileEntry]) -> str:
+    """The content digest of a version: SHA-256 over its sorted (path, digest, size)."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        h.update(f"{f.path}\t{f.digest}\t{f.size}\n".encode())
+    return h.hexdigest()
+
+
+def _dedupe(names: Sequence[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for n in names:
+        seen.setdefault(n.lower(), n)
+    return list(seen.values())
+
+
+class ArtifactsMixin(ServiceBase):
+    # -- files -----------------------------------------------------------------
+    def store_file(self, local_path: Path, progress: Any = None) -> tuple[str, int]:
+        """Put a local file into the blob store (once per content); return (digest, size)."""
+        return self.blobs.put_file(Path(local_path), progress=progress)
+
+    # -- helpers -----------------------------------------------------------------
+    def _ctx(self, repo: Repo, actor: Actor, membership_id: int) -> _Ctx:
+        m = repo.get(Membership, membership_id)
+        coll = repo.get(Collection, m.collection_id) if m is not None else None
+        if m is None or coll is None:
+            raise VersionNotFound(f"artifact version {membership_id} not found")
+        if coll.kind == "portfolio":
+            reg = repo.get(Registry, coll.registry_id)
+            role = registry_role(repo, actor, reg) if reg is not None else None
+            if reg is None or role is None:
+                raise VersionNotFound(f"artifact version {membership_id} not found")
+            return _Ctx(m, coll, reg, role, None)
+        proj = repo.get(Project, coll.project_id)
+        if proj is None or not can_use_entity(actor, proj.entity):
+            raise VersionNotFound(f"artifact version {membership_id} not found")
+        return _Ctx(m, coll, None, None, proj)
+
+    def _require(self, actor: Actor, ctx: _Ctx, permission: Permission) -> None:
+        if ctx.registry is not None:
+            assert ctx.role is not None
+            check(ctx.role, permission, ctx.registry)
+        else:
+            assert ctx.project is not None
+            require_entity(actor, ctx.project.entity, ctx.project.name, "change artifacts")
+
+    def _protected(self, repo: Repo, coll: Collection) -> set[str]:
+        if coll.registry_id is None:
+            return set()
+        return repo.protected_keys([coll.registry_id])[coll.registry_id]
+
+    def _check_protected(
+        self, repo: Repo, ctx_role: RegistryRole | None, coll: Collection, aliases: Sequence[str]
+    ) -> None:
+        """R7: only admins may add, move or remove a protected alias."""
+        prot = self._protected(repo, coll)
+        hit = [a for a in aliases if a.lower() in prot]
+        if hit and ctx_role is not None and ctx_role.rank < RegistryRole.ADMIN.rank:
+            reg = repo.get(Registry, coll.registry_id)
+            check(ctx_role, Permission.PROTECTED_ALIAS_EDIT, reg)
+
+    def _move_latest(self, repo: Repo, actor: Actor, coll: Collection) -> None:
+        """R4: ``latest`` sits on the highest-numbered membership, always."""
+        top = repo.highest_membership(coll.id)
+        current = repo.alias(coll.id, LATEST)
+        if top is None:
+            if current is not None:
+                repo.remove_alias(current.id)
+            return
+        previous = repo.set_alias(coll.id, top.id, LATEST, self.now())
+        if previous != top.id:
+            self._record(
+                repo, actor, "alias_add", coll, version_index=top.version_index,
+                version_id=top.version_id, alias=LATEST,
+            )
+
+    def _set_aliases(
+        self, repo: Repo, actor: Actor, coll: Collection, m: Membership, aliases: Sequence[str]
+    ) -> None:
+        now = self.now()
+        for alias in aliases:
+            previous = repo.set_alias(coll.id, m.id, alias, now)
+            if previous == m.id:
+                continue
+            details: dict[str, Any] = {}
+            if previous is not None:
+                prev_m = repo.get(Membership, previous)
+                details["from_index"] = prev_m.version_index if prev_m else None
+            self._record(
+                repo, actor, "alias_add", coll, version_index=m.version_index,
+                version_id=m.version_id, alias=alias, **details,
+            )
+
+    def _remove_membership(self, repo: Repo, actor: Actor, coll: Collection, m: Membership,
+                           action: str) -> None:
+        names = repo.aliases_of([m.id])[m.id]
+        repo.delete_membership(m.id)
+        for name in names:
+            if name.lower() != LATEST:
+                self._record(repo, actor, "alias_remove", coll, version_index=m.version_index,
+                             version_id=m.version_id, alias=name, reason=action)
+        self._record(repo, actor, action, coll, version_index=m.version_index,
+                     version_id=m.version_id)
+        if any(n.lower() == LATEST for n in names):
+            current = repo.alias(coll.id, LATEST)
+            if current is None:
+                self._record(repo, actor, "alias_remove", coll, version_index=m.version_index,
+                             version_id=m.version_id, alias=LATEST, reason=action)
+            self._move_latest(repo, actor, coll)
+        coll.updated_at = self.now()
+
+    # -- log ---------------------------------------------------------------------------
+    def log_version(
+        self,
+        actor: Actor,
+        *,
+        entity: str,
+        project: str,
+        name: str,
+        type: str,
+        files: Sequence[FileEntry],
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        run_key: str | None = None,
+    ) -> VersionView:
+        """Record a new version of ``entity/project/name`` from stored blobs.
+
+        R10: identical files return the existing version (``created`` is False).
+        Raises InvalidName, PermissionDenied, TypeMismatch, StorageUnavailable.
+        """
+        validate_entity_name(entity, "entity name")
+        validate_entity_name(project, "project name")
+        validate_artifact_name(name)
+        validate_artifact_name(type, "artifact type")
+        aliases = _dedupe([validate_alias(a) for a in aliases])
+        tags = list(dict.fromkeys(validate_tag(t) for t in tags))
+        paths = [validate_file_path(f.path) for f in files]
+        if len(set(paths)) != len(paths):
+            raise InvalidRequest("two files in the artifact have the same name")
+        require_entity(actor, entity, project, "log artifacts")
+        missing = [f.path for f in files if not self.blobs.has(f.digest)]
+        if missing:
+            raise StorageUnavailable(
+                f"the contents of {missing[:3]} are not in the blob store; upload them first"
+            )
+        digest = manifest_digest(files)
+
+        def fn(repo: Repo) -> VersionView:
+            now = self.now()
+            proj = repo.ensure_project(actor.org_id, entity, project, now)
+            seq = repo.ensure_collection(
+                {
+                    "org_id": actor.org_id, "kind": "sequence", "project_id": proj.id,
+                    "name": name, "name_key": name.lower(), "type": type, "description": "",
+                    "next_index": 0, "created_by": actor.user_id, "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            if seq.type != type:
+                raise TypeMismatch(
+                    f"artifact {entity}/{project}/{name} has type {seq.type!r}; "
+                    f"cannot log a version of type {type!r}",
+                    existing_type=seq.type, type=type,
+                )
+            existing = repo.version_by_digest(seq.id, digest)
+            if existing is not None:
+                m = repo.membership_of_version(seq.id, existing.id)
+                assert m is not None
+                self._set_aliases(repo, actor, seq, m, aliases)
+                repo.add_version_tags(existing.id, tags)
+                return self._version_view(repo, m, created=False)
+            run = repo.run_by_key(run_key) if run_key else None
+            index = repo.allocate_index(seq.id)
+            version = repo.add(
+                Version(
+                    sequence_id=seq.id, version_index=index, digest=digest,
+                    size=sum(f.size for f in files), file_count=len(files),
+                    description=description or "", metadata_=dict(metadata or {}),
+                    run_id=run.id if run else None, created_by=actor.user_id,
+                    created_at=now, updated_at=now,
+                )
+            )
+            repo.add_files(version.id, [(f.path, f.digest, f.size) for f in files])
+            repo.add_blobs(actor.org_id, {f.digest: f.size for f in files}, now)
+            m = repo.add(
+                Membership(
+                    collection_id=seq.id, version_id=version.id, version_index=index,
+                    created_by=actor.user_id, created_at=now,
+                )
+            )
+            self._record(repo, actor, "log", seq, version_index=index, version_id=version.id)
+            self._move_latest(repo, actor, seq)
+            self._set_aliases(repo, actor, seq, m, aliases)
+            repo.add_version_tags(version.id, tags)
+            seq.updated_at = now
+            return self._version_view(repo, m)
+
+        return self.db.write(fn)
+
+    # -- link ----------------------------------------------------------------------------
+    def link(
+        self, actor: Actor, membership_id: int, target: str, aliases: Sequence[str] = ()
+    ) -> VersionView:
+        """R1-R5: link the version behind ``membership_id`` into ``target``
+        (``wandb-registry-R/collection``), creating the collection if missing."""
+        path = parse_target(target)
+        aliases = _dedupe([validate_alias(a) for a in aliases])
+
+        def fn(repo: Repo) -> VersionView:
+            now = self.now()
+            src = self._ctx(repo, actor, membership_id)
+            reg, role = visible_registry(repo, actor, path.registry)
+            check(role, Permission.VERSION_LINK, reg)
+            if src.registry is not None:
+                assert src.role is not None
+                check(src.role, Permission.FILES_DOWNLOAD, src.registry)
+            version = repo.get(Version, src.membership.version_id)
+            seq = repo.get(Collection, version.sequence_id)
+            if reg.artifact_types and seq.type not in reg.artifact_types:
+                raise TypeMismatch(
+                    f"registry {reg.name!r} accepts artifact types {reg.artifact_types}; "
+                    f"{seq.name!r} has type {seq.type!r}",
+                    accepted=reg.artifact_types, type=seq.type,
+                )
+            coll = repo.collection_in_registry(reg.id, path.collection, lock=True)
+            if coll is None:
+                coll = repo.ensure_collection(
+                    {
+                        "org_id": actor.org_id, "kind": "portfolio", "registry_id": reg.id,
+                        "name": path.collection, "name_key": path.collection.lower(),
+                        "type": seq.type, "description": "", "next_index": 0,
+                        "created_by": actor.user_id, "created_at": now, "updated_at": now,
+                    }
+                )
+            if coll.type != seq.type:
+                raise TypeMismatch(
+                    f"collection {path.collection!r} holds artifacts of type {coll.type!r}; "
+                    f"cannot link {seq.name!r} of type {seq.type!r}",
+                    collection_type=coll.type, type=seq.type,
+                )
+            self._check_protected(repo, role, coll, aliases)
+            m = repo.membership_of_version(coll.id, version.id)
+            created = m is None
+            if m is None:
+                index = repo.allocate_index(coll.id)
+                m = repo.add(
+                    Membership(
+                        collection_id=coll.id, version_id=version.id, version_index=index,
+                        created_by=actor.user_id, created_at=now,
+                    )
+                )
+                self._record(
+                    repo, actor, "link", coll, version_index=index, version_id=version.id,
+                    source=f"{seq.name}:v{version.version_index}",
+                )
+                self._move_latest(repo, actor, coll)
+            self._set_aliases(repo, actor, coll, m, aliases)
+            coll.updated_at = now
+            return self._version_view(repo, m, created=created)
+
+        return self.db.write(fn)
+
+    # -- aliases -------------------------------------------------------------------------------
+    def add_aliases(self, actor: Actor, membership_id: int, aliases: Sequence[str]) -> VersionView:
+        """R5: add aliases to a version, moving them from other versions in one transaction."""
+        aliases = _dedupe([validate_alias(a) for a in aliases])
+
+        def fn(repo: Repo) -> VersionView:
+            ctx = self._ctx(repo, actor, membership_id)
+            self._require(actor, ctx, Permission.ALIAS_EDIT)
+            coll = repo.lock_collection(ctx.collection.id)
+            self._check_protected(repo, ctx.role, coll, aliases)
+            self._set_aliases(repo, actor, coll, ctx.membership, aliases)
+            return self._version_view(repo, ctx.membership)
+
+        return self.db.write(fn)
+
+    def remove_aliases(
+        self, actor: Actor, membership_id: int, aliases: Sequence[str]
+    ) -> VersionView:
+        """Remove aliases from a version; AliasNotFound if the version does not hold one."""
+        aliases = _dedupe([validate_alias(a) for a in aliases])
+
+        def fn(repo: Repo) -> VersionView:
+            ctx = self._ctx(repo, actor, membership_id)
+            self._require(actor, ctx, Permission.ALIAS_EDIT)
+            coll = repo.lock_collection(ctx.collection.id)
+            self._check_protected(repo, ctx.role, coll, aliases)
+            m = ctx.membership
+            for alias in aliases:
+                row = repo.alias(coll.id, alias)
+                if row is None or row.membership_id != m.id:
+                    raise AliasNotFound(
+                        f"version v{m.version_index} of {coll.name!r} has no alias {alias!r}",
+                        alias=alias,
+                    )
+                repo.remove_alias(row.id)
+                self._record(repo, actor, "alias_remove", coll, version_index=m.version_index,
+                             version_id=m.version_id, alias=row.name)
+            return self._version_view(repo, m)
+
+        return self.db.write(fn)
+
+    def set_aliases(self, actor: Actor, membership_id: int, aliases: Sequence[str]) -> VersionView:
+        """Make the version's custom aliases exactly ``aliases`` (``latest`` is managed)."""
+        wanted = _dedupe([a for a in aliases if a.lower() != LATEST])
+        current = self.db.read(
+            lambda r: [
+                a for a in r.aliases_of([membership_id]).get(membership_id, [])
+                if a.lower() != LATEST
+            ]
+        )
+        keys = {a.lower() for a in wanted}
+        gone = [a for a in current if a.lower() not in keys]
+        have = {a.lower() for a in current}
+        new = [a for a in wanted if a.lower() not in have]
+        view = None
+        if gone:
+            view = self.remove_aliases(actor, membership_id, gone)
+        if new:
+            view = self.add_aliases(actor, membership_id, new)
+        return view or self.get_version(actor, membership_id)
+
+    # -- tags, description, metadata (R8: they belong to the version) ----------------------------
+    def update_version(
+        self,
+        actor: Actor,
+        membership_id: int,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
+    ) -> VersionView:
+        add = list(dict.fromkeys(validate_tag(t) for t in add_tags))
+        remove = list(dict.fromkeys(validate_tag(t) for t in remove_tags))
+
+        def fn(repo: Repo) -> VersionView:
+            ctx = self._ctx(repo, actor, membership_id)
+            self._require(actor, ctx, Permission.COLLECTION_EDIT)
+            version = repo.get(Version, ctx.membership.version_id)
+            m, coll = ctx.membership, ctx.collection
+            changed = False
+            if description is not None and description != version.description:
+                version.description = description
+                changed = True
+            if metadata is not None and metadata != version.metadata_:
+                version.metadata_ = dict(metadata)
+                changed = True
+            for tag in repo.add_version_tags(version.id, add):
+                self._record(repo, actor, "tag_add", coll, version_index=m.version_index,
+                             version_id=version.id, tag=tag)
+            for tag in repo.remove_version_tags(version.id, remove):
+                self._record(repo, actor, "tag_remove", coll, version_index=m.version_index,
+                             version_id=version.id, tag=tag)
+            if changed:
+                version.updated_at = self.now()
+                self._record(repo, actor, "version_update", coll, version_index=m.version_index,
+                             version_id=version.id)
+            return self._version_view(repo, m)
+
+        return self.db.write(fn)
+
+    # -- unlink and delete ---------------------------------------------------------------------------
+    def unlink(self, actor: Actor, membership_id: int) -> None:
+        """R9: remove a version from a registry collection; the source version stays."""
+
+        def fn(repo: Repo) -> None:
+            ctx = self._ctx(repo, actor, membership_id)
+            if ctx.registry is None:
+                raise InvalidRequest(
+                    "this is a source artifact version, not a link; use delete() to delete it"
+                )
+            self._require(actor, ctx, Permission.VERSION_UNLINK)
+            coll = repo.lock_collection(ctx.collection.id)
+            held = repo.aliases_of([ctx.membership.id])[ctx.membership.id]
+            self._check_protected(repo, ctx.role, coll, held)
+            self._remove_membership(repo, actor, coll, ctx.membership, "unlink")
+
+        self.db.write(fn)
+
+    def delete_version(self, actor: Actor, membership_id: int) -> None:
+        """R9: delete a source version, unlinking it everywhere; its files are freed
+        once no version references them. R7: refused while a link holds a protected alias."""
+
+        def fn(repo: Repo) -> list[str]:
+            ctx = self._ctx(repo, actor, membership_id)
+            version = repo.get(Version, ctx.membership.version_id)
+            seq = repo.get(Collection, version.sequence_id)
+            proj = repo.get(Project, seq.project_id)
+            require_entity(actor, proj.entity, proj.name, "delete artifact versions")
+            held = repo.protected_aliases_on_links(version.id)
+            if held:
+                shown = ", ".join(f"{a!r} in registry {r!r}" for r, a in held)
+                raise ProtectedAlias(
+                    f"cannot delete {seq.name}:v{version.version_index}: a link of it holds "
+                    f"the protected alias {shown}; an admin must remove it first",
+                    aliases=[a for _, a in held],
+                )
+            for m in repo.memberships_of_version(version.id):
+                coll = repo.lock_collection(m.collection_id)
+                action = "unlink" if coll.kind == "portfolio" else "delete_version"
+                self._remove_membership(repo, actor, coll, m, action)
+            orphans = repo.delete_version(version.id)
+            repo.delete_blob_rows(actor.org_id, orphans)
+            for digest in orphans:
+                self.blobs.delete(digest)
+            return orphans
+
+        self.db.write(fn)
+
+    # -- resolve, read, download -------------------------------------------------------------
+    def resolve(self, actor: Actor, path: str) -> VersionView:
+        """The version a registry or source path names (no ref: ``latest``)."""
+        parsed = parse_path(path)
+
+        def fn(repo: Repo) -> VersionView:
+            return self._version_view(repo, self._resolve(repo, actor, parsed))
+
+        return self.db.read(fn)
+
+    def _resolve(self, repo: Repo, actor: Actor, parsed: RegistryPath | SourcePath) -> Membership:
+        if isinstance(parsed, RegistryPath):
+            reg, _role = visible_registry(repo, actor, parsed.registry)
+            coll = repo.collection_in_registry(reg.id, parsed.collection)
+            if coll is None:
+                raise CollectionNotFound(
+                    f"collection {parsed.collection!r} not found in registry {reg.name!r}",
+                    registry=reg.name, collection=parsed.collection,
+                )
+            where = f"{parsed.collection!r} in registry {reg.name!r}"
+        else:
+            proj = repo.project(actor.org_id, parsed.entity, parsed.project)
+            coll = repo.sequence(proj.id, parsed.name) if proj is not None else None
+            if coll is None or not can_use_entity(actor, parsed.entity):
+                raise ArtifactNotFound(
+                    f"artifact {parsed.entity}/{parsed.project}/{parsed.name} not found"
+                )
+            where = f"{parsed.entity}/{parsed.project}/{parsed.name}"
+        index = version_index_from_ref(parsed.ref)
+        m = (
+            repo.membership_by_index(coll.id, index)
+            if index is not None
+            else repo.membership_by_alias(coll.id, parsed.ref)
+        )
+        if m is None:
+            raise VersionNotFound(f"no version {parsed.ref!r} in {where}", ref=parsed.ref)
+        return m
+
+    def get_version(self, actor: Actor, membership_id: int) -> VersionView:
+        def fn(repo: Repo) -> VersionView:
+            return self._version_view(repo, self._ctx(repo, actor, membership_id).membership)
+
+        return self.db.read(fn)
+
+    def source_of(self, actor: Actor, membership_id: int) -> VersionView:
+        """The source version (as seen in its own artifact) behind a link."""
+
+        def fn(repo: Repo) -> VersionView:
+            ctx = self._ctx(repo, actor, membership_id)
+            version = repo.get(Version, ctx.membership.version_id)
+            m = repo.membership_of_version(version.sequence_id, version.id)
+            assert m is not None
+            return self._version_view(repo, m)
+
+        return self.db.read(fn)
+
+    def links_of(self, actor: Actor, membership_id: int) -> list[VersionView]:
+        """Every registry link of the version the caller may see."""
+
+        def fn(repo: Repo) -> list[VersionView]:
+            ctx = self._ctx(repo, actor, membership_id)
+            out = []
+            for m in repo.memberships_of_version(ctx.membership.version_id):
+                coll = repo.get(Collection, m.collection_id)
+                if coll.kind != "portfolio":
+                    continue
+                reg = repo.get(Registry, coll.registry_id)
+                if registry_role(repo, actor, reg) is not None:
+                    out.append(m)
+            return self._version_views(repo, out)
+
+        return self.db.read(fn)
+
+    def files(self, actor: Actor, membership_id: int) -> list[FileEntry]:
+        """The manifest of a version, for download (viewer or more; SPEC §4)."""
+
+        def fn(repo: Repo) -> list[FileEntry]:
+            ctx = self._ctx(repo, actor, membership_id)
+            self._require_download(actor, ctx)
+            return [FileEntry(p, d, n) for p, d, n in repo.files(ctx.membership.version_id)]
+
+        return self.db.read(fn)
+
+    def _require_download(self, actor: Actor, ctx: _Ctx) -> None:
+        if ctx.registry is not None:
+            assert ctx.role is not None
+            check(ctx.role, Permission.FILES_DOWNLOAD, ctx.registry)
+
+    def use(self, actor: Actor, membership_id: int, run_key: str) -> VersionView:
+        """Record that a run used a version (lineage); needs download rights."""
+
+        def fn(repo: Repo) -> VersionView:
+            ctx = self._ctx(repo, actor, membership_id)
+            self._require_download(actor, ctx)
+            run = repo.run_by_key(run_key)
+            if run is None:
+                raise InvalidRequest(f"unknown run {run_key!r}")
+            repo.add_run_input(run.id, ctx.membership.version_id)
+            return self._version_view(repo, ctx.membership)
+
+        return self.db.write(fn)
+
+    def lineage(self, actor: Actor, membership_id: int) -> dict[str, Any]:
+        """The run that logged the version and the runs that used it."""
+
+        def fn(repo: Repo) -> dict[str, Any]:
+            ctx = self._ctx(repo, actor, membership_id)
+            version = repo.get(Version, ctx.membership.version_id)
+            run = repo.get(Run, version.run_id) if version.run_id else None
+            return {
+                "logged_by": run.run_key if run else None,
+                "used_by": repo.runs_using(version.id),
+            }
+
+        return self.db.read(fn)
+
+    def start_run(self, actor: Actor, entity: str, project: str, run_key: str,
+                  job_type: str | None = None) -> str:
+        """Create a run in ``entity/project`` (the lineage record of ``init()``)."""
+        validate_entity_name(entity, "entity name")
+        validate_entity_name(project, "project name")
+        require_entity(actor, entity, project, "start runs")
+
+        def fn(repo: Repo) -> str:
+            now = self.now()
+            proj = repo.ensure_project(actor.org_id, entity, project, now)
+            repo.add(Run(project_id=proj.id, run_key=run_key, job_type=job_type,
+                         user_id=actor.user_id, created_at=now))
+            return run_key
+
+        return self.db.write(fn)
+
+    def check_download(self, actor: Actor, membership_id: int) -> None:
+        """Raise PermissionDenied unless the actor may download the version's files."""
+        try:
+            self.files(actor, membership_id)
+        except PermissionDenied:
+            raise

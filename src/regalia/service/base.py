@@ -1,0 +1,284 @@
+"""The service core: construction, authentication, bootstrap and view building.
+
+The service is the only writer. Every public method takes the acting
+:class:`Actor` first and checks its rights before touching anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from regalia.blobs.base import BlobStore
+from regalia.blobs.local import LocalBlobStore
+from regalia.config import DEFAULT_OWNER, Settings
+from regalia.core.roles import OrgRole, Visibility
+from regalia.errors import OrganizationNotFound, Unauthenticated
+from regalia.service.views import Actor, CollectionView, VersionView
+from regalia.store.db import Database
+from regalia.store.models import (
+    ApiKey,
+    Collection,
+    Membership,
+    Organization,
+    Project,
+    Registry,
+    Run,
+    User,
+    Version,
+)
+from regalia.store.repo import Repo
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+CORE_REGISTRIES = (
+    ("model", "Models: the core registry for trained models."),
+    ("dataset", "Datasets: the core registry for data sets."),
+)
+API_KEY_PREFIX = "rg_"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything Regalia stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(30)
+
+
+class ServiceBase:
+    """Shared machinery of the service; the use cases live in mixins."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        blobs: BlobStore | None = None,
+        clock: Clock = utcnow,
+        migrate: bool = True,
+    ) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.db = db or Database(settings.database_url)
+        self.blobs: BlobStore = blobs or LocalBlobStore(settings.blob_dir)
+        self.clock = clock
+        if migrate:
+            self.db.migrate()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    # -- organization bootstrap and identities ---------------------------------------
+    def ensure_org(self, name: str | None = None, owner: str = DEFAULT_OWNER) -> Actor:
+        """Create the organization (with its core registries and owner) if missing;
+        return the owner as an actor. Idempotent and safe under concurrency."""
+        org_name = name or self.settings.org_name
+
+        def fn(repo: Repo) -> int:
+            org = repo.org_by_name(org_name)
+            if org is None:
+                now = self.now()
+                org = repo.add(Organization(name=org_name, created_at=now))
+                repo.add(
+                    User(
+                        org_id=org.id,
+                        name=owner,
+                        name_key=owner.lower(),
+                        kind="user",
+                        org_role=OrgRole.ADMIN.value,
+                        created_at=now,
+                    )
+                )
+                for reg_name, description in CORE_REGISTRIES:
+                    repo.add(
+                        Registry(
+                            org_id=org.id,
+                            name=reg_name,
+                            name_key=reg_name,
+                            description=description,
+                            visibility=Visibility.ORGANIZATION.value,
+                            artifact_types=None,
+                            is_core=True,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+            return org.id
+
+        existing = self.db.read(lambda r: r.org_by_name(org_name))
+        org_id = existing.id if existing else self.db.write(fn)
+        return self.db.read(lambda r: self._owner_actor(r, org_id))
+
+    def _owner_actor(self, repo: Repo, org_id: int) -> Actor:
+        org = repo.get(Organization, org_id)
+        owner = next((u for u in repo.users(org_id) if u.org_role == "admin"), None)
+        if org is None or owner is None:
+            raise OrganizationNotFound("the organization has no admin")
+        return self._actor(repo, owner, org)
+
+    def _actor(self, repo: Repo, user: User, org: Organization | None = None) -> Actor:
+        org = org or repo.get(Organization, user.org_id)
+        assert org is not None
+        teams = repo.teams_of(user.id)
+        return Actor(
+            user_id=user.id,
+            name=user.name,
+            org_id=org.id,
+            org_name=org.name,
+            org_role=user.org_role,
+            kind=user.kind,
+            team_ids=tuple(t.id for t in teams),
+            team_names=tuple(t.name for t in teams),
+        )
+
+    def authenticate(self, api_key: str) -> Actor:
+        """The actor an API key belongs to; Unauthenticated if unknown or revoked."""
+
+        def fn(repo: Repo) -> Actor:
+            user = repo.user_by_key_hash(hash_key(api_key.strip()))
+            if user is None:
+                raise Unauthenticated("the API key is unknown or revoked")
+            return self._actor(repo, user)
+
+        return self.db.read(fn)
+
+    def refresh_actor(self, actor: Actor) -> Actor:
+        """Reload an actor's roles and teams (after they changed)."""
+        return self.db.read(lambda r: self._actor(r, r.get(User, actor.user_id)))
+
+    def _issue_key(self, repo: Repo, user_id: int) -> str:
+        key = new_api_key()
+        repo.add(
+            ApiKey(user_id=user_id, key_hash=hash_key(key), prefix=key[:8], created_at=self.now())
+        )
+        return key
+
+    def _record(
+        self,
+        repo: Repo,
+        actor: Actor,
+        action: str,
+        coll: Collection | None,
+        *,
+        version_index: int | None = None,
+        version_id: int | None = None,
+        alias: str | None = None,
+        registry_id: int | None = None,
+        **details: Any,
+    ) -> None:
+        repo.record(
+            org_id=actor.org_id,
+            action=action,
+            actor_id=actor.user_id,
+            actor_name=actor.name,
+            registry_id=coll.registry_id if coll is not None else registry_id,
+            collection_id=coll.id if coll is not None else None,
+            version_id=version_id,
+            version_index=version_index,
+            alias=alias,
+            details=details,
+            created_at=self.now(),
+        )
+
+    # -- views ------------------------------------------------------------------------
+    def _collection_views(self, repo: Repo, colls: Sequence[Collection]) -> list[CollectionView]:
+        ids = [c.id for c in colls]
+        tags = repo.collection_tags(ids)
+        counts = repo.membership_counts(ids)
+        regs = {c.registry_id: repo.get(Registry, c.registry_id) for c in colls if c.registry_id}
+        projs = {c.project_id: repo.get(Project, c.project_id) for c in colls if c.project_id}
+        out = []
+        for c in colls:
+            reg = regs.get(c.registry_id) if c.registry_id else None
+            proj = projs.get(c.project_id) if c.project_id else None
+            out.append(
+                CollectionView(
+                    id=c.id,
+                    kind=c.kind,
+                    name=c.name,
+                    type=c.type,
+                    description=c.description or "",
+                    tags=tags.get(c.id, []),
+                    version_count=counts.get(c.id, 0),
+                    registry=reg.name if reg else None,
+                    entity=proj.entity if proj else None,
+                    project=proj.name if proj else None,
+                    created_at=as_utc(c.created_at),
+                    updated_at=as_utc(c.updated_at),
+                )
+            )
+        return out
+
+    def _version_views(
+        self, repo: Repo, memberships: Sequence[Membership], *, created: bool = True
+    ) -> list[VersionView]:
+        if not memberships:
+            return []
+        coll_ids = {m.collection_id for m in memberships}
+        colls = {c.id: c for c in (repo.get(Collection, i) for i in coll_ids)}
+        cviews = {v.id: v for v in self._collection_views(repo, list(colls.values()))}
+        versions = {m.version_id: repo.get(Version, m.version_id) for m in memberships}
+        seqs = {v.sequence_id: repo.get(Collection, v.sequence_id) for v in versions.values()}
+        projs = {s.project_id: repo.get(Project, s.project_id) for s in seqs.values()}
+        aliases = repo.aliases_of([m.id for m in memberships])
+        tags = repo.version_tags(versions)
+        protected = repo.protected_keys({c.registry_id for c in colls.values() if c.registry_id})
+        users: dict[int, str | None] = {}
+        out = []
+        for m in memberships:
+            v = versions[m.version_id]
+            seq = seqs[v.sequence_id]
+            proj = projs[seq.project_id]
+            coll = colls[m.collection_id]
+            if v.created_by is not None and v.created_by not in users:
+                u = repo.get(User, v.created_by)
+                users[v.created_by] = u.name if u else None
+            prot = protected.get(coll.registry_id, set()) if coll.registry_id else set()
+            names = aliases.get(m.id, [])
+            run = repo.get(Run, v.run_id) if v.run_id else None
+            out.append(
+                VersionView(
+                    version_id=v.id,
+                    membership_id=m.id,
+                    collection=cviews[coll.id],
+                    index=m.version_index,
+                    source_entity=proj.entity,
+                    source_project=proj.name,
+                    source_name=seq.name,
+                    source_index=v.version_index,
+                    type=seq.type,
+                    aliases=names,
+                    protected_aliases=[a for a in names if a.lower() in prot],
+                    tags=tags.get(v.id, []),
+                    description=v.description or "",
+                    metadata=dict(v.metadata_ or {}),
+                    digest=v.digest,
+                    size=int(v.size),
+                    file_count=v.file_count,
+                    created_by=users.get(v.created_by) if v.created_by else None,
+                    created_at=as_utc(v.created_at),
+                    updated_at=as_utc(v.updated_at),
+                    run_key=run.run_key if run else None,
+                    created=created,
+                )
+            )
+        return out
+
+    def _version_view(self, repo: Repo, membership: Membership, *, created: bool = True) -> VersionView:
+        return self._version_views(repo, [membership], created=created)[0]

@@ -1,0 +1,178 @@
+"""Plain, serializable records the service returns (no ORM objects leave it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from regalia.core.names import REGISTRY_PREFIX
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: resolved from an API key or the local owner."""
+
+    user_id: int
+    name: str
+    org_id: int
+    org_name: str
+    org_role: str
+    kind: str  # 'user' | 'service'
+    team_ids: tuple[int, ...] = ()
+    team_names: tuple[str, ...] = ()
+
+    @property
+    def is_org_admin(self) -> bool:
+        return self.org_role == "admin"
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    name: str
+    kind: str
+    org_role: str
+    teams: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TeamView:
+    id: int
+    name: str
+    members: list[str]
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """A role in a registry given to a user or a team."""
+
+    kind: str  # 'user' | 'team'
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    id: int
+    name: str
+    description: str
+    visibility: str
+    artifact_types: list[str] | None
+    is_core: bool
+    protected_aliases: list[str]
+    role: str | None  # the caller's effective role
+    collection_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def full_name(self) -> str:
+        return f"{REGISTRY_PREFIX}{self.name}"
+
+
+@dataclass(frozen=True)
+class CollectionView:
+    id: int
+    kind: str  # 'portfolio' (registry collection) | 'sequence' (source artifact)
+    name: str
+    type: str
+    description: str
+    tags: list[str]
+    version_count: int
+    registry: str | None
+    entity: str | None
+    project: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def path(self) -> str:
+        if self.kind == "portfolio":
+            return f"{REGISTRY_PREFIX}{self.registry}/{self.name}"
+        return f"{self.entity}/{self.project}/{self.name}"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """A version as seen through one collection (a registry link or its source)."""
+
+    version_id: int
+    membership_id: int
+    collection: CollectionView
+    index: int  # vN inside ``collection``
+    source_entity: str
+    source_project: str
+    source_name: str
+    source_index: int
+    type: str
+    aliases: list[str]  # includes 'latest' when held; not 'vN'
+    protected_aliases: list[str]  # those of ``aliases`` that the registry protects
+    tags: list[str]
+    description: str
+    metadata: dict[str, Any]
+    digest: str
+    size: int
+    file_count: int
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    run_key: str | None = None
+    created: bool = True  # False when R10 returned an existing version
+
+    @property
+    def version(self) -> str:
+        return f"v{self.index}"
+
+    @property
+    def is_link(self) -> bool:
+        return self.collection.kind == "portfolio"
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.collection.path}:v{self.index}"
+
+    @property
+    def source_qualified_name(self) -> str:
+        return f"{self.source_entity}/{self.source_project}/{self.source_name}:v{self.source_index}"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: int
+    action: str
+    actor: str
+    created_at: datetime
+    registry: str | None
+    collection: str | None
+    version_index: int | None
+    alias: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, with the cursor of the next page (None at the end)."""
+
+    items: list[Any]
+    next_cursor: str | None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Views as JSON-ready dicts (datetimes as ISO-8601)."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return to_jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return obj

@@ -1,0 +1,156 @@
+"""Database engines, transactions and migrations.
+
+SQLite (the embedded default) runs in WAL mode; every write transaction starts
+with ``BEGIN IMMEDIATE`` so that two writers never deadlock on a lock upgrade,
+and waits (busy timeout) instead of failing. PostgreSQL writers serialize per
+collection with row locks taken by the repository. Transient failures
+(``database is locked``, serialization failures, deadlocks, a lost race on a
+unique key) retry the whole unit of work; no driver exception leaves this layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from regalia.errors import RegaliaError, StorageUnavailable
+from regalia.store.repo import Repo
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_S = 60.0
+MAX_ATTEMPTS = 12
+
+
+def sqlite_url(home: Path) -> str:
+    return f"sqlite:///{home / 'regalia.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` with Regalia's connection settings."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(
+                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+            )
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    except (sa_exc.ArgumentError, ImportError) as exc:
+        raise StorageUnavailable(f"cannot use database URL {url!r}: {exc}") from None
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("regalia_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    if isinstance(exc, sa_exc.IntegrityError):
+        return True  # a lost race on a unique key: the retry sees the winner's row
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.DBAPIError) and any(
+        s in text
+        for s in (
+            "database is locked",
+            "database table is locked",
+            "could not serialize",
+            "deadlock detected",
+            "busy",
+        )
+    )
+
+
+class Database:
+    """An engine plus unit-of-work helpers that retry transient failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._write_engine = self.engine.execution_options(regalia_write=True)
+        self.dialect = self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[Session]:
+        session = Session(bind=self._write_engine if write else self.engine, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def run(self, fn: Callable[[Session], T], *, write: bool) -> T:
+        """Run ``fn`` in one transaction; retry the whole of it on transient failures."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._session(write) as session:
+                    return fn(session)
+            except RegaliaError:
+                raise
+            except sa_exc.SQLAlchemyError as exc:
+                if attempt < MAX_ATTEMPTS and _is_transient(exc):
+                    time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
+                    continue
+                log.exception("database error")
+                raise _translate(exc) from None
+
+    def read(self, fn: Callable[[Repo], T]) -> T:
+        """Run ``fn`` with a repository in a read transaction."""
+        return self.run(lambda s: fn(Repo(s)), write=False)
+
+    def write(self, fn: Callable[[Repo], T]) -> T:
+        """Run ``fn`` with a repository in a write transaction (retried if transient)."""
+        return self.run(lambda s: fn(Repo(s)), write=True)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from regalia.store.migrate import upgrade
+
+        try:
+            upgrade(self.engine)
+        except sa_exc.SQLAlchemyError as exc:
+            raise _translate(exc) from None
+
+
+def _translate(exc: sa_exc.SQLAlchemyError) -> RegaliaError:
+    orig = getattr(exc, "orig", exc)
+    return StorageUnavailable(
+        f"the metadata database failed: {type(orig).__name__}: {str(orig).splitlines()[0][:300]}"
+    )

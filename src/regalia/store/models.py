@@ -1,0 +1,316 @@
+"""The metadata schema (SQLAlchemy 2 declarative).
+
+One idea carries most of it: a *collection* is an ordered list of artifact
+versions with aliases. A source artifact (``entity/project/name``) is a
+collection of kind ``sequence`` whose members are its own versions; a registry
+collection is a collection of kind ``portfolio`` whose members are links to
+versions of sequences. Indices, ``latest``, aliases and history work the same
+for both.
+
+Constraints keep the SPEC's rules true under concurrency:
+
+* ``uq_alias_collection_name``: one alias name per collection, ignoring case (R5);
+* ``uq_membership_index``: one index per collection (R2), allocated from the
+  per-collection counter ``collections.next_index`` (never ``max + 1``);
+* ``uq_membership_version``: a version is linked at most once per collection (R3);
+* ``uq_version_digest``: identical content is one version of a source (R10).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(ID, primary_key=True, autoincrement=True)
+
+
+def _ts() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = _ts()
+
+
+class User(Base):
+    """A human user or a service account (``kind='service'``)."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("org_id", "name_key", name="uq_user_name"),)
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="user")
+    org_role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _ts()
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _ts()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("org_id", "name_key", name="uq_team_name"),)
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _ts()
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Registry(Base):
+    __tablename__ = "registries"
+    __table_args__ = (UniqueConstraint("org_id", "name_key", name="uq_registry_name"),)
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[str] = mapped_column(String(16))
+    artifact_types: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    is_core: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class RegistryMember(Base):
+    """A role given in a registry to a user or a team (exactly one of the two)."""
+
+    __tablename__ = "registry_members"
+    __table_args__ = (
+        UniqueConstraint("registry_id", "user_id", name="uq_registry_member_user"),
+        UniqueConstraint("registry_id", "team_id", name="uq_registry_member_team"),
+    )
+    id: Mapped[int] = _id()
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    team_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(32))
+
+
+class ProtectedAliasName(Base):
+    __tablename__ = "protected_aliases"
+    registry_id: Mapped[int] = mapped_column(
+        ForeignKey("registries.id", ondelete="CASCADE"), primary_key=True
+    )
+    name_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _ts()
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("org_id", "entity", "name", name="uq_project"),)
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    entity: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _ts()
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = _id()
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    run_key: Mapped[str] = mapped_column(String(64), unique=True)
+    job_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _ts()
+
+
+class Collection(Base):
+    """A sequence (source artifact, in a project) or a portfolio (in a registry)."""
+
+    __tablename__ = "collections"
+    __table_args__ = (
+        UniqueConstraint("registry_id", "name_key", name="uq_collection_registry_name"),
+        UniqueConstraint("project_id", "name_key", name="uq_collection_project_name"),
+    )
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # 'sequence' | 'portfolio'
+    registry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registries.id", ondelete="CASCADE"), nullable=True
+    )
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True)
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    next_index: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class CollectionTag(Base):
+    __tablename__ = "collection_tags"
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class Version(Base):
+    """An immutable set of files of one source artifact (its sequence collection)."""
+
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("sequence_id", "version_index", name="uq_version_index"),
+        UniqueConstraint("sequence_id", "digest", name="uq_version_digest"),
+    )
+    id: Mapped[int] = _id()
+    sequence_id: Mapped[int] = mapped_column(ForeignKey("collections.id"))
+    version_index: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str] = mapped_column(Text, default="")
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class VersionTag(Base):
+    __tablename__ = "version_tags"
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class VersionFile(Base):
+    __tablename__ = "version_files"
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class Blob(Base):
+    """A stored file content, once per organization."""
+
+    __tablename__ = "blobs"
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _ts()
+
+
+class Membership(Base):
+    """A version's place in a collection: its index ``vN`` there."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "version_index", name="uq_membership_index"),
+        UniqueConstraint("collection_id", "version_id", name="uq_membership_version"),
+        Index("ix_membership_version", "version_id"),
+    )
+    id: Mapped[int] = _id()
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    version_index: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = _ts()
+
+
+class Alias(Base):
+    """An alias name on one membership of a collection (``latest`` included)."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "name_key", name="uq_alias_collection_name"),
+        Index("ix_alias_membership", "membership_id"),
+    )
+    id: Mapped[int] = _id()
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = _ts()
+
+
+class RunInput(Base):
+    """Lineage: a run used a version."""
+
+    __tablename__ = "run_inputs"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class HistoryEvent(Base):
+    """R11: every change, with actor and time."""
+
+    __tablename__ = "history"
+    __table_args__ = (
+        Index("ix_history_collection", "collection_id", "id"),
+        Index("ix_history_alias", "collection_id", "alias_key", "created_at"),
+        Index("ix_history_registry", "registry_id", "id"),
+    )
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    actor_name: Mapped[str] = mapped_column(String(128))
+    registry_id: Mapped[int | None] = mapped_column(ID, nullable=True)
+    collection_id: Mapped[int | None] = mapped_column(ID, nullable=True)
+    version_id: Mapped[int | None] = mapped_column(ID, nullable=True)
+    version_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    alias: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    alias_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = _ts()
