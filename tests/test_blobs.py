@@ -141,9 +141,14 @@ def test_file_changed_during_put_raises_and_keeps_nothing(
     src = write(tmp_path / "weights.bin", payload(size))
 
     def copy_then_change(
-        src_fd: int, dst_fd: int, size: int, *, progress: ProgressSink | None = None
+        src_fd: int,
+        dst_fd: int,
+        size: int,
+        *,
+        progress: ProgressSink | None = None,
+        fsync: bool = False,
     ) -> tuple[str, int, int]:
-        result = copy_and_hash(src_fd, dst_fd, size, progress=progress)
+        result = copy_and_hash(src_fd, dst_fd, size, progress=progress, fsync=fsync)
         change(src)
         return result
 

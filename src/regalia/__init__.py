@@ -1,12 +1,12 @@
 """Regalia: a registry for versioned ML artifacts, with W&B's SDK names.
 
-    import regalia as wandb
+import regalia as wandb
 
-    run = wandb.init(entity="my-team", project="zoo")
-    art = wandb.Artifact("zoo_model", type="model")
-    art.add_file("model.pt")
-    run.link_artifact(art, "wandb-registry-model/zoo", aliases=["staging"])
-    wandb.Api().artifact("wandb-registry-model/zoo:staging").download()
+run = wandb.init(entity="my-team", project="zoo")
+art = wandb.Artifact("zoo_model", type="model")
+art.add_file("model.pt")
+run.link_artifact(art, "wandb-registry-model/zoo", aliases=["staging"])
+wandb.Api().artifact("wandb-registry-model/zoo:staging").download()
 """
 
 from __future__ import annotations

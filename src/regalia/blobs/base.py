@@ -161,13 +161,20 @@ def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> N
 
 
 def copy_and_hash(
-    src_fd: int, dst_fd: int, size: int, *, progress: ProgressSink | None = None
+    src_fd: int,
+    dst_fd: int,
+    size: int,
+    *,
+    progress: ProgressSink | None = None,
+    fsync: bool = False,
 ) -> tuple[str, int, int]:
     """Copy ``size`` bytes from ``src_fd`` to ``dst_fd`` and hash them, in parallel.
 
     The kernel copies in a helper thread while this thread reads the source
     and feeds SHA-256 (which releases the GIL), so the cost is about the
-    slower of the two. Neither fd's position is used.
+    slower of the two. With ``fsync=True`` the helper thread also flushes
+    ``dst_fd`` to disk, overlapping that with the hashing too. Neither fd's
+    position is used.
 
     Returns:
         ``(sha256 hex, bytes copied, bytes hashed)``; the counts are lower than
@@ -176,12 +183,14 @@ def copy_and_hash(
     if size <= SMALL_FILE:
         data = _pread_upto(src_fd, size)
         write_all(dst_fd, data, 0)
+        if fsync:
+            os.fsync(dst_fd)
         if progress is not None and data:
             progress.advance(len(data))
         return hashlib.sha256(data).hexdigest(), len(data), len(data)
     if hasattr(os, "posix_fadvise"):
         os.posix_fadvise(src_fd, 0, size, os.POSIX_FADV_SEQUENTIAL)
-    job = _CopyThread(src_fd, dst_fd, size)
+    job = _CopyThread(src_fd, dst_fd, size, fsync=fsync)
     job.start()
     try:
         digest, hashed = _hash_fd(src_fd, size, job.stop, progress)
@@ -196,11 +205,11 @@ def copy_and_hash(
 
 
 class _CopyThread(threading.Thread):
-    """Kernel copy of ``size`` bytes; stops early when ``stop`` is set."""
+    """Kernel copy of ``size`` bytes, then fsync if asked; stops early when ``stop`` is set."""
 
-    def __init__(self, src_fd: int, dst_fd: int, size: int) -> None:
+    def __init__(self, src_fd: int, dst_fd: int, size: int, *, fsync: bool) -> None:
         super().__init__(name="regalia-copy", daemon=True)
-        self.src_fd, self.dst_fd, self.size = src_fd, dst_fd, size
+        self.src_fd, self.dst_fd, self.size, self.fsync = src_fd, dst_fd, size, fsync
         self.stop = threading.Event()
         self.copied = 0
         self.error: BaseException | None = None
@@ -208,6 +217,8 @@ class _CopyThread(threading.Thread):
     def run(self) -> None:
         try:
             self.copied = kernel_copy(self.src_fd, self.dst_fd, self.size, self.stop)
+            if self.fsync and not self.stop.is_set():
+                os.fsync(self.dst_fd)
         except BaseException as exc:  # handed to the calling thread
             self.error = exc
             self.stop.set()

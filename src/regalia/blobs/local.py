@@ -89,15 +89,16 @@ class LocalBlobStore:
                 tmp_fd: int | None
                 tmp_fd, tmp = create_temp(self._tmp)
                 try:
+                    os.fchmod(tmp_fd, BLOB_MODE)  # before the fsync, which then covers it
                     digest, copied, hashed = copy_and_hash(
-                        src_fd, tmp_fd, before.st_size, progress=progress
+                        src_fd, tmp_fd, before.st_size, progress=progress, fsync=True
                     )
                     _check_unchanged(src, src_fd, before, copied, hashed)
                     final = self.path(digest)
                     if final.is_file():  # dedupe: same content is stored once
                         discard_temp(tmp_fd, tmp)
                         return digest, before.st_size
-                    self._seal(tmp_fd, tmp, final)
+                    self._seal(tmp_fd, tmp, final, synced=True)
                     tmp_fd = None
                 except BaseException:
                     discard_temp(tmp_fd, tmp)
@@ -136,7 +137,7 @@ class LocalBlobStore:
                 if final.is_file():
                     discard_temp(tmp_fd, tmp)
                     return digest, size
-                self._seal(tmp_fd, tmp, final)
+                self._seal(tmp_fd, tmp, final, synced=False)
                 tmp_fd = None
             except BaseException:
                 discard_temp(tmp_fd, tmp)
@@ -174,10 +175,11 @@ class LocalBlobStore:
         with self._storage_errors():
             path.unlink(missing_ok=True)
 
-    def _seal(self, tmp_fd: int, tmp: Path, final: Path) -> None:
+    def _seal(self, tmp_fd: int, tmp: Path, final: Path, *, synced: bool) -> None:
         """Make the temp file durable and read-only, then rename it to ``final``."""
-        os.fchmod(tmp_fd, BLOB_MODE)
-        os.fsync(tmp_fd)
+        if not synced:
+            os.fchmod(tmp_fd, BLOB_MODE)
+            os.fsync(tmp_fd)
         os.close(tmp_fd)
         self._make_dirs(final.parent)
         os.replace(tmp, final)

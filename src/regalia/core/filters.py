@@ -117,8 +117,6 @@ _VERSION_STRING = re.compile(r"^v(\d+)$")
 _MAX_INDEX = 2**31 - 1
 _METADATA_KEY_FORBIDDEN = set('".,{}[]\\')
 # Inline groups other than (?:...) and lookarounds read differently in PostgreSQL.
-_REGEX_GROUP = re.compile(r"(?<!\\)\(\?(?![:=!]|<[=!])")
-_REGEX_NOT_PORTABLE = re.compile(r"\\[bB]")
 
 
 # -- the tree -------------------------------------------------------------------
@@ -354,24 +352,52 @@ def _regex(
     pattern = value
     if pattern.startswith("(?i)"):
         pattern, ignore_case = pattern[4:], True
-    unescaped = pattern.replace("\\\\", "")
-    if _REGEX_GROUP.search(unescaped):
-        raise InvalidFilter(
-            f"'$regex' on field '{raw}': only '(?i)' at the start, '(?:...)' and lookarounds "
-            "may follow '(?'; inline flags and named groups are not supported"
-        )
-    if _REGEX_NOT_PORTABLE.search(unescaped):
-        raise InvalidFilter(
-            f"'$regex' on field '{raw}': '\\b' and '\\B' are not supported "
-            "(PostgreSQL reads them differently)"
-        )
     if "\x00" in pattern:
         raise InvalidFilter(f"'$regex' on field '{raw}' contains a NUL character")
     try:
         re.compile(pattern)
     except re.error as exc:
         raise InvalidFilter(f"'$regex' on field '{raw}' does not compile: {exc}") from None
+    problem = _unportable(pattern)
+    if problem:
+        raise InvalidFilter(f"'$regex' on field '{raw}' uses {problem}, which is not supported")
     return Compare(field, "$regex", pattern, key, ignore_case)
+
+
+def _unportable(pattern: str) -> str | None:
+    """What in a valid Python ``pattern`` PostgreSQL reads differently or refuses, if anything."""
+    i, end, after_quantifier = 0, len(pattern), False
+    while i < end:
+        ch = pattern[i]
+        if ch == "\\":
+            if pattern[i + 1 : i + 2] in ("b", "B"):
+                return "'\\b' or '\\B' (PostgreSQL reads them differently)"
+            i, after_quantifier = i + 2, False
+            continue
+        if ch == "[":  # skip a character class; a leading '^' or ']' belongs to it
+            i += 1
+            i += pattern[i : i + 1] == "^"
+            i += pattern[i : i + 1] == "]"
+            while i < end and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+            i, after_quantifier = i + 1, False
+            continue
+        if ch == "(" and pattern[i + 1 : i + 2] == "?":
+            head = pattern[i + 2 : i + 4]
+            if head[:1] not in (":", "=", "!") and head not in ("<=", "<!"):
+                return (
+                    "an inline flag, named group or atomic group (only '(?i)' at the start, "
+                    "'(?:...)' and lookarounds may follow '(?')"
+                )
+            i, after_quantifier = i + 2, False
+            continue
+        if ch == "{" and pattern[i + 1 : i + 2] == ",":
+            return "'{,n}' (write '{0,n}')"
+        if ch == "+" and after_quantifier:
+            return "a possessive quantifier such as '*+'"
+        after_quantifier = ch in "*+?}"
+        i += 1
+    return None
 
 
 def _scalar(raw: str, kind: str, op: str, value: object) -> Scalar:

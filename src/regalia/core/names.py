@@ -110,7 +110,7 @@ def validate_alias(alias: str, *, allow_managed: bool = False) -> str:
 
 
 def validate_tag(tag: str) -> str:
-    """A tag: words of ``[-\\w]`` separated by single spaces, at most 128 characters."""
+    """A tag: words of ``[-\\w]`` separated by spaces, at most 128 characters."""
     if not isinstance(tag, str) or not tag:
         raise InvalidName("tag must not be empty", rule="tag")
     if len(tag) > MAX_TAG:
@@ -121,7 +121,7 @@ def validate_tag(tag: str) -> str:
     if not _TAG.match(tag):
         raise InvalidName(
             f"tag {tag!r} is invalid: use letters, digits, '_' and '-', words separated "
-            "by single spaces",
+            "by spaces, no leading or trailing space",
             rule="tag_characters",
         )
     return tag

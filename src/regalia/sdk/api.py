@@ -23,8 +23,12 @@ PAGE_SIZE = 100
 class _Paged(Generic[T]):
     """A lazy iterator over every page of a listing."""
 
-    def __init__(self, fetch: Callable[[str | None, int], Page], wrap: Callable[[Any], T],
-                 per_page: int = PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[str | None, int], Page],
+        wrap: Callable[[Any], T],
+        per_page: int = PAGE_SIZE,
+    ) -> None:
         self._fetch = fetch
         self._wrap = wrap
         self._per_page = per_page
@@ -54,14 +58,18 @@ class Versions(_Paged[Artifact]):
 
 
 class Collections(_Paged["Collection"]):
-    def __init__(self, backend: InProcessBackend, registry_filter: Filter, filter: Filter,
-                 order: str) -> None:
+    def __init__(
+        self, backend: InProcessBackend, registry_filter: Filter, filter: Filter, order: str
+    ) -> None:
         self._backend = backend
         self._registry_filter = registry_filter
         self._filter = filter
         super().__init__(
             lambda cursor, limit: backend.find_collections(
-                registry_filter=registry_filter, filter=filter, order=order, cursor=cursor,
+                registry_filter=registry_filter,
+                filter=filter,
+                order=order,
+                cursor=cursor,
                 limit=limit,
             ),
             lambda view: Collection(backend, view),
@@ -71,8 +79,12 @@ class Collections(_Paged["Collection"]):
         backend = self._backend
         return Versions(
             lambda cursor, limit: backend.find_versions(
-                registry_filter=self._registry_filter, collection_filter=self._filter,
-                filter=filter, order=order, cursor=cursor, limit=limit,
+                registry_filter=self._registry_filter,
+                collection_filter=self._filter,
+                filter=filter,
+                order=order,
+                cursor=cursor,
+                limit=limit,
             ),
             lambda view: Artifact._from_view(backend, view),
         )
@@ -117,8 +129,12 @@ class Collection:
         backend, view = self._backend, self._view
         return Versions(
             lambda cursor, limit: backend.find_versions(
-                registry_filter={"name": view.registry}, collection_filter={"name": view.name},
-                filter=filter, order=order, cursor=cursor, limit=limit,
+                registry_filter={"name": view.registry},
+                collection_filter={"name": view.name},
+                filter=filter,
+                order=order,
+                cursor=cursor,
+                limit=limit,
             ),
             lambda v: Artifact._from_view(backend, v),
         )
@@ -127,7 +143,8 @@ class Collection:
         """Persist description and tag changes (the collection's card)."""
         view = self._view
         self._view = self._backend.update_collection(
-            view.registry, view.name,
+            view.registry,
+            view.name,
             description=self.description if self.description != view.description else None,
             add_tags=[t for t in self.tags if t not in view.tags],
             remove_tags=[t for t in view.tags if t not in self.tags],
@@ -137,8 +154,7 @@ class Collection:
         self._backend.delete_collection(self._view.registry, self._view.name)
 
     def history(self, limit: int = 100) -> list[Any]:
-        return list(self._backend.history(self._view.registry, self._view.name,
-                                          limit=limit).items)
+        return list(self._backend.history(self._view.registry, self._view.name, limit=limit).items)
 
     def alias_at(self, alias: str, when: datetime) -> int | None:
         """R11: the index of the version that held ``alias`` at ``when``."""
@@ -191,7 +207,8 @@ class Registry:
                 view.name,
                 description=self.description if self.description != view.description else None,
                 visibility=self.visibility if self.visibility != view.visibility else None,
-                artifact_types=self.artifact_types if types_changed and self.artifact_types
+                artifact_types=self.artifact_types
+                if types_changed and self.artifact_types
                 else None,
                 clear_artifact_types=types_changed and not self.artifact_types,
             )
@@ -208,16 +225,19 @@ class Registry:
     def members(self) -> list[MemberView]:
         return self._backend.registry_members(self.name)
 
-    def add_member(self, user: str | None = None, *, team: str | None = None,
-                   role: str = "member") -> list[MemberView]:
+    def add_member(
+        self, user: str | None = None, *, team: str | None = None, role: str = "member"
+    ) -> list[MemberView]:
         return self._backend.set_registry_role(self.name, user=user, team=team, role=role)
 
-    def update_member(self, user: str | None = None, *, team: str | None = None,
-                      role: str) -> list[MemberView]:
+    def update_member(
+        self, user: str | None = None, *, team: str | None = None, role: str
+    ) -> list[MemberView]:
         return self.add_member(user, team=team, role=role)
 
-    def remove_member(self, user: str | None = None, *, team: str | None = None
-                      ) -> list[MemberView]:
+    def remove_member(
+        self, user: str | None = None, *, team: str | None = None
+    ) -> list[MemberView]:
         return self._backend.set_registry_role(self.name, user=user, team=team, role=None)
 
     def protect_alias(self, alias: str) -> list[str]:
@@ -239,8 +259,12 @@ class Registry:
 class Api:
     """Query and manage the registry; ``api_key`` (or ``REGALIA_API_KEY``) picks the user."""
 
-    def __init__(self, overrides: dict[str, Any] | None = None, timeout: float | None = None,
-                 api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        overrides: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self._backend = InProcessBackend(api_key=api_key)
         self.overrides = dict(overrides or {})
 
@@ -259,8 +283,9 @@ class Api:
 
         view = self._backend.resolve(name)
         if type is not None and view.type != type:
-            raise TypeMismatch(f"artifact {name!r} has type {view.type!r}, not {type!r}",
-                               type=view.type)
+            raise TypeMismatch(
+                f"artifact {name!r} has type {view.type!r}, not {type!r}", type=view.type
+            )
         return Artifact._from_view(self._backend, view)
 
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
@@ -289,7 +314,10 @@ class Api:
         exist_ok: bool = False,
     ) -> Registry:
         view = self._backend.create_registry(
-            name, visibility=visibility, description=description or "",
-            artifact_types=artifact_types, exist_ok=exist_ok,
+            name,
+            visibility=visibility,
+            description=description or "",
+            artifact_types=artifact_types,
+            exist_ok=exist_ok,
         )
         return Registry(self._backend, view)

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regalia.core.names import validate_artifact_name, validate_file_path
+from regalia.core.names import validate_alias, validate_artifact_name, validate_file_path
 from regalia.errors import FileChanged, FileMissing, InvalidRequest
 from regalia.sdk.cache import fetch_to
 from regalia.sdk.progress import progress_bar
@@ -155,8 +155,9 @@ class Artifact:
             for target, f in self._files.items():
                 digest, size = backend.store_file(f.path, bar)
                 if size != f.size:
-                    raise FileChanged(f"file {str(f.path)!r} changed during upload",
-                                      path=str(f.path))
+                    raise FileChanged(
+                        f"file {str(f.path)!r} changed during upload", path=str(f.path)
+                    )
                 entries.append(FileEntry(target, digest, size))
         return entries
 
@@ -262,6 +263,9 @@ class Artifact:
         """Persist changes to aliases, tags, description and metadata (R8: these belong
         to the version, so every link sees them)."""
         backend, view = self._logged()
+        had_latest = any(a.lower() == "latest" for a in view.aliases)
+        if any(a.lower() == "latest" for a in self.aliases) != had_latest:
+            validate_alias("latest")  # raises: 'latest' is managed by the registry
         custom = [a for a in self.aliases if a.lower() != "latest"]
         if [a for a in view.aliases if a.lower() != "latest"] != custom:
             self._set_view(backend.set_aliases(view.membership_id, custom))
@@ -273,8 +277,11 @@ class Artifact:
         if add or remove or desc is not None or meta is not None:
             self._set_view(
                 backend.update_version(
-                    view.membership_id, description=desc, metadata=meta,
-                    add_tags=add, remove_tags=remove,
+                    view.membership_id,
+                    description=desc,
+                    metadata=meta,
+                    add_tags=add,
+                    remove_tags=remove,
                 )
             )
         else:
@@ -288,8 +295,9 @@ class Artifact:
     def link(self, target_path: str, aliases: list[str] | None = None) -> Artifact:
         """Link this version into ``wandb-registry-R/collection`` (R1-R3)."""
         backend, view = self._logged()
-        return Artifact._from_view(backend, backend.link(view.membership_id, target_path,
-                                                         list(aliases or [])))
+        return Artifact._from_view(
+            backend, backend.link(view.membership_id, target_path, list(aliases or []))
+        )
 
     def unlink(self) -> None:
         """Remove this link from its registry collection (R9: the source stays)."""
@@ -323,8 +331,9 @@ class Artifact:
     # -- files of a logged version -----------------------------------------------------------------
     def files(self) -> list[ManifestEntry]:
         backend, view = self._logged()
-        return [ManifestEntry(f.path, f.digest, f.size, self)
-                for f in backend.files(view.membership_id)]
+        return [
+            ManifestEntry(f.path, f.digest, f.size, self) for f in backend.files(view.membership_id)
+        ]
 
     @property
     def manifest(self) -> dict[str, ManifestEntry]:
@@ -359,8 +368,9 @@ class Artifact:
         self._download(entries, root)
         return str(Path(root) if root is not None else self._default_root())
 
-    def _download(self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None
-                  ) -> list[str]:
+    def _download(
+        self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None
+    ) -> list[str]:
         backend, _ = self._logged()
         base = Path(root) if root is not None else self._default_root()
         total = sum(e.size for e in entries)
@@ -369,8 +379,14 @@ class Artifact:
 
             def one(pair: tuple[ManifestEntry, Path]) -> None:
                 entry, dest = pair
-                fetch_to(dest, entry.digest, entry.size, cache=backend.cache,
-                         store=backend.blobs, progress=bar)
+                fetch_to(
+                    dest,
+                    entry.digest,
+                    entry.size,
+                    cache=backend.cache,
+                    store=backend.blobs,
+                    progress=bar,
+                )
 
             if len(entries) <= 1:
                 for pair in zip(entries, targets, strict=True):

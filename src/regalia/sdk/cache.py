@@ -34,6 +34,7 @@ from regalia.blobs.base import (
     copy_and_hash,
     create_temp,
     discard_temp,
+    kernel_copy,
     validate_digest,
     write_all,
 )
@@ -155,11 +156,20 @@ class ArtifactCache:
         self._evict(self.max_bytes, keep=digest)
         return final
 
-    def materialize(self, digest: str, dest: Path, progress: ProgressSink | None = None) -> None:
+    def materialize(
+        self,
+        digest: str,
+        dest: Path,
+        progress: ProgressSink | None = None,
+        *,
+        verify: bool = True,
+    ) -> None:
         """Copy the cached content to ``dest``, verifying it on the way.
 
         The copy goes to a temporary file next to ``dest`` and is renamed onto
-        it only once verified; parent folders are created.
+        it only once verified; parent folders are created. ``verify=False``
+        skips the hash (only the size is checked): for an entry this process
+        has just verified, where hashing again would double the cost.
 
         Raises:
             NotFound: ``digest`` is not cached.
@@ -178,7 +188,11 @@ class ArtifactCache:
             # A short prefix keeps the temp name within NAME_MAX for long file names.
             tmp_fd, tmp = create_temp(dest.parent, prefix=f".{dest.name[:40]}.")
             try:
-                actual, copied, hashed = copy_and_hash(src_fd, tmp_fd, size, progress=progress)
+                if verify:
+                    actual, copied, hashed = copy_and_hash(src_fd, tmp_fd, size, progress=progress)
+                else:
+                    actual, copied = digest, kernel_copy(src_fd, tmp_fd, size)
+                    hashed = copied
                 if actual != digest or not copied == hashed == size:
                     src.unlink(missing_ok=True)
                     raise IntegrityError(
@@ -314,7 +328,8 @@ def fetch_to(
     else:
         with store.open(digest) as stream:
             cache.add_from_stream(digest, stream, size, progress)
-        cache.materialize(digest, dest)  # progress was reported by the download
+        # Just verified while downloading, and progress reported: a plain copy.
+        cache.materialize(digest, dest, verify=False)
     return True
 
 

@@ -50,7 +50,9 @@ class Run:
     def path(self) -> str:
         return f"{self.entity}/{self.project}/{self.id}"
 
-    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    def log(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
         """Keep the latest value of each metric in ``summary`` (metrics are not stored)."""
         self.summary.update(data)
 
@@ -86,7 +88,9 @@ class Run:
         return artifact
 
     def _as_artifact(
-        self, artifact_or_path: Artifact | str | os.PathLike[str], name: str | None,
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None,
         type: str | None,
     ) -> Artifact:
         if isinstance(artifact_or_path, Artifact):
@@ -109,8 +113,11 @@ class Run:
         return artifact.link(target_path, aliases)
 
     def use_artifact(
-        self, artifact_or_name: Artifact | str, type: str | None = None,
-        aliases: list[str] | None = None, **_: Any,
+        self,
+        artifact_or_name: Artifact | str,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        **_: Any,
     ) -> Artifact:
         """Declare that this run uses a version (lineage) and return it.
 
@@ -144,7 +151,9 @@ class Run:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.finish(exit_code=1 if exc else 0)

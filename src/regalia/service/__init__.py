@@ -5,10 +5,11 @@ from __future__ import annotations
 from regalia.service.admin import AdminMixin
 from regalia.service.artifacts import ArtifactsMixin
 from regalia.service.history import HistoryMixin
+from regalia.service.search import SearchMixin
 from regalia.service.views import Actor
 
 
-class Service(AdminMixin, ArtifactsMixin, HistoryMixin):
+class Service(AdminMixin, ArtifactsMixin, HistoryMixin, SearchMixin):
     """Every use case of Regalia; each method takes the acting :class:`Actor` first."""
 
 

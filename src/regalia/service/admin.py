@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from regalia.core.names import validate_alias, validate_entity_name, validate_registry_name, validate_tag
+from regalia.core.names import (
+    validate_alias,
+    validate_entity_name,
+    validate_registry_name,
+    validate_tag,
+)
 from regalia.core.roles import (
     SERVICE_ACCOUNT_ORG_ROLES,
     SERVICE_ACCOUNT_ROLES,
@@ -65,8 +70,11 @@ class AdminMixin(ServiceBase):
                 raise AlreadyExists(f"a user or team named {name!r} already exists", name=name)
             user = repo.add(
                 User(
-                    org_id=actor.org_id, name=name, name_key=name.lower(),
-                    kind="service" if service_account else "user", org_role=role.value,
+                    org_id=actor.org_id,
+                    name=name,
+                    name_key=name.lower(),
+                    kind="service" if service_account else "user",
+                    org_role=role.value,
                     created_at=self.now(),
                 )
             )
@@ -121,7 +129,10 @@ class AdminMixin(ServiceBase):
 
     def _user_view(self, repo: Repo, user: User) -> UserView:
         return UserView(
-            id=user.id, name=user.name, kind=user.kind, org_role=user.org_role,
+            id=user.id,
+            name=user.name,
+            kind=user.kind,
+            org_role=user.org_role,
             teams=[t.name for t in repo.teams_of(user.id)],
         )
 
@@ -129,8 +140,9 @@ class AdminMixin(ServiceBase):
     def create_team(self, actor: Actor, name: str, *, exist_ok: bool = False) -> TeamView:
         validate_entity_name(name, "team name")
         if actor.org_role not in (OrgRole.ADMIN, OrgRole.MEMBER):
-            raise PermissionDenied("you need the organization role 'member' to create teams",
-                                   required_role="member")
+            raise PermissionDenied(
+                "you need the organization role 'member' to create teams", required_role="member"
+            )
 
         def fn(repo: Repo) -> TeamView:
             found = repo.team_by_name(actor.org_id, name)
@@ -138,8 +150,9 @@ class AdminMixin(ServiceBase):
                 if exist_ok and found is not None:
                     return self._team_view(repo, found)
                 raise AlreadyExists(f"a team or user named {name!r} already exists", name=name)
-            team = repo.add(Team(org_id=actor.org_id, name=name, name_key=name.lower(),
-                                 created_at=self.now()))
+            team = repo.add(
+                Team(org_id=actor.org_id, name=name, name_key=name.lower(), created_at=self.now())
+            )
             repo.add_team_member(team.id, actor.user_id)
             return self._team_view(repo, team)
 
@@ -155,8 +168,9 @@ class AdminMixin(ServiceBase):
                 )
             user = self._user(repo, actor, user_name)
             repo.add_team_member(team.id, user.id)
-            self._record(repo, actor, "role_change", None, team=team.name, user=user.name,
-                         change="team_add")
+            self._record(
+                repo, actor, "role_change", None, team=team.name, user=user.name, change="team_add"
+            )
             return self._team_view(repo, team)
 
         return self.db.write(fn)
@@ -204,15 +218,24 @@ class AdminMixin(ServiceBase):
             now = self.now()
             reg = repo.add(
                 Registry(
-                    org_id=actor.org_id, name=name, name_key=name.lower(),
-                    description=description, visibility=vis.value, artifact_types=types,
-                    is_core=False, created_by=actor.user_id, created_at=now, updated_at=now,
+                    org_id=actor.org_id,
+                    name=name,
+                    name_key=name.lower(),
+                    description=description,
+                    visibility=vis.value,
+                    artifact_types=types,
+                    is_core=False,
+                    created_by=actor.user_id,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
-            repo.set_registry_member(reg.id, user_id=actor.user_id, team_id=None,
-                                     role=RegistryRole.ADMIN.value)
-            self._record(repo, actor, "registry_create", None, registry_id=reg.id,
-                         registry=reg.name)
+            repo.set_registry_member(
+                reg.id, user_id=actor.user_id, team_id=None, role=RegistryRole.ADMIN.value
+            )
+            self._record(
+                repo, actor, "registry_create", None, registry_id=reg.id, registry=reg.name
+            )
             return self._registry_views(repo, actor, [reg])[0]
 
         return self.db.write(fn)
@@ -268,8 +291,15 @@ class AdminMixin(ServiceBase):
                 if types is not None or clear_artifact_types:
                     reg.artifact_types = types
             reg.updated_at = self.now()
-            self._record(repo, actor, "registry_update", None, registry_id=reg.id,
-                         visibility=reg.visibility, artifact_types=reg.artifact_types)
+            self._record(
+                repo,
+                actor,
+                "registry_update",
+                None,
+                registry_id=reg.id,
+                visibility=reg.visibility,
+                artifact_types=reg.artifact_types,
+            )
             return self._registry_views(repo, actor, [reg])[0]
 
         return self.db.write(fn)
@@ -282,14 +312,20 @@ class AdminMixin(ServiceBase):
                 raise InvalidRequest(f"the core registry {reg.name!r} cannot be deleted")
             for coll in repo.registry_collections(reg.id):
                 repo.delete_collection(coll.id)
-            self._record(repo, actor, "registry_delete", None, registry_id=reg.id,
-                         registry=reg.name)
+            self._record(
+                repo, actor, "registry_delete", None, registry_id=reg.id, registry=reg.name
+            )
             repo.s.delete(reg)
 
         self.db.write(fn)
 
     def set_registry_role(
-        self, actor: Actor, registry: str, *, user: str | None = None, team: str | None = None,
+        self,
+        actor: Actor,
+        registry: str,
+        *,
+        user: str | None = None,
+        team: str | None = None,
         role: str | None,
     ) -> list[MemberView]:
         """Give (or with role=None remove) a registry role to a user or a team. Admins only."""
@@ -303,8 +339,11 @@ class AdminMixin(ServiceBase):
             user_id = team_id = None
             if user is not None:
                 target = self._user(repo, actor, user)
-                if (target.kind == "service" and new_role is not None
-                        and new_role not in SERVICE_ACCOUNT_ROLES):
+                if (
+                    target.kind == "service"
+                    and new_role is not None
+                    and new_role not in SERVICE_ACCOUNT_ROLES
+                ):
                     raise InvalidRequest(
                         "service accounts can be 'member' or 'admin' in a registry",
                         rule="role",
@@ -313,12 +352,22 @@ class AdminMixin(ServiceBase):
             else:
                 team_id = self._team(repo, actor, team or "").id
             previous = repo.set_registry_member(
-                reg.id, user_id=user_id, team_id=team_id,
+                reg.id,
+                user_id=user_id,
+                team_id=team_id,
                 role=new_role.value if new_role else None,
             )
-            self._record(repo, actor, "role_change", None, registry_id=reg.id,
-                         user=user, team=team, role=new_role.value if new_role else None,
-                         previous=previous)
+            self._record(
+                repo,
+                actor,
+                "role_change",
+                None,
+                registry_id=reg.id,
+                user=user,
+                team=team,
+                role=new_role.value if new_role else None,
+                previous=previous,
+            )
             return [MemberView(k, n, r) for k, n, r in repo.registry_members(reg.id)]
 
         return self.db.write(fn)
@@ -338,8 +387,9 @@ class AdminMixin(ServiceBase):
             reg, role = visible_registry(repo, actor, registry)
             check(role, Permission.PROTECTED_ALIAS_EDIT, reg)
             if repo.add_protected_alias(reg.id, alias, self.now()):
-                self._record(repo, actor, "protected_alias_add", None, registry_id=reg.id,
-                             alias=alias)
+                self._record(
+                    repo, actor, "protected_alias_add", None, registry_id=reg.id, alias=alias
+                )
             return repo.protected_aliases(reg.id)
 
         return self.db.write(fn)
@@ -351,38 +401,24 @@ class AdminMixin(ServiceBase):
             reg, role = visible_registry(repo, actor, registry)
             check(role, Permission.PROTECTED_ALIAS_EDIT, reg)
             if repo.remove_protected_alias(reg.id, alias):
-                self._record(repo, actor, "protected_alias_remove", None, registry_id=reg.id,
-                             alias=alias)
+                self._record(
+                    repo, actor, "protected_alias_remove", None, registry_id=reg.id, alias=alias
+                )
             return repo.protected_aliases(reg.id)
 
         return self.db.write(fn)
 
-    def _registry_views(self, repo: Repo, actor: Actor, regs: Sequence[Registry]) -> list[RegistryView]:
-        roles = effective_roles(repo, actor, regs)
-        counts = repo.collection_counts(r.id for r in regs)
-        from regalia.service.base import as_utc
-
-        return [
-            RegistryView(
-                id=r.id, name=r.name, description=r.description or "", visibility=r.visibility,
-                artifact_types=list(r.artifact_types) if r.artifact_types else None,
-                is_core=r.is_core, protected_aliases=repo.protected_aliases(r.id),
-                role=(roles[r.id].value if roles[r.id] else None),
-                collection_count=counts.get(r.id, 0),
-                created_at=as_utc(r.created_at), updated_at=as_utc(r.updated_at),
-            )
-            for r in regs
-        ]
-
     # -- collections ---------------------------------------------------------------------------
-    def _collection(self, repo: Repo, actor: Actor, registry: str, name: str, *,
-                    lock: bool = False) -> tuple[Registry, RegistryRole, Collection]:
+    def _collection(
+        self, repo: Repo, actor: Actor, registry: str, name: str, *, lock: bool = False
+    ) -> tuple[Registry, RegistryRole, Collection]:
         reg, role = visible_registry(repo, actor, registry)
         coll = repo.collection_in_registry(reg.id, name, lock=lock)
         if coll is None:
             raise CollectionNotFound(
                 f"collection {name!r} not found in registry {reg.name!r}",
-                registry=reg.name, collection=name,
+                registry=reg.name,
+                collection=name,
             )
         return reg, role, coll
 
@@ -394,8 +430,14 @@ class AdminMixin(ServiceBase):
         return self.db.read(fn)
 
     def update_collection(
-        self, actor: Actor, registry: str, name: str, *, description: str | None = None,
-        add_tags: Sequence[str] = (), remove_tags: Sequence[str] = (),
+        self,
+        actor: Actor,
+        registry: str,
+        name: str,
+        *,
+        description: str | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
     ) -> CollectionView:
         add = [validate_tag(t) for t in add_tags]
         remove = [validate_tag(t) for t in remove_tags]

@@ -130,8 +130,13 @@ class ArtifactsMixin(ServiceBase):
         previous = repo.set_alias(coll.id, top.id, LATEST, self.now())
         if previous != top.id:
             self._record(
-                repo, actor, "alias_add", coll, version_index=top.version_index,
-                version_id=top.version_id, alias=LATEST,
+                repo,
+                actor,
+                "alias_add",
+                coll,
+                version_index=top.version_index,
+                version_id=top.version_id,
+                alias=LATEST,
             )
 
     def _set_aliases(
@@ -147,25 +152,49 @@ class ArtifactsMixin(ServiceBase):
                 prev_m = repo.get(Membership, previous)
                 details["from_index"] = prev_m.version_index if prev_m else None
             self._record(
-                repo, actor, "alias_add", coll, version_index=m.version_index,
-                version_id=m.version_id, alias=alias, **details,
+                repo,
+                actor,
+                "alias_add",
+                coll,
+                version_index=m.version_index,
+                version_id=m.version_id,
+                alias=alias,
+                **details,
             )
 
-    def _remove_membership(self, repo: Repo, actor: Actor, coll: Collection, m: Membership,
-                           action: str) -> None:
+    def _remove_membership(
+        self, repo: Repo, actor: Actor, coll: Collection, m: Membership, action: str
+    ) -> None:
         names = repo.aliases_of([m.id])[m.id]
         repo.delete_membership(m.id)
         for name in names:
             if name.lower() != LATEST:
-                self._record(repo, actor, "alias_remove", coll, version_index=m.version_index,
-                             version_id=m.version_id, alias=name, reason=action)
-        self._record(repo, actor, action, coll, version_index=m.version_index,
-                     version_id=m.version_id)
+                self._record(
+                    repo,
+                    actor,
+                    "alias_remove",
+                    coll,
+                    version_index=m.version_index,
+                    version_id=m.version_id,
+                    alias=name,
+                    reason=action,
+                )
+        self._record(
+            repo, actor, action, coll, version_index=m.version_index, version_id=m.version_id
+        )
         if any(n.lower() == LATEST for n in names):
             current = repo.alias(coll.id, LATEST)
             if current is None:
-                self._record(repo, actor, "alias_remove", coll, version_index=m.version_index,
-                             version_id=m.version_id, alias=LATEST, reason=action)
+                self._record(
+                    repo,
+                    actor,
+                    "alias_remove",
+                    coll,
+                    version_index=m.version_index,
+                    version_id=m.version_id,
+                    alias=LATEST,
+                    reason=action,
+                )
             self._move_latest(repo, actor, coll)
         coll.updated_at = self.now()
 
@@ -212,9 +241,16 @@ class ArtifactsMixin(ServiceBase):
             proj = repo.ensure_project(actor.org_id, entity, project, now)
             seq = repo.ensure_collection(
                 {
-                    "org_id": actor.org_id, "kind": "sequence", "project_id": proj.id,
-                    "name": name, "name_key": name.lower(), "type": type, "description": "",
-                    "next_index": 0, "created_by": actor.user_id, "created_at": now,
+                    "org_id": actor.org_id,
+                    "kind": "sequence",
+                    "project_id": proj.id,
+                    "name": name,
+                    "name_key": name.lower(),
+                    "type": type,
+                    "description": "",
+                    "next_index": 0,
+                    "created_by": actor.user_id,
+                    "created_at": now,
                     "updated_at": now,
                 }
             )
@@ -222,7 +258,8 @@ class ArtifactsMixin(ServiceBase):
                 raise TypeMismatch(
                     f"artifact {entity}/{project}/{name} has type {seq.type!r}; "
                     f"cannot log a version of type {type!r}",
-                    existing_type=seq.type, type=type,
+                    existing_type=seq.type,
+                    type=type,
                 )
             existing = repo.version_by_digest(seq.id, digest)
             if existing is not None:
@@ -235,19 +272,28 @@ class ArtifactsMixin(ServiceBase):
             index = repo.allocate_index(seq.id)
             version = repo.add(
                 Version(
-                    sequence_id=seq.id, version_index=index, digest=digest,
-                    size=sum(f.size for f in files), file_count=len(files),
-                    description=description or "", metadata_=dict(metadata or {}),
-                    run_id=run.id if run else None, created_by=actor.user_id,
-                    created_at=now, updated_at=now,
+                    sequence_id=seq.id,
+                    version_index=index,
+                    digest=digest,
+                    size=sum(f.size for f in files),
+                    file_count=len(files),
+                    description=description or "",
+                    metadata_=dict(metadata or {}),
+                    run_id=run.id if run else None,
+                    created_by=actor.user_id,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
             repo.add_files(version.id, [(f.path, f.digest, f.size) for f in files])
             repo.add_blobs(actor.org_id, {f.digest: f.size for f in files}, now)
             m = repo.add(
                 Membership(
-                    collection_id=seq.id, version_id=version.id, version_index=index,
-                    created_by=actor.user_id, created_at=now,
+                    collection_id=seq.id,
+                    version_id=version.id,
+                    version_index=index,
+                    created_by=actor.user_id,
+                    created_at=now,
                 )
             )
             self._record(repo, actor, "log", seq, version_index=index, version_id=version.id)
@@ -282,23 +328,32 @@ class ArtifactsMixin(ServiceBase):
                 raise TypeMismatch(
                     f"registry {reg.name!r} accepts artifact types {reg.artifact_types}; "
                     f"{seq.name!r} has type {seq.type!r}",
-                    accepted=reg.artifact_types, type=seq.type,
+                    accepted=reg.artifact_types,
+                    type=seq.type,
                 )
             coll = repo.collection_in_registry(reg.id, path.collection, lock=True)
             if coll is None:
                 coll = repo.ensure_collection(
                     {
-                        "org_id": actor.org_id, "kind": "portfolio", "registry_id": reg.id,
-                        "name": path.collection, "name_key": path.collection.lower(),
-                        "type": seq.type, "description": "", "next_index": 0,
-                        "created_by": actor.user_id, "created_at": now, "updated_at": now,
+                        "org_id": actor.org_id,
+                        "kind": "portfolio",
+                        "registry_id": reg.id,
+                        "name": path.collection,
+                        "name_key": path.collection.lower(),
+                        "type": seq.type,
+                        "description": "",
+                        "next_index": 0,
+                        "created_by": actor.user_id,
+                        "created_at": now,
+                        "updated_at": now,
                     }
                 )
             if coll.type != seq.type:
                 raise TypeMismatch(
                     f"collection {path.collection!r} holds artifacts of type {coll.type!r}; "
                     f"cannot link {seq.name!r} of type {seq.type!r}",
-                    collection_type=coll.type, type=seq.type,
+                    collection_type=coll.type,
+                    type=seq.type,
                 )
             self._check_protected(repo, role, coll, aliases)
             m = repo.membership_of_version(coll.id, version.id)
@@ -307,12 +362,20 @@ class ArtifactsMixin(ServiceBase):
                 index = repo.allocate_index(coll.id)
                 m = repo.add(
                     Membership(
-                        collection_id=coll.id, version_id=version.id, version_index=index,
-                        created_by=actor.user_id, created_at=now,
+                        collection_id=coll.id,
+                        version_id=version.id,
+                        version_index=index,
+                        created_by=actor.user_id,
+                        created_at=now,
                     )
                 )
                 self._record(
-                    repo, actor, "link", coll, version_index=index, version_id=version.id,
+                    repo,
+                    actor,
+                    "link",
+                    coll,
+                    version_index=index,
+                    version_id=version.id,
                     source=f"{seq.name}:v{version.version_index}",
                 )
                 self._move_latest(repo, actor, coll)
@@ -357,8 +420,15 @@ class ArtifactsMixin(ServiceBase):
                         alias=alias,
                     )
                 repo.remove_alias(row.id)
-                self._record(repo, actor, "alias_remove", coll, version_index=m.version_index,
-                             version_id=m.version_id, alias=row.name)
+                self._record(
+                    repo,
+                    actor,
+                    "alias_remove",
+                    coll,
+                    version_index=m.version_index,
+                    version_id=m.version_id,
+                    alias=row.name,
+                )
             return self._version_view(repo, m)
 
         return self.db.write(fn)
@@ -368,7 +438,8 @@ class ArtifactsMixin(ServiceBase):
         wanted = _dedupe([a for a in aliases if a.lower() != LATEST])
         current = self.db.read(
             lambda r: [
-                a for a in r.aliases_of([membership_id]).get(membership_id, [])
+                a
+                for a in r.aliases_of([membership_id]).get(membership_id, [])
                 if a.lower() != LATEST
             ]
         )
@@ -410,15 +481,35 @@ class ArtifactsMixin(ServiceBase):
                 version.metadata_ = dict(metadata)
                 changed = True
             for tag in repo.add_version_tags(version.id, add):
-                self._record(repo, actor, "tag_add", coll, version_index=m.version_index,
-                             version_id=version.id, tag=tag)
+                self._record(
+                    repo,
+                    actor,
+                    "tag_add",
+                    coll,
+                    version_index=m.version_index,
+                    version_id=version.id,
+                    tag=tag,
+                )
             for tag in repo.remove_version_tags(version.id, remove):
-                self._record(repo, actor, "tag_remove", coll, version_index=m.version_index,
-                             version_id=version.id, tag=tag)
+                self._record(
+                    repo,
+                    actor,
+                    "tag_remove",
+                    coll,
+                    version_index=m.version_index,
+                    version_id=version.id,
+                    tag=tag,
+                )
             if changed:
                 version.updated_at = self.now()
-                self._record(repo, actor, "version_update", coll, version_index=m.version_index,
-                             version_id=version.id)
+                self._record(
+                    repo,
+                    actor,
+                    "version_update",
+                    coll,
+                    version_index=m.version_index,
+                    version_id=version.id,
+                )
             return self._version_view(repo, m)
 
         return self.db.write(fn)
@@ -488,7 +579,8 @@ class ArtifactsMixin(ServiceBase):
             if coll is None:
                 raise CollectionNotFound(
                     f"collection {parsed.collection!r} not found in registry {reg.name!r}",
-                    registry=reg.name, collection=parsed.collection,
+                    registry=reg.name,
+                    collection=parsed.collection,
                 )
             where = f"{parsed.collection!r} in registry {reg.name!r}"
         else:
@@ -587,8 +679,9 @@ class ArtifactsMixin(ServiceBase):
 
         return self.db.read(fn)
 
-    def start_run(self, actor: Actor, entity: str, project: str, run_key: str,
-                  job_type: str | None = None) -> str:
+    def start_run(
+        self, actor: Actor, entity: str, project: str, run_key: str, job_type: str | None = None
+    ) -> str:
         """Create a run in ``entity/project`` (the lineage record of ``init()``)."""
         validate_entity_name(entity, "entity name")
         validate_entity_name(project, "project name")
@@ -597,8 +690,15 @@ class ArtifactsMixin(ServiceBase):
         def fn(repo: Repo) -> str:
             now = self.now()
             proj = repo.ensure_project(actor.org_id, entity, project, now)
-            repo.add(Run(project_id=proj.id, run_key=run_key, job_type=job_type,
-                         user_id=actor.user_id, created_at=now))
+            repo.add(
+                Run(
+                    project_id=proj.id,
+                    run_key=run_key,
+                    job_type=job_type,
+                    user_id=actor.user_id,
+                    created_at=now,
+                )
+            )
             return run_key
 
         return self.db.write(fn)

@@ -17,7 +17,8 @@ from regalia.blobs.local import LocalBlobStore
 from regalia.config import DEFAULT_OWNER, Settings
 from regalia.core.roles import OrgRole, Visibility
 from regalia.errors import OrganizationNotFound, Unauthenticated
-from regalia.service.views import Actor, CollectionView, VersionView
+from regalia.service.access import effective_roles
+from regalia.service.views import Actor, CollectionView, RegistryView, VersionView
 from regalia.store.db import Database
 from regalia.store.models import (
     ApiKey,
@@ -197,6 +198,28 @@ class ServiceBase:
         )
 
     # -- views ------------------------------------------------------------------------
+    def _registry_views(
+        self, repo: Repo, actor: Actor, regs: Sequence[Registry]
+    ) -> list[RegistryView]:
+        roles = effective_roles(repo, actor, regs)
+        counts = repo.collection_counts(r.id for r in regs)
+        return [
+            RegistryView(
+                id=r.id,
+                name=r.name,
+                description=r.description or "",
+                visibility=r.visibility,
+                artifact_types=list(r.artifact_types) if r.artifact_types else None,
+                is_core=r.is_core,
+                protected_aliases=repo.protected_aliases(r.id),
+                role=(roles[r.id].value if roles[r.id] else None),
+                collection_count=counts.get(r.id, 0),
+                created_at=as_utc(r.created_at),
+                updated_at=as_utc(r.updated_at),
+            )
+            for r in regs
+        ]
+
     def _collection_views(self, repo: Repo, colls: Sequence[Collection]) -> list[CollectionView]:
         ids = [c.id for c in colls]
         tags = repo.collection_tags(ids)
@@ -280,5 +303,7 @@ class ServiceBase:
             )
         return out
 
-    def _version_view(self, repo: Repo, membership: Membership, *, created: bool = True) -> VersionView:
+    def _version_view(
+        self, repo: Repo, membership: Membership, *, created: bool = True
+    ) -> VersionView:
         return self._version_views(repo, [membership], created=created)[0]

@@ -42,8 +42,12 @@ class HistoryMixin(ServiceBase):
                 coll = repo.collection_in_registry(reg.id, collection)
                 coll_id = coll.id if coll is not None else -1
             rows = repo.history(
-                org_id=actor.org_id, registry_id=reg.id, collection_id=coll_id, alias=alias,
-                before_id=before, limit=limit + 1,
+                org_id=actor.org_id,
+                registry_id=reg.id,
+                collection_id=coll_id,
+                alias=alias,
+                before_id=before,
+                limit=limit + 1,
             )
             items = [self._entry(repo, r, reg) for r in rows[:limit]]
             nxt = str(rows[limit - 1].id) if len(rows) > limit else None
@@ -75,8 +79,13 @@ class HistoryMixin(ServiceBase):
         coll = repo.get(Collection, row.collection_id) if row.collection_id else None
         details = dict(row.details or {})
         return HistoryEntry(
-            id=row.id, action=row.action, actor=row.actor_name,
-            created_at=as_utc(row.created_at), registry=reg.name,
+            id=row.id,
+            action=row.action,
+            actor=row.actor_name,
+            created_at=as_utc(row.created_at),
+            registry=reg.name,
             collection=coll.name if coll else details.get("collection"),
-            version_index=row.version_index, alias=row.alias, details=details,
+            version_index=row.version_index,
+            alias=row.alias,
+            details=details,
         )

@@ -16,6 +16,12 @@ Which tables a statement must have in its FROM list:
     .join(Collection, Collection.id == Membership.collection_id)
     .join(Registry, Registry.id == Collection.registry_id)
 
+For a linked version, ``name`` (or ``collection``) is the collection's name,
+``registry`` the registry's, ``version`` the index in the collection, ``type``
+the collection's type, and ``description``, ``metadata.*``, ``tag``,
+``created_at`` and ``updated_at`` are the source version's (R8); ``alias``
+is an alias of that membership.
+
 Every expression is two-valued (never SQL NULL), so ``$not`` and ``$nin`` work
 as negations on both databases. Text order (``$gt`` on strings, ``order="name"``)
 is bytewise: PostgreSQL compares with ``COLLATE "C"``, like SQLite does.
@@ -34,6 +40,7 @@ A typical listing::
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,16 +51,15 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Select,
+    SQLColumnExpression,
     String,
     and_,
     bindparam,
     case,
     exists,
     false,
-    literal,
     not_,
     or_,
-    select,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -63,6 +69,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from regalia.core.filters import (
+    FIELDS,
     And,
     Compare,
     Cursor,
@@ -107,6 +114,16 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 Predicate = ColumnElement[bool]
+Column = SQLColumnExpression[Any]
+
+_OPERATORS: dict[str, Callable[[Any, Any], Predicate]] = {
+    "$eq": operator.eq,
+    "$ne": operator.ne,
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
 
 
 # -- dialect-specific pieces --------------------------------------------------------
@@ -141,7 +158,7 @@ class _JsonTest(FunctionElement[bool]):
     sqlite_types: ClassVar[tuple[str, ...]] = ()
     postgresql_type: ClassVar[str] = ""
 
-    def __init__(self, column: ColumnElement[Any], key: tuple[str, ...]) -> None:
+    def __init__(self, column: Column, key: tuple[str, ...]) -> None:
         super().__init__(column, bindparam(None, key, type_=JSON.JSONPathType()))
 
 
@@ -247,12 +264,12 @@ def where(node: Node, entity: Entity) -> Predicate:
         raise InvalidFilter(f"unknown field '{node.field}' for {entity} filters")
     if isinstance(node, Exists):
         return true() if node.exists else false()  # these columns are never NULL
-    if isinstance(column.type, String):
+    if FIELDS[entity][node.field] == "text":
         return _compare(node, column, bytewise=_Bytewise(column))
     return _compare(node, column)
 
 
-_COLUMNS: dict[Entity, dict[str, ColumnElement[Any]]] = {
+_COLUMNS: dict[Entity, dict[str, Column]] = {
     "registry": {
         "name": Registry.name,
         "description": Registry.description,
@@ -281,7 +298,7 @@ _COLUMNS: dict[Entity, dict[str, ColumnElement[Any]]] = {
 
 def _compare(
     node: Compare,
-    column: ColumnElement[Any],
+    column: Column,
     *,
     bytewise: ColumnElement[Any] | None = None,
     fold: Callable[[Any], Any] = lambda value: value,
@@ -293,19 +310,9 @@ def _compare(
     if op in ("$in", "$nin"):
         values = [fold(v) for v in value] if isinstance(value, tuple) else []
         return column.in_(values) if op == "$in" else column.not_in(values)
-    value = fold(value)
-    if op == "$eq":
-        return column == value
-    if op == "$ne":
-        return column != value
-    ordered = column if bytewise is None else bytewise
-    if op == "$gt":
-        return ordered > value
-    if op == "$gte":
-        return ordered >= value
-    if op == "$lt":
-        return ordered < value
-    return ordered <= value  # $lte
+    if op in ("$eq", "$ne"):
+        return _OPERATORS[op](column, fold(value))
+    return _OPERATORS[op](column if bytewise is None else bytewise, fold(value))
 
 
 def _pattern(node: Compare) -> str:
@@ -332,15 +339,15 @@ def _alias(node: Compare | Exists) -> Predicate:
 
 def _any_row(
     node: Compare | Exists,
-    column: ColumnElement[str],
+    column: Column,
     link: Predicate,
-    regex_column: ColumnElement[str],
+    regex_column: Column,
     *,
     fold: Callable[[Any], Any] = lambda value: value,
 ) -> Predicate:
     """Some linked row matches; ``$ne`` / ``$nin``: no linked row matches ``$eq`` / ``$in``."""
     if isinstance(node, Exists):
-        found = exists(select(literal(1)).where(link))
+        found = exists().where(link)
         return found if node.exists else not_(found)
     negate = node.op in ("$ne", "$nin")
     positive = node
@@ -350,7 +357,7 @@ def _any_row(
         condition = regex_column.regexp_match(_pattern(positive))
     else:
         condition = _compare(positive, column, bytewise=_Bytewise(column), fold=fold)
-    found = exists(select(literal(1)).where(link, condition))
+    found = exists().where(link, condition)
     return not_(found) if negate else found
 
 
@@ -371,9 +378,7 @@ def _metadata(node: Compare | Exists) -> Predicate:
     return or_(false(), *matches)
 
 
-def _metadata_scalar(
-    op: str, column: ColumnElement[Any], key: tuple[str, ...], value: Scalar
-) -> Predicate:
+def _metadata_scalar(op: str, column: Any, key: tuple[str, ...], value: Scalar) -> Predicate:
     """The JSON value at ``key`` is of ``value``'s type and ``op`` it (``$in`` means ``$eq``)."""
     if value is None:
         return or_(_JsonIsNull(column, key), not_(_JsonHasKey(column, key)))
@@ -395,23 +400,17 @@ def _metadata_scalar(
         return and_(is_type, guarded == value)
     if isinstance(value, str):
         guarded = _Bytewise(guarded)
-    comparisons = {
-        "$gt": guarded > value,
-        "$gte": guarded >= value,
-        "$lt": guarded < value,
-        "$lte": guarded <= value,
-    }
-    return and_(is_type, comparisons[op])
+    return and_(is_type, _OPERATORS[op](guarded, value))
 
 
 # -- ordering and pages ---------------------------------------------------------------
 
 
-def _sort_columns(entity: Entity, field: str) -> tuple[ColumnElement[Any], ColumnElement[int]]:
+def _sort_columns(entity: Entity, field: str) -> tuple[Column, Column]:
     """The (sort key, unique id) pair that orders ``entity`` rows by ``field``."""
     if entity == "registry":
         table: Any = Registry
-        row_id: ColumnElement[int] = Registry.id
+        row_id: Column = Registry.id
     elif entity == "collection":
         table, row_id = Collection, Collection.id
     else:

@@ -345,7 +345,9 @@ class Repo:
                     CollectionTag.collection_id == collection_id, CollectionTag.tag.in_(remove)
                 )
             )
-        self._insert_ignore(CollectionTag, [{"collection_id": collection_id, "tag": t} for t in add])
+        self._insert_ignore(
+            CollectionTag, [{"collection_id": collection_id, "tag": t} for t in add]
+        )
 
     def membership_counts(self, collection_ids: Iterable[int]) -> dict[int, int]:
         ids = list(collection_ids)
@@ -374,13 +376,19 @@ class Repo:
         if files:
             self.s.execute(
                 VersionFile.__table__.insert(),
-                [{"version_id": version_id, "path": p, "digest": d, "size": n} for p, d, n in files],
+                [
+                    {"version_id": version_id, "path": p, "digest": d, "size": n}
+                    for p, d, n in files
+                ],
             )
 
     def add_blobs(self, org_id: int, blobs: dict[str, int], when: datetime) -> None:
         self._insert_ignore(
             Blob,
-            [{"org_id": org_id, "digest": d, "size": n, "created_at": when} for d, n in blobs.items()],
+            [
+                {"org_id": org_id, "digest": d, "size": n, "created_at": when}
+                for d, n in blobs.items()
+            ],
         )
 
     def files(self, version_id: int) -> list[tuple[str, str, int]]:
@@ -417,7 +425,9 @@ class Repo:
         gone = [t for t in dict.fromkeys(tags) if t in have]
         if gone:
             self.s.execute(
-                delete(VersionTag).where(VersionTag.version_id == version_id, VersionTag.tag.in_(gone))
+                delete(VersionTag).where(
+                    VersionTag.version_id == version_id, VersionTag.tag.in_(gone)
+                )
             )
         return gone
 
@@ -480,7 +490,9 @@ class Repo:
 
     def alias(self, collection_id: int, name: str) -> Alias | None:
         return self.s.scalar(
-            select(Alias).where(Alias.collection_id == collection_id, Alias.name_key == name.lower())
+            select(Alias).where(
+                Alias.collection_id == collection_id, Alias.name_key == name.lower()
+            )
         )
 
     def aliases_of(self, membership_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -495,7 +507,9 @@ class Repo:
                 out[mid].append(name)
         return out
 
-    def set_alias(self, collection_id: int, membership_id: int, name: str, when: datetime) -> int | None:
+    def set_alias(
+        self, collection_id: int, membership_id: int, name: str, when: datetime
+    ) -> int | None:
         """Point alias ``name`` at the membership; return the membership it left (or None).
 
         One UPDATE (or INSERT): the alias is never on two versions or none.
@@ -515,6 +529,7 @@ class Repo:
         previous = row.membership_id
         if previous != membership_id:
             row.membership_id = membership_id
+            row.name = name
             row.updated_at = when
             self.s.flush()
         return previous

@@ -1,0 +1,259 @@
+"""Commands that manage the organization: ``init``, ``user``, ``team``, ``registry``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import click
+
+from regalia.cli.context import State, pass_state, registry_name
+from regalia.cli.output import emit_json, table
+from regalia.core.names import validate_entity_name
+from regalia.core.roles import OrgRole, RegistryRole, Visibility
+from regalia.errors import NotFound, TeamNotFound, UserNotFound
+from regalia.service import Service
+from regalia.service.views import MemberView
+
+ORG_ROLES = click.Choice([r.value for r in OrgRole])
+REGISTRY_ROLES = click.Choice([r.value for r in RegistryRole])
+VISIBILITIES = click.Choice([v.value for v in Visibility])
+JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def _print_key(key: str) -> None:
+    click.echo(f"API key (shown once, keep it secret): {key}")
+    click.echo("Use it with:")
+    click.echo(f"  export REGALIA_API_KEY={key}")
+
+
+# -- init --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--org", "org_name", metavar="NAME",
+              help="Organization name (default: REGALIA_ORG or 'regalia').")
+@pass_state
+def init(state: State, org_name: str | None) -> None:
+    """Create the organization if missing and print a new API key for its owner.
+
+    Safe to run again: an existing organization is kept, and its owner gets one
+    more key. It acts as the local owner, so it works without (or despite a
+    stale) REGALIA_API_KEY: whoever can open the database is trusted here.
+    """
+    settings = state.settings()
+    if org_name is not None:
+        validate_entity_name(org_name, "organization name")
+        settings = replace(settings, org_name=org_name)
+    # The service directly, not the SDK backend: the backend would authenticate
+    # REGALIA_API_KEY first, and init must work before any key exists.
+    service = Service(settings)
+    try:
+        owner = service.ensure_org(settings.org_name)
+        key = service.create_api_key(owner)
+    finally:
+        service.close()
+    click.echo(f"Organization {owner.org_name!r} is ready (owner: {owner.name}, home: "
+               f"{settings.home}).")
+    _print_key(key)
+    if org_name is not None and org_name != state.settings().org_name:
+        click.echo(f"  export REGALIA_ORG={org_name}")
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+@click.group()
+def user() -> None:
+    """Users and service accounts of the organization."""
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--org-role", type=ORG_ROLES, default="member", show_default=True,
+              help="Role in the organization.")
+@click.option("--service-account", is_flag=True, help="A non-human identity (e.g. for CI).")
+@JSON
+@pass_state
+def user_create(state: State, name: str, org_role: str, service_account: bool,
+                as_json: bool) -> None:
+    """Create a user (org admins only) and print its API key."""
+    view, key = state.backend().create_user(name, org_role=org_role,
+                                            service_account=service_account)
+    if as_json:
+        emit_json({"user": view, "api_key": key})
+        return
+    kind = "service account" if service_account else "user"
+    click.echo(f"Created {kind} {view.name!r} (org role: {view.org_role}).")
+    if key:
+        _print_key(key)
+
+
+@user.command("list")
+@JSON
+@pass_state
+def user_list(state: State, as_json: bool) -> None:
+    """List the organization's users and service accounts."""
+    users = state.backend().list_users()
+    if as_json:
+        emit_json(users)
+        return
+    table(["name", "kind", "org role", "teams"],
+          [(u.name, u.kind, u.org_role, u.teams) for u in users])
+
+
+# -- teams ---------------------------------------------------------------------------------
+
+
+@click.group()
+def team() -> None:
+    """Teams: groups of users that own projects and hold registry roles."""
+
+
+@team.command("create")
+@click.argument("name")
+@pass_state
+def team_create(state: State, name: str) -> None:
+    """Create a team; you become its first member."""
+    view = state.backend().create_team(name)
+    click.echo(f"Created team {view.name!r} (members: {', '.join(view.members)}).")
+
+
+@team.command("add")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("user_name", metavar="USER")
+@pass_state
+def team_add(state: State, team_name: str, user_name: str) -> None:
+    """Add USER to TEAM."""
+    view = state.backend().add_team_member(team_name, user_name)
+    click.echo(f"Added {user_name!r} to team {view.name!r} (members: {', '.join(view.members)}).")
+
+
+# -- registries ------------------------------------------------------------------------------
+
+
+@click.group()
+def registry() -> None:
+    """Registries: their members, roles and protected aliases."""
+
+
+@registry.command("create")
+@click.argument("name")
+@click.option("--visibility", type=VISIBILITIES, default="organization", show_default=True,
+              help="'organization': every org member may view; 'restricted': members only.")
+@click.option("--types", metavar="T1,T2",
+              help="Comma-separated artifact types the registry accepts (default: all).")
+@click.option("--description", default="", help="What the registry is for.")
+@pass_state
+def registry_create(state: State, name: str, visibility: str, types: str | None,
+                    description: str) -> None:
+    """Create a registry; you become its admin."""
+    artifact_types = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    view = state.backend().create_registry(name, visibility=visibility, description=description,
+                                           artifact_types=artifact_types)
+    accepts = ", ".join(view.artifact_types) if view.artifact_types else "all types"
+    click.echo(f"Created registry {view.full_name} (visibility: {view.visibility}; accepts "
+               f"{accepts}).")
+
+
+@registry.command("list")
+@JSON
+@pass_state
+def registry_list(state: State, as_json: bool) -> None:
+    """List the registries you can see, with your role in each."""
+    regs = state.backend().list_registries()
+    if as_json:
+        emit_json(regs)
+        return
+    table(
+        ["name", "visibility", "types", "your role", "collections", "protected aliases"],
+        [(r.name, r.visibility, r.artifact_types or "all", r.role, r.collection_count,
+          r.protected_aliases) for r in regs],
+    )
+
+
+@registry.group("member")
+def registry_member() -> None:
+    """Give and take registry roles."""
+
+
+def _set_role(state: State, reg: str, principal: str, team: bool, role: str | None
+              ) -> list[MemberView]:
+    """Set a role for a user or, if no user has that name (or with --team), a team."""
+    backend = state.backend()
+    if not team:
+        try:
+            return backend.set_registry_role(reg, user=principal, role=role)
+        except UserNotFound:
+            pass
+    try:
+        return backend.set_registry_role(reg, team=principal, role=role)
+    except TeamNotFound:
+        if team:
+            raise
+        raise NotFound(f"no user or team named {principal!r}", name=principal) from None
+
+
+def _print_members(members: list[MemberView]) -> None:
+    table(["kind", "name", "role"], [(m.kind, m.name, m.role) for m in members],
+          empty="(no members)")
+
+
+@registry_member.command("add")
+@click.argument("reg", metavar="REGISTRY")
+@click.argument("principal", metavar="USER|TEAM")
+@click.option("--role", type=REGISTRY_ROLES, required=True, help="The role to give.")
+@click.option("--team", is_flag=True, help="USER|TEAM names a team (default: try a user first).")
+@pass_state
+def registry_member_add(state: State, reg: str, principal: str, role: str, team: bool) -> None:
+    """Give USER or TEAM a role in REGISTRY (registry admins only)."""
+    members = _set_role(state, registry_name(reg), principal, team, role)
+    click.echo(f"Gave {principal!r} the role {role!r} in registry {registry_name(reg)!r}.")
+    _print_members(members)
+
+
+@registry_member.command("rm")
+@click.argument("reg", metavar="REGISTRY")
+@click.argument("principal", metavar="USER|TEAM")
+@click.option("--team", is_flag=True, help="USER|TEAM names a team (default: try a user first).")
+@pass_state
+def registry_member_rm(state: State, reg: str, principal: str, team: bool) -> None:
+    """Take away the role USER or TEAM was given in REGISTRY."""
+    members = _set_role(state, registry_name(reg), principal, team, None)
+    click.echo(f"Removed {principal!r} from registry {registry_name(reg)!r}.")
+    _print_members(members)
+
+
+@registry.command("members")
+@click.argument("reg", metavar="REGISTRY")
+@JSON
+@pass_state
+def registry_members(state: State, reg: str, as_json: bool) -> None:
+    """List the users and teams given a role in REGISTRY."""
+    members = state.backend().registry_members(registry_name(reg))
+    if as_json:
+        emit_json(members)
+    else:
+        _print_members(members)
+
+
+@registry.command("protect")
+@click.argument("reg", metavar="REGISTRY")
+@click.argument("alias")
+@pass_state
+def registry_protect(state: State, reg: str, alias: str) -> None:
+    """Declare ALIAS protected in REGISTRY: only its admins may then set or move it."""
+    names = state.backend().protect_alias(registry_name(reg), alias)
+    click.echo(f"Protected aliases in {registry_name(reg)!r}: {', '.join(names) or '-'}")
+
+
+@registry.command("unprotect")
+@click.argument("reg", metavar="REGISTRY")
+@click.argument("alias")
+@pass_state
+def registry_unprotect(state: State, reg: str, alias: str) -> None:
+    """Remove ALIAS from REGISTRY's protected aliases."""
+    names = state.backend().unprotect_alias(registry_name(reg), alias)
+    click.echo(f"Protected aliases in {registry_name(reg)!r}: {', '.join(names) or '-'}")
+
+
+COMMANDS = [init, user, team, registry]

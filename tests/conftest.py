@@ -1,0 +1,176 @@
+"""Shared fixtures: every behaviour test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is required (127.0.0.1:5432 by default, or ``REGALIA_TEST_PG_URL``
+pointing at a server where we may create databases): a missing server fails
+the run, it is not skipped. Each test session gets its own database, and each
+test its own organization, so tests never share state.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from regalia.config import Settings
+from regalia.service import Actor, Service
+
+PG_ADMIN_URL = os.environ.get(
+    "REGALIA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+class FakeClock:
+    """An injectable clock: tests move time instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(microseconds=1)
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (SQLAlchemy URL)."""
+    name = f"regalia_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - environment failure
+        pytest.fail(f"PostgreSQL is required for the test suite and is not reachable: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if db_kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'home' / 'regalia.db'}"
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def org_name() -> str:
+    return f"org-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, org_name: str) -> Settings:
+    home = tmp_path / "home"
+    return Settings(
+        home=home,
+        database_url=database_url,
+        blob_dir=home,
+        cache_dir=tmp_path / "cache",
+        org_name=org_name,
+        silent=True,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def service(settings: Settings, clock: FakeClock) -> Iterator[Service]:
+    svc = Service(settings, clock=clock)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def owner(service: Service) -> Actor:
+    """The organization's first admin."""
+    return service.ensure_org()
+
+
+@pytest.fixture
+def sdk_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Point the SDK (``regalia.init``, ``regalia.Api``) at this test's store."""
+    monkeypatch.setenv("REGALIA_HOME", str(settings.home))
+    monkeypatch.setenv("REGALIA_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REGALIA_ORG", settings.org_name)
+    monkeypatch.setenv("REGALIA_CACHE_DIR", str(settings.cache_dir))
+    monkeypatch.setenv("REGALIA_SILENT", "1")
+    monkeypatch.delenv("REGALIA_API_KEY", raising=False)
+    monkeypatch.delenv("REGALIA_BLOB_DIR", raising=False)
+    return settings
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch working folder made the current directory."""
+    wd = tmp_path / "work"
+    wd.mkdir()
+    monkeypatch.chdir(wd)
+    return wd
+
+
+class VersionMaker:
+    """Log a one-file version with given content through the service."""
+
+    def __init__(self, service: Service, root: Path) -> None:
+        self.service = service
+        self.root = root
+        self.count = 0
+
+    def __call__(
+        self,
+        actor: Actor,
+        content: str | bytes | None = None,
+        *,
+        name: str = "zoo",
+        type: str = "model",
+        entity: str | None = None,
+        project: str = "proj",
+        aliases: list[str] | None = None,
+        tags: list[str] | None = None,
+        metadata: dict | None = None,
+        description: str | None = None,
+    ):
+        from regalia.service.views import FileEntry
+
+        self.count += 1
+        data = content if content is not None else f"content {self.count} {uuid.uuid4()}"
+        path = self.root / f"file-{self.count}"
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        digest, size = self.service.store_file(path)
+        return self.service.log_version(
+            actor,
+            entity=entity or actor.name,
+            project=project,
+            name=name,
+            type=type,
+            files=[FileEntry("model.bin", digest, size)],
+            aliases=aliases or [],
+            tags=tags or [],
+            metadata=metadata,
+            description=description,
+        )
+
+
+@pytest.fixture
+def make_version(service: Service, tmp_path: Path) -> VersionMaker:
+    root = tmp_path / "files"
+    root.mkdir(exist_ok=True)
+    return VersionMaker(service, root)
