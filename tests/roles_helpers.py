@@ -82,13 +82,19 @@ class RoleWorld:
                 links[index] = None
                 continue
             links[index] = (
-                v.source_qualified_name, sorted(v.aliases), sorted(v.tags), v.description,
+                v.source_qualified_name,
+                sorted(v.aliases),
+                sorted(v.tags),
+                v.description,
                 v.metadata,
             )
         return {
             "registry": (
-                reg.visibility, reg.artifact_types, sorted(reg.protected_aliases),
-                reg.description, reg.collection_count,
+                reg.visibility,
+                reg.artifact_types,
+                sorted(reg.protected_aliases),
+                reg.description,
+                reg.collection_count,
             ),
             "members": sorted((m.kind, m.name, m.role) for m in s.registry_members(o, REGISTRY)),
             "collections": colls,
@@ -103,12 +109,16 @@ def build_world(
     service.create_registry(owner, REGISTRY, visibility="restricted")
     service.protect_alias(owner, REGISTRY, PROTECTED)
     first = make_version(
-        owner, name="zoo", metadata={"accuracy": 0.9}, description="first model",
+        owner,
+        name="zoo",
+        metadata={"accuracy": 0.9},
+        description="first model",
         tags=["baseline"],
     )
     second = make_version(owner, name="zoo")
     held = service.link(owner, first.membership_id, TARGET, [PROTECTED])
     free = service.link(owner, second.membership_id, TARGET, ["staging"])
-    service.update_collection(owner, REGISTRY, COLLECTION, description="the card",
-                              add_tags=["vision"])
+    service.update_collection(
+        owner, REGISTRY, COLLECTION, description="the card", add_tags=["vision"]
+    )
     return RoleWorld(service, owner, make_version, held, free)

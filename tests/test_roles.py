@@ -162,8 +162,14 @@ def _assert_cannot_link_or_edit(world: RoleWorld, actor: Actor) -> None:
         s.update_collection(actor, REGISTRY, COLLECTION, remove_tags=["vision"])
     _denied(exc, "member")
     with pytest.raises(PermissionDenied) as exc:
-        s.update_version(actor, world.held.membership_id, description="x",
-                         metadata={"accuracy": 0}, add_tags=["x"], remove_tags=["baseline"])
+        s.update_version(
+            actor,
+            world.held.membership_id,
+            description="x",
+            metadata={"accuracy": 0},
+            add_tags=["x"],
+            remove_tags=["baseline"],
+        )
     _denied(exc, "member")
     assert world.snapshot(FRESH) == before
     assert before["collections"][FRESH] is None
@@ -181,12 +187,23 @@ def _assert_can_link_and_edit(world: RoleWorld, actor: Actor) -> None:
     assert made.collection.name == FRESH
     assert s.get_collection(world.owner, REGISTRY, FRESH).type == "model"
 
-    coll = s.update_collection(actor, REGISTRY, COLLECTION, description="new card",
-                               add_tags=["edited"], remove_tags=["vision"])
+    coll = s.update_collection(
+        actor,
+        REGISTRY,
+        COLLECTION,
+        description="new card",
+        add_tags=["edited"],
+        remove_tags=["vision"],
+    )
     assert (coll.description, coll.tags) == ("new card", ["edited"])
 
-    s.update_version(actor, world.held.membership_id, description="reviewed",
-                     metadata={"accuracy": 0.95}, add_tags=["reviewed"])
+    s.update_version(
+        actor,
+        world.held.membership_id,
+        description="reviewed",
+        metadata={"accuracy": 0.95},
+        add_tags=["reviewed"],
+    )
     source = s.resolve(world.owner, f"{world.owner.name}/proj/zoo:v0")  # R8: on the source
     assert (source.description, source.metadata) == ("reviewed", {"accuracy": 0.95})
     assert sorted(source.tags) == ["baseline", "reviewed"]
@@ -250,10 +267,15 @@ def _assert_can_edit_unprotected_aliases(world: RoleWorld, actor: Actor) -> None
         s.resolve(world.owner, f"{TARGET}:v1")
     assert s.resolve(world.owner, TARGET).index == 0  # R4: latest moved back
     assert s.resolve(world.owner, f"{world.owner.name}/proj/zoo:v1")  # R9: source stays
-    done = {(e.action, e.alias) for e in s.history(world.owner, REGISTRY).items
-            if e.actor == actor.name}
-    assert {("alias_add", "candidate"), ("alias_add", "staging"),
-            ("alias_remove", "candidate"), ("unlink", None)} <= done
+    done = {
+        (e.action, e.alias) for e in s.history(world.owner, REGISTRY).items if e.actor == actor.name
+    }
+    assert {
+        ("alias_add", "candidate"),
+        ("alias_add", "staging"),
+        ("alias_remove", "candidate"),
+        ("unlink", None),
+    } <= done
 
 
 def test_role_table_restricted_viewer_cannot_add_move_remove_unprotected_aliases(world):
@@ -279,48 +301,41 @@ def test_role_table_admin_can_add_move_remove_unprotected_aliases(world):
 # ======================================================================================
 # Row 5: create and delete automations
 # ======================================================================================
-_AUTOMATIONS_DOC = (
-    "Automations have no service yet (a later issue): this checks the permission "
-    "vocabulary in regalia.core.roles that the service will enforce."
-)
-
-
 def _automation_rights(role: str) -> bool:
     registry_role = RegistryRole(role)
     allowed = allows(registry_role, Permission.AUTOMATION_EDIT)
-    if not allowed:
+    if allowed:
+        require(registry_role, Permission.AUTOMATION_EDIT, REGISTRY)
+    else:
         with pytest.raises(PermissionDenied) as exc:
             require(registry_role, Permission.AUTOMATION_EDIT, REGISTRY)
         _denied(exc, "member")
-    else:
-        require(registry_role, Permission.AUTOMATION_EDIT, REGISTRY)
     assert MIN_ROLE[Permission.AUTOMATION_EDIT] is RegistryRole.MEMBER
     return allowed
 
 
 def test_role_table_restricted_viewer_cannot_create_or_delete_automations():
+    """Automations have no service yet (a later issue): this checks the permission
+    vocabulary in regalia.core.roles that the service will enforce."""
     assert not _automation_rights("restricted_viewer")
 
 
 def test_role_table_viewer_cannot_create_or_delete_automations():
+    """Automations have no service yet (a later issue): this checks the permission
+    vocabulary in regalia.core.roles that the service will enforce."""
     assert not _automation_rights("viewer")
 
 
 def test_role_table_member_can_create_and_delete_automations():
+    """Automations have no service yet (a later issue): this checks the permission
+    vocabulary in regalia.core.roles that the service will enforce."""
     assert _automation_rights("member")
 
 
 def test_role_table_admin_can_create_and_delete_automations():
+    """Automations have no service yet (a later issue): this checks the permission
+    vocabulary in regalia.core.roles that the service will enforce."""
     assert _automation_rights("admin")
-
-
-for _test in (
-    test_role_table_restricted_viewer_cannot_create_or_delete_automations,
-    test_role_table_viewer_cannot_create_or_delete_automations,
-    test_role_table_member_can_create_and_delete_automations,
-    test_role_table_admin_can_create_and_delete_automations,
-):
-    _test.__doc__ = _AUTOMATIONS_DOC
 
 
 # ======================================================================================
@@ -463,12 +478,14 @@ def test_role_table_admin_can_define_protected_aliases(world):
     actor = world.actor("admin")
     assert s.protect_alias(actor, REGISTRY, "golden") == sorted(["golden", PROTECTED])
     assert sorted(s.get_registry(world.owner, REGISTRY).protected_aliases) == [
-        "golden", PROTECTED,
+        "golden",
+        PROTECTED,
     ]
     assert s.unprotect_alias(actor, REGISTRY, PROTECTED) == ["golden"]
     assert s.resolve(world.owner, f"{TARGET}:{PROTECTED}").protected_aliases == []
-    done = {(e.action, e.alias) for e in s.history(world.owner, REGISTRY).items
-            if e.actor == actor.name}
+    done = {
+        (e.action, e.alias) for e in s.history(world.owner, REGISTRY).items if e.actor == actor.name
+    }
     assert done == {("protected_alias_add", "golden"), ("protected_alias_remove", PROTECTED)}
 
 
@@ -476,7 +493,7 @@ def test_role_table_admin_can_add_move_remove_protected_alias(world):
     s = world.service
     actor = world.actor("admin")
     s.protect_alias(world.owner, REGISTRY, "golden")
-    held, free = world.held.membership_id, world.free.membership_id
+    free = world.free.membership_id
     s.add_aliases(actor, free, ["golden"])
     s.add_aliases(actor, free, [PROTECTED])  # moves it off v0
     assert world.aliases(world.held) == []
@@ -485,7 +502,6 @@ def test_role_table_admin_can_add_move_remove_protected_alias(world):
     assert world.aliases(world.free) == ["golden", "latest", "staging"]
     mine = world.make_version(actor, name="mine")
     assert s.link(actor, mine.membership_id, TARGET, [PROTECTED]).protected_aliases == [PROTECTED]
-    del held
 
 
 def test_role_table_admin_can_unlink_version_holding_protected_alias(world):
@@ -609,8 +625,9 @@ def test_role_given_to_a_team_applies_to_its_members(world):
         ("viewer", None, "viewer"),
     ],
 )
-def test_effective_role_is_the_highest_of_user_and_team_roles(world, user_role, team_role,
-                                                                expected):
+def test_effective_role_is_the_highest_of_user_and_team_roles(
+    world, user_role, team_role, expected
+):
     s = world.service
     _, key = s.create_user(world.owner, "hugo")
     assert key is not None
@@ -671,8 +688,7 @@ def test_org_admin_is_admin_of_every_registry(service, owner, make_version):
 
 def test_organization_visible_registry_lets_every_org_member_view(service, owner, make_version):
     service.create_registry(owner, "Open")  # visibility defaults to organization
-    link = service.link(owner, make_version(owner).membership_id, "wandb-registry-Open/c",
-                        ["best"])
+    link = service.link(owner, make_version(owner).membership_id, "wandb-registry-Open/c", ["best"])
     for org_role in ("viewer", "member"):
         actor = new_actor(service, owner, f"org-{org_role}", org_role=org_role)
         assert "Open" in {r.name for r in service.list_registries(actor)}
@@ -745,8 +761,7 @@ def test_registry_creator_becomes_its_admin(service, owner, make_version):
     new_actor(service, owner, "pal")
     service.set_registry_role(maker, "Mine", user="pal", role="viewer")
     service.protect_alias(maker, "Mine", "prod")
-    link = service.link(maker, make_version(maker).membership_id, "wandb-registry-Mine/c",
-                        ["prod"])
+    link = service.link(maker, make_version(maker).membership_id, "wandb-registry-Mine/c", ["prod"])
     service.unlink(maker, link.membership_id)
     service.delete_registry(maker, "Mine")
 
@@ -780,17 +795,18 @@ def test_service_accounts_can_be_only_member_or_admin(world):
 # R7 and deleting source versions; source artifacts; linking
 # ======================================================================================
 def test_nobody_can_delete_a_source_version_while_a_link_holds_a_protected_alias(world):
+    """Not its own user (the owner, an org admin, so admin of Prod), not another org admin."""
     s, o = world.service, world.owner
     source = s.source_of(o, world.held.membership_id)
-    registry_admin = world.actor("admin")
-    for actor in (o, registry_admin):
-        with pytest.raises(ProtectedAlias):
+    boss = world.actor("admin", name="boss", org_role="admin")
+    for actor in (o, boss):
+        with pytest.raises(ProtectedAlias) as exc:
             s.delete_version(actor, source.membership_id)
-    # the source's own user, here an org admin, is refused too; nothing changed
+        assert exc.value.details["aliases"] == [PROTECTED]
     assert s.resolve(o, f"{o.name}/proj/zoo:v0").index == 0
     assert world.aliases(world.held) == [PROTECTED]
 
-    s.remove_aliases(registry_admin, world.held.membership_id, [PROTECTED])
+    s.remove_aliases(boss, world.held.membership_id, [PROTECTED])
     s.delete_version(o, source.membership_id)
     with pytest.raises(VersionNotFound):
         s.resolve(o, f"{o.name}/proj/zoo:v0")
@@ -799,6 +815,7 @@ def test_nobody_can_delete_a_source_version_while_a_link_holds_a_protected_alias
 
 
 def test_source_version_owner_cannot_delete_it_while_a_link_holds_a_protected_alias(world):
+    """Even when they are an admin of the registry holding the protected alias."""
     s = world.service
     alice = world.actor("admin", name="alice")
     mine = world.make_version(alice, name="mine")
@@ -806,7 +823,7 @@ def test_source_version_owner_cannot_delete_it_while_a_link_holds_a_protected_al
     with pytest.raises(ProtectedAlias) as exc:
         s.delete_version(alice, mine.membership_id)
     assert exc.value.details["aliases"] == [PROTECTED]
-    assert s.resolve(alice, f"alice/proj/mine:v0")
+    assert s.resolve(alice, "alice/proj/mine:v0")
     assert s.resolve(world.owner, f"{TARGET}:{PROTECTED}").source_name == "mine"
 
 
@@ -818,7 +835,6 @@ def test_user_may_log_into_their_own_entity_and_their_teams(service, owner, make
     alice = service.authenticate(key)
     assert make_version(alice).source_entity == "alice"
     assert make_version(alice, entity="vision").source_entity == "vision"
-    assert make_version(alice, entity="VISION").created  # entity names ignore case
     service.start_run(alice, "vision", "proj", "run-alice")
 
 
@@ -876,7 +892,7 @@ def test_linking_needs_read_access_to_the_source_version(world):
     with pytest.raises(PermissionDenied) as exc:
         s.link(actor, staged.membership_id, f"wandb-registry-{REGISTRY}/copy")
     _denied(exc, "viewer")
-    assert world.snapshot() == {**before, "history": world.snapshot()["history"]}
+    assert world.snapshot() == before
     with pytest.raises(CollectionNotFound):
         s.get_collection(world.owner, REGISTRY, "copy")
     # with viewer there, it may

@@ -267,25 +267,22 @@ class Artifact:
         if any(a.lower() == "latest" for a in self.aliases) != had_latest:
             validate_alias("latest")  # raises: 'latest' is managed by the registry
         custom = [a for a in self.aliases if a.lower() != "latest"]
+        tags, description, metadata = list(self.tags), self.description, dict(self.metadata)
         if [a for a in view.aliases if a.lower() != "latest"] != custom:
-            self._set_view(backend.set_aliases(view.membership_id, custom))
-            view = self._view or view
-        add = [t for t in self.tags if t not in view.tags]
-        remove = [t for t in view.tags if t not in self.tags]
-        desc = self.description if self.description != view.description else None
-        meta = self.metadata if self.metadata != view.metadata else None
+            view = backend.set_aliases(view.membership_id, custom)
+        add = [t for t in tags if t not in view.tags]
+        remove = [t for t in view.tags if t not in tags]
+        desc = description if description != view.description else None
+        meta = metadata if metadata != view.metadata else None
         if add or remove or desc is not None or meta is not None:
-            self._set_view(
-                backend.update_version(
-                    view.membership_id,
-                    description=desc,
-                    metadata=meta,
-                    add_tags=add,
-                    remove_tags=remove,
-                )
+            view = backend.update_version(
+                view.membership_id,
+                description=desc,
+                metadata=meta,
+                add_tags=add,
+                remove_tags=remove,
             )
-        else:
-            self._set_view(backend.get_version(view.membership_id))
+        self._set_view(view)
 
     def wait(self, timeout: float | None = None) -> Artifact:
         """Logging is synchronous here; returns the artifact."""
