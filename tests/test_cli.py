@@ -108,8 +108,17 @@ def test_user_create_prints_a_key_that_acts_as_that_user(cli: Cli) -> None:
 
 
 def test_registry_create_then_list_as_json(cli: Cli) -> None:
-    cli("registry", "create", "Vision", "--visibility", "restricted", "--types", "model, dataset",
-        "--description", "Vision models")
+    cli(
+        "registry",
+        "create",
+        "Vision",
+        "--visibility",
+        "restricted",
+        "--types",
+        "model, dataset",
+        "--description",
+        "Vision models",
+    )
     regs = {r["name"]: r for r in json.loads(cli("registry", "list", "--json").stdout)}
     assert set(regs) == {"model", "dataset", "Vision"}
     assert regs["Vision"]["visibility"] == "restricted"
@@ -212,8 +221,10 @@ def test_link_alias_get_ls_history_round_trip(
     assert moves[0] == ("alias_remove", "production", 1)
     assert ("alias_add", "staging", 1) in moves and ("alias_add", "staging", 0) in moves
     assert moves[-1] == ("link", None, 0)
-    assert len(json.loads(cli("history", "wandb-registry-model", "--json", "--limit", "2")
-                          .stdout)) == 2
+    assert (
+        len(json.loads(cli("history", "wandb-registry-model", "--json", "--limit", "2").stdout))
+        == 2
+    )
     table = cli("history", "wandb-registry-model/zoo").stdout.splitlines()
     assert table[0].split()[:3] == ["TIME", "ACTOR", "ACTION"]
 
@@ -269,8 +280,14 @@ def test_home_option_sets_where_regalia_keeps_its_data(
 ) -> None:
     from regalia.cli.main import cli as command
 
-    for var in ("REGALIA_HOME", "REGALIA_DATABASE_URL", "REGALIA_CACHE_DIR", "REGALIA_BLOB_DIR",
-                "REGALIA_ORG", "REGALIA_API_KEY"):
+    for var in (
+        "REGALIA_HOME",
+        "REGALIA_DATABASE_URL",
+        "REGALIA_CACHE_DIR",
+        "REGALIA_BLOB_DIR",
+        "REGALIA_ORG",
+        "REGALIA_API_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "elsewhere"
     result = CliRunner().invoke(command, ["--home", str(home), "init"])

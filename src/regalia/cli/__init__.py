@@ -1,0 +1,1 @@
+"""The ``regalia`` command line; the entry point is :func:`regalia.cli.main.main`."""

@@ -30,8 +30,12 @@ def _print_key(key: str) -> None:
 
 
 @click.command()
-@click.option("--org", "org_name", metavar="NAME",
-              help="Organization name (default: REGALIA_ORG or 'regalia').")
+@click.option(
+    "--org",
+    "org_name",
+    metavar="NAME",
+    help="Organization name (default: REGALIA_ORG or 'regalia').",
+)
 @pass_state
 def init(state: State, org_name: str | None) -> None:
     """Create the organization if missing and print a new API key for its owner.
@@ -52,8 +56,9 @@ def init(state: State, org_name: str | None) -> None:
         key = service.create_api_key(owner)
     finally:
         service.close()
-    click.echo(f"Organization {owner.org_name!r} is ready (owner: {owner.name}, home: "
-               f"{settings.home}).")
+    click.echo(
+        f"Organization {owner.org_name!r} is ready (owner: {owner.name}, home: {settings.home})."
+    )
     _print_key(key)
     if org_name is not None and org_name != state.settings().org_name:
         click.echo(f"  export REGALIA_ORG={org_name}")
@@ -69,16 +74,23 @@ def user() -> None:
 
 @user.command("create")
 @click.argument("name")
-@click.option("--org-role", type=ORG_ROLES, default="member", show_default=True,
-              help="Role in the organization.")
+@click.option(
+    "--org-role",
+    type=ORG_ROLES,
+    default="member",
+    show_default=True,
+    help="Role in the organization.",
+)
 @click.option("--service-account", is_flag=True, help="A non-human identity (e.g. for CI).")
 @JSON
 @pass_state
-def user_create(state: State, name: str, org_role: str, service_account: bool,
-                as_json: bool) -> None:
+def user_create(
+    state: State, name: str, org_role: str, service_account: bool, as_json: bool
+) -> None:
     """Create a user (org admins only) and print its API key."""
-    view, key = state.backend().create_user(name, org_role=org_role,
-                                            service_account=service_account)
+    view, key = state.backend().create_user(
+        name, org_role=org_role, service_account=service_account
+    )
     if as_json:
         emit_json({"user": view, "api_key": key})
         return
@@ -97,8 +109,10 @@ def user_list(state: State, as_json: bool) -> None:
     if as_json:
         emit_json(users)
         return
-    table(["name", "kind", "org role", "teams"],
-          [(u.name, u.kind, u.org_role, u.teams) for u in users])
+    table(
+        ["name", "kind", "org role", "teams"],
+        [(u.name, u.kind, u.org_role, u.teams) for u in users],
+    )
 
 
 # -- teams ---------------------------------------------------------------------------------
@@ -138,21 +152,32 @@ def registry() -> None:
 
 @registry.command("create")
 @click.argument("name")
-@click.option("--visibility", type=VISIBILITIES, default="organization", show_default=True,
-              help="'organization': every org member may view; 'restricted': members only.")
-@click.option("--types", metavar="T1,T2",
-              help="Comma-separated artifact types the registry accepts (default: all).")
+@click.option(
+    "--visibility",
+    type=VISIBILITIES,
+    default="organization",
+    show_default=True,
+    help="'organization': every org member may view; 'restricted': members only.",
+)
+@click.option(
+    "--types",
+    metavar="T1,T2",
+    help="Comma-separated artifact types the registry accepts (default: all).",
+)
 @click.option("--description", default="", help="What the registry is for.")
 @pass_state
-def registry_create(state: State, name: str, visibility: str, types: str | None,
-                    description: str) -> None:
+def registry_create(
+    state: State, name: str, visibility: str, types: str | None, description: str
+) -> None:
     """Create a registry; you become its admin."""
     artifact_types = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    view = state.backend().create_registry(name, visibility=visibility, description=description,
-                                           artifact_types=artifact_types)
+    view = state.backend().create_registry(
+        name, visibility=visibility, description=description, artifact_types=artifact_types
+    )
     accepts = ", ".join(view.artifact_types) if view.artifact_types else "all types"
-    click.echo(f"Created registry {view.full_name} (visibility: {view.visibility}; accepts "
-               f"{accepts}).")
+    click.echo(
+        f"Created registry {view.full_name} (visibility: {view.visibility}; accepts {accepts})."
+    )
 
 
 @registry.command("list")
@@ -166,8 +191,17 @@ def registry_list(state: State, as_json: bool) -> None:
         return
     table(
         ["name", "visibility", "types", "your role", "collections", "protected aliases"],
-        [(r.name, r.visibility, r.artifact_types or "all", r.role, r.collection_count,
-          r.protected_aliases) for r in regs],
+        [
+            (
+                r.name,
+                r.visibility,
+                r.artifact_types or "all",
+                r.role,
+                r.collection_count,
+                r.protected_aliases,
+            )
+            for r in regs
+        ],
     )
 
 
@@ -176,17 +210,21 @@ def registry_member() -> None:
     """Give and take registry roles."""
 
 
-def _set_role(state: State, reg: str, principal: str, team: bool, role: str | None
-              ) -> list[MemberView]:
+def _set_role(
+    state: State, reg: str, principal: str, team: bool, role: str | None
+) -> list[MemberView]:
     """Set a role for a user or, if no user has that name (or with --team), a team."""
     backend = state.backend()
+    members: list[MemberView]
     if not team:
         try:
-            return backend.set_registry_role(reg, user=principal, role=role)
+            members = backend.set_registry_role(reg, user=principal, role=role)
+            return members
         except UserNotFound:
             pass
     try:
-        return backend.set_registry_role(reg, team=principal, role=role)
+        members = backend.set_registry_role(reg, team=principal, role=role)
+        return members
     except TeamNotFound:
         if team:
             raise
@@ -194,8 +232,9 @@ def _set_role(state: State, reg: str, principal: str, team: bool, role: str | No
 
 
 def _print_members(members: list[MemberView]) -> None:
-    table(["kind", "name", "role"], [(m.kind, m.name, m.role) for m in members],
-          empty="(no members)")
+    table(
+        ["kind", "name", "role"], [(m.kind, m.name, m.role) for m in members], empty="(no members)"
+    )
 
 
 @registry_member.command("add")

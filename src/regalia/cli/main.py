@@ -38,11 +38,17 @@ class RegaliaGroup(click.Group):
 
 
 @click.group(cls=RegaliaGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Where Regalia keeps its data (sets REGALIA_HOME; default ~/.regalia).")
-@click.option("--api-key", metavar="KEY",
-              help="Act as the user of this API key (default: REGALIA_API_KEY, else the "
-                   "local owner).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Where Regalia keeps its data (sets REGALIA_HOME; default ~/.regalia).",
+)
+@click.option(
+    "--api-key",
+    metavar="KEY",
+    help="Act as the user of this API key (default: REGALIA_API_KEY, else the local owner).",
+)
 @click.version_option(package_name="regalia", prog_name="regalia")
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, api_key: str | None) -> None:

@@ -7,6 +7,7 @@ PATH is what the SDK accepts: a registry path
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,10 @@ import click
 from regalia.cli.context import State, pass_state
 from regalia.cli.output import emit_json, human_size, table
 from regalia.core.names import REGISTRY_PREFIX, validate_artifact_name, validate_registry_name
-from regalia.errors import CollectionNotFound, InvalidName, VersionNotFound
+from regalia.errors import InvalidName
 from regalia.sdk.artifact import Artifact
 from regalia.sdk.backend import InProcessBackend
-from regalia.service.views import CollectionView, VersionView
+from regalia.service.views import CollectionView, Page, VersionView
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 PAGE = 200
@@ -59,8 +60,14 @@ def _describe(view: VersionView) -> str:
 @click.command()
 @click.argument("path")
 @click.argument("target")
-@click.option("--alias", "-a", "aliases", multiple=True, metavar="ALIAS",
-              help="An alias to give the linked version (repeatable).")
+@click.option(
+    "--alias",
+    "-a",
+    "aliases",
+    multiple=True,
+    metavar="ALIAS",
+    help="An alias to give the linked version (repeatable).",
+)
 @pass_state
 def link(state: State, path: str, target: str, aliases: tuple[str, ...]) -> None:
     """Link the version at PATH into TARGET (wandb-registry-R/collection).
@@ -107,16 +114,18 @@ def alias_rm(state: State, path: str, names: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("path")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to download into (default: ./artifacts/<name>:vN).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to download into (default: ./artifacts/<name>:vN).",
+)
 @pass_state
 def get(state: State, path: str, root: Path | None) -> None:
     """Download the files of the version at PATH; print the folder."""
     backend = state.backend()
     view = backend.resolve(path)
     folder = Artifact._from_view(backend, view).download(root)
-    click.echo(f"{view.qualified_name}: {view.file_count} files, {human_size(view.size)}",
-               err=True)
+    click.echo(f"{view.qualified_name}: {view.file_count} files, {human_size(view.size)}", err=True)
     click.echo(folder)
 
 
@@ -147,9 +156,13 @@ def _ls_registries(backend: InProcessBackend, as_json: bool) -> None:
     if as_json:
         emit_json(regs)
         return
-    table(["registry", "visibility", "your role", "collections", "description"],
-          [(r.full_name, r.visibility, r.role, r.collection_count, _short(r.description))
-           for r in regs])
+    table(
+        ["registry", "visibility", "your role", "collections", "description"],
+        [
+            (r.full_name, r.visibility, r.role, r.collection_count, _short(r.description))
+            for r in regs
+        ],
+    )
 
 
 def _ls_collections(backend: InProcessBackend, registry: str, as_json: bool) -> None:
@@ -157,20 +170,37 @@ def _ls_collections(backend: InProcessBackend, registry: str, as_json: bool) -> 
     if as_json:
         emit_json(colls)
         return
-    table(["collection", "type", "versions", "tags", "updated", "description"],
-          [(c.path, c.type, c.version_count, c.tags, c.updated_at, _short(c.description))
-           for c in colls], empty="(no collections)")
+    table(
+        ["collection", "type", "versions", "tags", "updated", "description"],
+        [
+            (c.path, c.type, c.version_count, c.tags, c.updated_at, _short(c.description))
+            for c in colls
+        ],
+        empty="(no collections)",
+    )
 
 
-def _ls_versions(backend: InProcessBackend, registry: str, collection: str,
-                 as_json: bool) -> None:
+def _ls_versions(backend: InProcessBackend, registry: str, collection: str, as_json: bool) -> None:
     versions = _versions(backend, registry, collection)
     if as_json:
         emit_json(versions)
         return
-    table(["version", "aliases", "source", "size", "files", "created", "by"],
-          [(v.version, v.aliases, v.source_qualified_name, human_size(v.size), v.file_count,
-            v.created_at, v.created_by) for v in versions], empty="(no versions)")
+    table(
+        ["version", "aliases", "source", "size", "files", "created", "by"],
+        [
+            (
+                v.version,
+                v.aliases,
+                v.source_qualified_name,
+                human_size(v.size),
+                v.file_count,
+                v.created_at,
+                v.created_by,
+            )
+            for v in versions
+        ],
+        empty="(no versions)",
+    )
 
 
 def _ls_files(backend: InProcessBackend, path: str, as_json: bool) -> None:
@@ -191,55 +221,29 @@ def _short(text: str, width: int = 48) -> str:
 def _collections(backend: InProcessBackend, registry: str) -> list[CollectionView]:
     """The collections of a registry, by name."""
     reg = backend.get_registry(registry)  # 404 for a registry the caller may not see
-    if hasattr(backend.service, "find_collections"):
-        return _all_pages(lambda cursor: backend.find_collections(
-            registry_filter={"name": reg.name}, filter=None, order="name", cursor=cursor,
-            limit=PAGE))
-    # Until the service lists collections: every collection was created by a
-    # link, so the registry's history names them all (deleted ones are skipped).
-    names: dict[str, None] = {}
-    cursor = None
-    while True:
-        page = backend.history(reg.name, limit=1000, cursor=cursor)
-        names.update((e.collection, None) for e in page.items if e.collection)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    out = []
-    for name in names:
-        try:
-            out.append(backend.get_collection(reg.name, name))
-        except CollectionNotFound:
-            continue
-    return sorted(out, key=lambda c: c.name.lower())
+    return _all_pages(
+        lambda cursor: backend.find_collections(
+            registry_filter={"name": reg.name}, order="name", cursor=cursor, limit=PAGE
+        )
+    )
 
 
 def _versions(backend: InProcessBackend, registry: str, collection: str) -> list[VersionView]:
     """The linked versions of a collection, newest (highest number) first."""
-    coll = backend.get_collection(registry, collection)
-    if hasattr(backend.service, "find_versions"):
-        return _all_pages(lambda cursor: backend.find_versions(
-            registry_filter={"name": coll.registry}, collection_filter={"name": coll.name},
-            filter=None, order="-version", cursor=cursor, limit=PAGE))
-    # Until the service lists versions: walk down from ``latest`` by number
-    # (numbers are never reused, so unlinked ones are simply missing).
-    base = f"{REGISTRY_PREFIX}{coll.registry}/{coll.name}"
-    out: list[VersionView] = []
-    try:
-        top = backend.resolve(f"{base}:latest")
-    except VersionNotFound:
-        return out
-    for index in range(top.index, -1, -1):
-        if len(out) >= coll.version_count:
-            break
-        try:
-            out.append(backend.resolve(f"{base}:v{index}"))
-        except VersionNotFound:
-            continue
-    return out
+    coll = backend.get_collection(registry, collection)  # 404 if missing
+    return _all_pages(
+        lambda cursor: backend.find_versions(
+            registry_filter={"name": coll.registry},
+            collection_filter={"name": coll.name},
+            order="-version",
+            cursor=cursor,
+            limit=PAGE,
+        )
+    )
 
 
-def _all_pages(fetch: Any) -> list[Any]:
+def _all_pages(fetch: Callable[[str | None], Page]) -> list[Any]:
+    """Every item of a cursor-paged listing."""
     items: list[Any] = []
     cursor = None
     while True:
@@ -255,8 +259,13 @@ def _all_pages(fetch: Any) -> list[Any]:
 
 @click.command()
 @click.argument("path")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
-              help="How many events, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="How many events, newest first.",
+)
 @click.option("--alias", "alias_name", metavar="ALIAS", help="Only events about this alias.")
 @JSON
 @pass_state
@@ -269,16 +278,26 @@ def history(state: State, path: str, limit: int, alias_name: str | None, as_json
             f"without a version, not {path!r}",
             rule="registry_path",
         )
-    page = state.backend().history(listing.registry, listing.collection, alias=alias_name,
-                                   limit=limit)
+    page = state.backend().history(
+        listing.registry, listing.collection, alias=alias_name, limit=limit
+    )
     if as_json:
         emit_json(page.items)
         return
     table(
         ["time", "actor", "action", "collection", "version", "alias", "details"],
-        [(e.created_at, e.actor, e.action, e.collection,
-          f"v{e.version_index}" if e.version_index is not None else None, e.alias,
-          _details(e.details)) for e in page.items],
+        [
+            (
+                e.created_at,
+                e.actor,
+                e.action,
+                e.collection,
+                f"v{e.version_index}" if e.version_index is not None else None,
+                e.alias,
+                _details(e.details),
+            )
+            for e in page.items
+        ],
         empty="(no history)",
     )
     if page.next_cursor is not None:

@@ -34,7 +34,6 @@ class InProcessBackend:
         self.service = Service(self.settings)
         key = api_key or os.environ.get(API_KEY_ENV)
         if key:
-            self.service.ensure_org()
             self.actor: Actor = self.service.authenticate(key)
         else:
             self.actor = self.service.ensure_org()

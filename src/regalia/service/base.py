@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from regalia.blobs.base import BlobStore
 from regalia.blobs.local import LocalBlobStore
 from regalia.config import DEFAULT_OWNER, Settings
+from regalia.core.names import validate_entity_name
 from regalia.core.roles import OrgRole, Visibility
 from regalia.errors import OrganizationNotFound, Unauthenticated
 from regalia.service.access import effective_roles
@@ -89,7 +90,8 @@ class ServiceBase:
     def ensure_org(self, name: str | None = None, owner: str = DEFAULT_OWNER) -> Actor:
         """Create the organization (with its core registries and owner) if missing;
         return the owner as an actor. Idempotent and safe under concurrency."""
-        org_name = name or self.settings.org_name
+        org_name = validate_entity_name(name or self.settings.org_name, "organization name")
+        validate_entity_name(owner, "user name")
 
         def fn(repo: Repo) -> int:
             org = repo.org_by_name(org_name)
