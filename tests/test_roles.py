@@ -371,12 +371,6 @@ def test_role_table_viewer_cannot_define_or_touch_protected_aliases(world):
     _assert_cannot_touch_protected(world, world.actor("viewer"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service bug: a viewer refused a protected-alias action is told it needs "
-    "'member' (the first check) although only 'admin' may do it (SPEC §4: 403 with the "
-    "role needed)",
-)
 def test_role_table_viewer_refused_protected_alias_action_is_told_admin_is_needed(world):
     s = world.service
     actor = world.actor("viewer")

@@ -321,3 +321,16 @@ def test_r11_which_version_held_an_alias_on_a_date(service, owner, make_version,
     assert service.alias_at(owner, "model", "zoo", "production", t1) == a.index
     assert service.alias_at(owner, "model", "zoo", "production", t2) == b.index
     assert service.alias_at(owner, "model", "zoo", "production", t3) is None
+
+
+def test_r9_deleting_a_source_needs_unlink_rights_where_it_is_linked(service, owner, make_version):
+    _, key = service.create_user(owner, "dana", org_role="member")
+    dana = service.authenticate(key)
+    v = make_version(dana)
+    service.create_registry(owner, "Prod", visibility="restricted")
+    service.set_registry_role(owner, "Prod", user="dana", role="member")
+    service.link(dana, v.membership_id, "wandb-registry-Prod/zoo")
+    service.set_registry_role(owner, "Prod", user="dana", role="viewer")
+    with pytest.raises(PermissionDenied):
+        service.delete_version(dana, v.membership_id)
+    assert service.resolve(owner, "wandb-registry-Prod/zoo:latest").version_id == v.version_id

@@ -463,10 +463,10 @@ class AdminMixin(ServiceBase):
 
         def fn(repo: Repo) -> None:
             reg, role, coll = self._collection(repo, actor, registry, name, lock=True)
-            check(role, Permission.COLLECTION_EDIT, reg)
             held = repo.collection_holds_protected(coll.id, reg.id)
             if held:
                 check(role, Permission.PROTECTED_ALIAS_EDIT, reg)
+            check(role, Permission.COLLECTION_EDIT, reg)
             self._record(repo, actor, "collection_delete", coll, collection=coll.name)
             repo.delete_collection(coll.id)
 

@@ -104,20 +104,20 @@ class ArtifactsMixin(ServiceBase):
             assert ctx.project is not None
             require_entity(actor, ctx.project.entity, ctx.project.name, "change artifacts")
 
-    def _protected(self, repo: Repo, coll: Collection) -> set[str]:
-        if coll.registry_id is None:
-            return set()
-        return repo.protected_keys([coll.registry_id])[coll.registry_id]
-
     def _check_protected(
-        self, repo: Repo, ctx_role: RegistryRole | None, coll: Collection, aliases: Sequence[str]
+        self,
+        repo: Repo,
+        role: RegistryRole | None,
+        registry_id: int | None,
+        aliases: Sequence[str],
     ) -> None:
-        """R7: only admins may add, move or remove a protected alias."""
-        prot = self._protected(repo, coll)
-        hit = [a for a in aliases if a.lower() in prot]
-        if hit and ctx_role is not None and ctx_role.rank < RegistryRole.ADMIN.rank:
-            reg = repo.get(Registry, coll.registry_id)
-            check(ctx_role, Permission.PROTECTED_ALIAS_EDIT, reg)
+        """R7: only admins may add, move or remove a protected alias. Checked before
+        the ordinary permission, so a refusal names the role really needed: admin."""
+        if registry_id is None or role is None or role.rank >= RegistryRole.ADMIN.rank:
+            return
+        protected = repo.protected_keys([registry_id])[registry_id]
+        if any(a.lower() in protected for a in aliases):
+            check(role, Permission.PROTECTED_ALIAS_EDIT, repo.get(Registry, registry_id))
 
     def _move_latest(self, repo: Repo, actor: Actor, coll: Collection) -> None:
         """R4: ``latest`` sits on the highest-numbered membership, always."""
@@ -229,11 +229,6 @@ class ArtifactsMixin(ServiceBase):
         if len(set(paths)) != len(paths):
             raise InvalidRequest("two files in the artifact have the same name")
         require_entity(actor, entity, project, "log artifacts")
-        missing = [f.path for f in files if not self.blobs.has(f.digest)]
-        if missing:
-            raise StorageUnavailable(
-                f"the contents of {missing[:3]} are not in the blob store; upload them first"
-            )
         digest = manifest_digest(files)
 
         def fn(repo: Repo) -> VersionView:
@@ -287,6 +282,13 @@ class ArtifactsMixin(ServiceBase):
             )
             repo.add_files(version.id, [(f.path, f.digest, f.size) for f in files])
             repo.add_blobs(actor.org_id, {f.digest: f.size for f in files}, now)
+            # Checked under the blob rows' locks, so a concurrent delete cannot free
+            # a file between this check and the commit (R9 vs. §7 visibility).
+            missing = [f.path for f in files if not self.blobs.has(f.digest)]
+            if missing:
+                raise StorageUnavailable(
+                    f"the contents of {missing[:3]} are not in the blob store; upload them first"
+                )
             m = repo.add(
                 Membership(
                     collection_id=seq.id,
@@ -318,6 +320,7 @@ class ArtifactsMixin(ServiceBase):
             now = self.now()
             src = self._ctx(repo, actor, membership_id)
             reg, role = visible_registry(repo, actor, path.registry)
+            self._check_protected(repo, role, reg.id, aliases)
             check(role, Permission.VERSION_LINK, reg)
             if src.registry is not None:
                 assert src.role is not None
@@ -355,7 +358,6 @@ class ArtifactsMixin(ServiceBase):
                     collection_type=coll.type,
                     type=seq.type,
                 )
-            self._check_protected(repo, role, coll, aliases)
             m = repo.membership_of_version(coll.id, version.id)
             created = m is None
             if m is None:
@@ -392,9 +394,9 @@ class ArtifactsMixin(ServiceBase):
 
         def fn(repo: Repo) -> VersionView:
             ctx = self._ctx(repo, actor, membership_id)
+            self._check_protected(repo, ctx.role, ctx.collection.registry_id, aliases)
             self._require(actor, ctx, Permission.ALIAS_EDIT)
             coll = repo.lock_collection(ctx.collection.id)
-            self._check_protected(repo, ctx.role, coll, aliases)
             self._set_aliases(repo, actor, coll, ctx.membership, aliases)
             return self._version_view(repo, ctx.membership)
 
@@ -408,9 +410,9 @@ class ArtifactsMixin(ServiceBase):
 
         def fn(repo: Repo) -> VersionView:
             ctx = self._ctx(repo, actor, membership_id)
+            self._check_protected(repo, ctx.role, ctx.collection.registry_id, aliases)
             self._require(actor, ctx, Permission.ALIAS_EDIT)
             coll = repo.lock_collection(ctx.collection.id)
-            self._check_protected(repo, ctx.role, coll, aliases)
             m = ctx.membership
             for alias in aliases:
                 row = repo.alias(coll.id, alias)
@@ -524,10 +526,10 @@ class ArtifactsMixin(ServiceBase):
                 raise InvalidRequest(
                     "this is a source artifact version, not a link; use delete() to delete it"
                 )
-            self._require(actor, ctx, Permission.VERSION_UNLINK)
             coll = repo.lock_collection(ctx.collection.id)
             held = repo.aliases_of([ctx.membership.id])[ctx.membership.id]
-            self._check_protected(repo, ctx.role, coll, held)
+            self._check_protected(repo, ctx.role, coll.registry_id, held)
+            self._require(actor, ctx, Permission.VERSION_UNLINK)
             self._remove_membership(repo, actor, coll, ctx.membership, "unlink")
 
         self.db.write(fn)
@@ -552,6 +554,8 @@ class ArtifactsMixin(ServiceBase):
                 )
             for m in repo.memberships_of_version(version.id):
                 coll = repo.lock_collection(m.collection_id)
+                if coll.registry_id is not None:
+                    self._require_unlink_rights(repo, actor, coll.registry_id)
                 action = "unlink" if coll.kind == "portfolio" else "delete_version"
                 self._remove_membership(repo, actor, coll, m, action)
             orphans = repo.delete_version(version.id)
@@ -561,6 +565,18 @@ class ArtifactsMixin(ServiceBase):
             return orphans
 
         self.db.write(fn)
+
+    def _require_unlink_rights(self, repo: Repo, actor: Actor, registry_id: int) -> None:
+        """Deleting a source version unlinks it: that needs unlink rights where it is linked."""
+        reg = repo.get(Registry, registry_id)
+        role = registry_role(repo, actor, reg)
+        if role is None:
+            raise PermissionDenied(
+                "cannot delete this version: it is linked in a registry you cannot see; "
+                "ask that registry's admins to unlink it",
+                required_role=RegistryRole.MEMBER.value,
+            )
+        check(role, Permission.VERSION_UNLINK, reg)
 
     # -- resolve, read, download -------------------------------------------------------------
     def resolve(self, actor: Actor, path: str) -> VersionView:

@@ -97,6 +97,15 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._write_engine = self.engine.execution_options(regalia_write=True)
+        # Reads see one snapshot (an alias and its version's alias list agree);
+        # writes stay READ COMMITTED and serialize on row locks.
+        self._read_engine = (
+            self.engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
         self.dialect = self.engine.dialect.name
 
     def dispose(self) -> None:
@@ -104,7 +113,9 @@ class Database:
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:
-        session = Session(bind=self._write_engine if write else self.engine, expire_on_commit=False)
+        session = Session(
+            bind=self._write_engine if write else self._read_engine, expire_on_commit=False
+        )
         try:
             yield session
             session.commit()

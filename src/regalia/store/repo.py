@@ -383,12 +383,19 @@ class Repo:
             )
 
     def add_blobs(self, org_id: int, blobs: dict[str, int], when: datetime) -> None:
+        """Record stored blobs and share-lock their rows until commit, so that a
+        concurrent delete cannot free them under a version being committed."""
         self._insert_ignore(
             Blob,
             [
                 {"org_id": org_id, "digest": d, "size": n, "created_at": when}
                 for d, n in blobs.items()
             ],
+        )
+        self.s.execute(
+            select(Blob.digest)
+            .where(Blob.org_id == org_id, Blob.digest.in_(list(blobs)))
+            .with_for_update(read=True)
         )
 
     def files(self, version_id: int) -> list[tuple[str, str, int]]:
@@ -442,6 +449,9 @@ class Repo:
         self.s.execute(delete(Version).where(Version.id == version_id))
         if not digests:
             return []
+        # Lock the blob rows first: a version being committed with the same content
+        # holds them shared, and the reference check below then sees its files.
+        self.s.execute(select(Blob.digest).where(Blob.digest.in_(digests)).with_for_update())
         still = set(
             self.s.scalars(
                 select(VersionFile.digest).where(VersionFile.digest.in_(digests)).distinct()
