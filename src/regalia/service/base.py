@@ -214,7 +214,7 @@ class ServiceBase:
                 artifact_types=list(r.artifact_types) if r.artifact_types else None,
                 is_core=r.is_core,
                 protected_aliases=repo.protected_aliases(r.id),
-                role=(roles[r.id].value if roles[r.id] else None),
+                role=role.value if (role := roles[r.id]) is not None else None,
                 collection_count=counts.get(r.id, 0),
                 created_at=as_utc(r.created_at),
                 updated_at=as_utc(r.updated_at),

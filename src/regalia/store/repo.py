@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -239,7 +239,7 @@ class Repo:
             .where(Collection.registry_id.in_(ids))
             .group_by(Collection.registry_id)
         ).all()
-        return {rid: int(n) for rid, n in rows}
+        return {int(rid): int(n) for rid, n in rows if rid is not None}
 
     # -- projects and runs ---------------------------------------------------
     def ensure_project(self, org_id: int, entity: str, name: str, when: datetime) -> Project:
@@ -375,7 +375,7 @@ class Repo:
     def add_files(self, version_id: int, files: Sequence[tuple[str, str, int]]) -> None:
         if files:
             self.s.execute(
-                VersionFile.__table__.insert(),
+                insert(VersionFile),
                 [
                     {"version_id": version_id, "path": p, "digest": d, "size": n}
                     for p, d, n in files
