@@ -181,20 +181,12 @@ class LocalBlobStore:
             os.fchmod(tmp_fd, BLOB_MODE)
             os.fsync(tmp_fd)
         os.close(tmp_fd)
-        self._make_dirs(final.parent)
+        created = _make_dirs(final.parent)
         os.replace(tmp, final)
-        fsync_dir(final.parent)
-
-    def _make_dirs(self, directory: Path) -> None:
-        """Create ``directory`` and missing parents, syncing each new entry."""
-        if directory.is_dir():
-            return
-        self._make_dirs(directory.parent)
-        try:
-            directory.mkdir()
-        except FileExistsError:
-            return
-        fsync_dir(directory.parent)
+        # Sync the new entries bottom-up only after the rename: on journaling
+        # filesystems the first sync commits them all, the others are cheap.
+        for directory in [final.parent, *(d.parent for d in reversed(created))]:
+            fsync_dir(directory)
 
     @contextmanager
     def _storage_errors(self) -> Iterator[None]:
@@ -207,6 +199,18 @@ class LocalBlobStore:
             raise StorageUnavailable(
                 f"blob store at {self.root} failed: {exc.strerror or exc}", root=str(self.root)
             ) from exc
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; return those created, top first."""
+    if directory.is_dir():
+        return []
+    created = _make_dirs(directory.parent)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        return created
+    return [*created, directory]
 
 
 def _missing(digest: str) -> NotFound:
