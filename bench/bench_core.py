@@ -39,9 +39,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MiB = 1 << 20
-REPEATS = 3
 ALIAS = "champion"
 ENTITY, PROJECT = "bench", "core"
 TARGET = "wandb-registry-model/bench"
@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dir", help="where to make the temporary home (default: the system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary home")
     p.add_argument("--profile", metavar="FILE", help="write a cProfile of the transfers to FILE")
+    p.add_argument("--repeats", type=int, default=3, help="repetitions per transfer (median)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every repetition")
     args = p.parse_args(argv)
     args.links = args.links or (100 if args.quick else 1000)
@@ -99,12 +100,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def load() -> str:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def settle() -> None:
     """Write back dirty pages of earlier steps so they do not slow the next measurement."""
     os.sync()
 
 
-# -- metadata figures ------------------------------------------------------------------------------
+# -- metadata figures ---------------------------------------------------------------------------
 def bench_metadata(args: argparse.Namespace, work: Path, rows: list[Row]) -> None:
     import regalia
     from regalia.config import Settings
@@ -121,14 +127,24 @@ def bench_metadata(args: argparse.Namespace, work: Path, rows: list[Row]) -> Non
         art.add_file(path, name="model.bin")
         drafts.append(art)
     t = timed(lambda: [run.log_artifact(a) for a in drafts])
-    rows.append(Row("log small versions (SDK)", f"{args.links / t:,.0f} /s",
-                    note=f"N={args.links}; MLflow create version 38/s"))
+    rows.append(
+        Row(
+            "log small versions (SDK)",
+            f"{args.links / t:,.0f} /s",
+            note=f"N={args.links}; MLflow create version 38/s",
+        )
+    )
 
     links: list[regalia.Artifact] = []
     t = timed(lambda: links.extend(run.link_artifact(a, TARGET) for a in drafts))
     assert sorted(a.version for a in links) == sorted(f"v{i}" for i in range(args.links))
-    rows.append(Row("links into one collection (SDK)", f"{args.links / t:,.0f} /s",
-                    note=f"N={args.links}; run.link_artifact"))
+    rows.append(
+        Row(
+            "links into one collection (SDK)",
+            f"{args.links / t:,.0f} /s",
+            note=f"N={args.links}; run.link_artifact",
+        )
+    )
 
     # Moves: consecutive targets always differ, so every call really moves the alias.
     count = len(links)
@@ -141,8 +157,13 @@ def bench_metadata(args: argparse.Namespace, work: Path, rows: list[Row]) -> Non
             art.save()
 
     t = timed(sdk_moves)
-    rows.append(Row("alias moves (SDK: artifact + save)", f"{args.moves / t:,.0f} /s",
-                    note=f"N={args.moves}; MLflow move alias 13/s"))
+    rows.append(
+        Row(
+            "alias moves (SDK: artifact + save)",
+            f"{args.moves / t:,.0f} /s",
+            note=f"N={args.moves}; MLflow move alias 13/s",
+        )
+    )
 
     service = Service(Settings.from_env())
     owner = service.ensure_org()
@@ -153,8 +174,11 @@ def bench_metadata(args: argparse.Namespace, work: Path, rows: list[Row]) -> Non
             service.add_aliases(owner, ids[(i + 1) % count], [ALIAS])
 
     t = timed(service_moves)
-    rows.append(Row("alias moves (Service.add_aliases)", f"{args.moves / t:,.0f} /s",
-                    note=f"N={args.moves}"))
+    rows.append(
+        Row(
+            "alias moves (Service.add_aliases)", f"{args.moves / t:,.0f} /s", note=f"N={args.moves}"
+        )
+    )
     moves = service.history(owner, "model", "bench", alias=ALIAS, limit=1)
     assert moves.items and moves.items[0].alias == ALIAS
     service.close()
@@ -167,13 +191,23 @@ def bench_metadata(args: argparse.Namespace, work: Path, rows: list[Row]) -> Non
         t0 = time.perf_counter_ns()
         api.artifact(path)
         lat.append((time.perf_counter_ns() - t0) / 1e6)
-    rows.append(Row("Api().artifact(coll:alias) median", f"{statistics.median(lat):.2f} ms",
-                    note=f"N={args.resolves}, warm Api; MLflow resolve 13.6 ms"))
-    rows.append(Row("Api().artifact(coll:alias) p95", f"{percentile(lat, 0.95):.2f} ms",
-                    note=f"N={args.resolves}"))
+    rows.append(
+        Row(
+            "Api().artifact(coll:alias) median",
+            f"{statistics.median(lat):.2f} ms",
+            note=f"N={args.resolves}, warm Api; MLflow resolve 13.6 ms",
+        )
+    )
+    rows.append(
+        Row(
+            "Api().artifact(coll:alias) p95",
+            f"{percentile(lat, 0.95):.2f} ms",
+            note=f"N={args.resolves}",
+        )
+    )
 
 
-# -- transfer figures --------------------------------------------------------------------------------
+# -- transfer figures ---------------------------------------------------------------------------
 def make_random_file(path: Path, size: int) -> None:
     chunk = 64 * MiB
     with path.open("wb") as f:
@@ -216,8 +250,17 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def timed_download(artifact: Any, root: Path, size: int) -> float:
+    settle()
+    took = timed(lambda: artifact.download(root=root))
+    assert (root / "big.bin").stat().st_size == size
+    remove(root)
+    return took
+
+
 def bench_transfers(args: argparse.Namespace, work: Path, rows: list[Row]) -> dict[str, float]:
     import regalia
+    from regalia.sdk.cache import ArtifactCache
 
     size = args.file_mib * MiB
     xfer = work / "xfer"
@@ -229,7 +272,7 @@ def bench_transfers(args: argparse.Namespace, work: Path, rows: list[Row]) -> di
     api = regalia.Api()
 
     cp_sync, log = [], []
-    for rep in range(REPEATS):
+    for rep in range(args.repeats):
         dst = xfer / f"cp-{rep}.bin"
         settle()
         cp_sync.append(cp(src, dst, fsync=True))
@@ -237,8 +280,9 @@ def bench_transfers(args: argparse.Namespace, work: Path, rows: list[Row]) -> di
 
         settle()
         art = regalia.Artifact(f"big-{rep}", type="model")
-        log.append(timed(lambda art=art: (art.add_file(src, name="big.bin"),
-                                          run.log_artifact(art))))
+        log.append(
+            timed(lambda art=art: (art.add_file(src, name="big.bin"), run.log_artifact(art)))
+        )
         digest = art.files()[0].digest
         art.delete()  # frees the blob, so the next repetition stores it again (R9)
         assert not run._backend.blobs.has(digest), "the blob must be stored anew each time"
@@ -251,43 +295,74 @@ def bench_transfers(args: argparse.Namespace, work: Path, rows: list[Row]) -> di
     read_once(blob)
     artifact = api.artifact(f"{ENTITY}/{PROJECT}/big:latest")
 
-    cp_plain, download = [], []
-    for rep in range(REPEATS):
+    # The brief's measurement: consecutive downloads into new folders (the first one
+    # fills the SDK cache). Then, for information, downloads with the cache emptied
+    # first: what a first download after logging costs.
+    sdk_cache = ArtifactCache(Path(os.environ["REGALIA_CACHE_DIR"]))
+    sdk_cache.clean()
+    cp_plain, download, first = [], [], []
+    for rep in range(args.repeats):
         dst = xfer / f"cp-plain-{rep}.bin"
         settle()
         cp_plain.append(cp(src, dst, fsync=False))
         remove(dst)
-
-        root = xfer / f"download-{rep}"
-        settle()
-        download.append(timed(lambda root=root: artifact.download(root=root)))
-        got = root / "big.bin"
-        assert got.stat().st_size == size
-        remove(root)
+        download.append(timed_download(artifact, xfer / f"download-{rep}", size))
+    for rep in range(args.repeats):
+        sdk_cache.clean()
+        first.append(timed_download(artifact, xfer / f"first-{rep}", size))
     settle()
 
-    samples = {"cp_sync": cp_sync, "log": log, "cp": cp_plain, "download": download}
+    samples = {
+        "cp_sync": cp_sync,
+        "log": log,
+        "cp": cp_plain,
+        "download": download,
+        "first": first,
+    }
     if args.verbose:
         for k, v in samples.items():
             print(f"{k:>10}: " + "  ".join(f"{x:.3f}" for x in v) + " s", file=sys.stderr)
     m = {k: statistics.median(v) for k, v in samples.items()}
     mb = size / 1e6
-    up, down = m["log"] / m["cp_sync"], m["download"] / m["cp"]
+
+    def speed(name: str) -> str:
+        return f"{m[name]:.2f} s ({mb / m[name]:,.0f} MB/s)"
+
     label = f"{args.file_mib} MiB" if args.file_mib < 1024 else f"{args.file_mib // 1024} GiB"
-    rows.append(Row(f"log {label} / (cp + fsync)", f"{up:.2f}", "<= 1.25", up <= 1.25,
-                    note=f"log {m['log']:.2f} s ({mb / m['log']:,.0f} MB/s), "
-                         f"cp+fsync {m['cp_sync']:.2f} s ({mb / m['cp_sync']:,.0f} MB/s)"))
-    rows.append(Row(f"download {label} / cp", f"{down:.2f}", "<= 1.5", down <= 1.5,
-                    note=f"download {m['download']:.2f} s ({mb / m['download']:,.0f} MB/s), "
-                         f"cp {m['cp']:.2f} s ({mb / m['cp']:,.0f} MB/s)"))
+    up, down, cold = m["log"] / m["cp_sync"], m["download"] / m["cp"], m["first"] / m["cp"]
+    rows += [
+        Row(
+            f"log {label} / (cp + fsync)",
+            f"{up:.2f}",
+            "<= 1.25",
+            up <= 1.25,
+            note=f"log {speed('log')}, cp+fsync {speed('cp_sync')}",
+        ),
+        Row(
+            f"download {label} / cp",
+            f"{down:.2f}",
+            "<= 1.5",
+            down <= 1.5,
+            note=f"download {speed('download')}, cp {speed('cp')}",
+        ),
+        Row(
+            "  same, SDK cache emptied before each",
+            f"{cold:.2f}",
+            "(<= 1.5)",
+            None,
+            note=f"download {speed('first')}; for information",
+        ),
+    ]
     return m
 
 
-# -- output ----------------------------------------------------------------------------------------------
+# -- output -------------------------------------------------------------------------------------
 def print_table(rows: list[Row], header: str) -> None:
     cols = ("figure", "value", "goal", "", "notes")
-    data = [(r.name, r.value, r.goal or "-", {True: "ok", False: "MISSED", None: ""}[r.ok],
-             r.note) for r in rows]
+    data = [
+        (r.name, r.value, r.goal or "-", {True: "ok", False: "MISSED", None: ""}[r.ok], r.note)
+        for r in rows
+    ]
     widths = [max(len(c), *(len(d[i]) for d in data)) for i, c in enumerate(cols)]
     line = "  ".join("-" * w for w in widths)
     print(header)
@@ -295,10 +370,12 @@ def print_table(rows: list[Row], header: str) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
     print(line)
     for d in data:
-        print("  ".join(
-            v.rjust(w) if i == 1 else v.ljust(w) for i, (v, w) in enumerate(zip(d, widths,
-                                                                                 strict=True))
-        ).rstrip())
+        print(
+            "  ".join(
+                v.rjust(w) if i == 1 else v.ljust(w)
+                for i, (v, w) in enumerate(zip(d, widths, strict=True))
+            ).rstrip()
+        )
     print(line)
 
 
@@ -310,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"regalia bench_core: {db} + local blobs in {work}\n"
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
-        f"{'quick' if args.quick else 'full'} run"
+        f"{'quick' if args.quick else 'full'} run, load average {load()}"
     )
     rows: list[Row] = []
     try:
@@ -326,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print_table(rows, header)
+    print_table(rows, header + f" (at the end: {load()})")
     return 0
 
 

@@ -53,8 +53,8 @@ ALIAS = "champion"
 TEAM = "crew"
 PROJECT = "proj"
 SOURCE = "weights"
-START_TIMEOUT_S = 120.0  # spawning 4 interpreters and importing SQLAlchemy
-RUN_TIMEOUT_S = 240.0
+START_TIMEOUT_S = 120.0  # spawning 4 interpreters, importing SQLAlchemy, storing 200 files
+RUN_TIMEOUT_S = 240.0  # logging, linking and moving, once all workers are up
 MIN_CONCURRENT_READS = 10
 
 
@@ -71,9 +71,16 @@ class _Collect(logging.Handler):
 
 
 def _worker(
-    n: int, settings: Settings, api_key: str, files: Path, barrier: Any, results: Any
+    n: int, settings: Settings, api_key: str, files: Path, go: list[Any], results: Any
 ) -> None:
-    """Log, then link and move the alias; put one report dict on ``results``."""
+    """Log, then link and move the alias. Messages on ``results``: ``("ready", n, phase)``
+    before each phase (which starts when ``go[phase]`` is set), then ``("report", n, dict)``."""
+
+    def start(phase: int) -> None:
+        results.put(("ready", n, phase))
+        if not go[phase].wait(START_TIMEOUT_S + RUN_TIMEOUT_S):
+            raise TimeoutError(f"phase {phase} never started")
+
     report: dict[str, Any] = {
         "worker": n,
         "error": None,
@@ -84,6 +91,7 @@ def _worker(
     }
     collect = _Collect()
     logging.getLogger().addHandler(collect)
+    logging.captureWarnings(True)  # Python warnings (e.g. SQLAlchemy's) count as well
     service = None
     try:
         service = Service(settings)
@@ -95,7 +103,7 @@ def _worker(
             path.write_bytes(f"worker {n} version {j} {random.random()}\n".encode() * (j + 1))
             digests.append(service.store_file(path))
 
-        barrier.wait(START_TIMEOUT_S)  # phase 1: concurrent logging into one source artifact
+        start(0)  # phase 1: concurrent logging into one source artifact
         sources = []
         for digest, size in digests:
             view = service.log_version(
@@ -110,7 +118,7 @@ def _worker(
             sources.append(view.membership_id)
             report["log_indices"].append(view.index)
 
-        barrier.wait(RUN_TIMEOUT_S)  # phase 2: links and alias moves, all at once
+        start(1)  # phase 2: links and alias moves, all at once
         rng = random.Random(n)
         links: list[int] = []  # membership ids of this worker's links
         previous: int | None = None
@@ -131,12 +139,11 @@ def _worker(
                 previous = target
     except BaseException as exc:  # reported, never lost: the parent fails the test
         report["error"] = "".join(traceback.format_exception(exc))
-        barrier.abort()  # nobody waits for a worker that will not come
     finally:
         report["warnings"] = collect.messages
         if service is not None:
             service.close()
-        results.put(report)
+        results.put(("report", n, report))
 
 
 # -- what the reader checks in each snapshot -----------------------------------------------------
@@ -240,69 +247,111 @@ def _crew(service: Service, owner: Actor) -> list[tuple[str, str]]:
     return users
 
 
-def _collect(results: Any, procs: list[Any], deadline: float) -> list[dict[str, Any]]:
-    reports: list[dict[str, Any]] = []
-    while len(reports) < len(procs) and time.monotonic() < deadline:
+class Workers:
+    """The worker processes, released phase by phase, with their messages."""
+
+    def __init__(self, settings: Settings, keys: list[str], tmp_path: Path) -> None:
+        ctx = mp.get_context("spawn")
+        self.go = [ctx.Event(), ctx.Event()]
+        self.results = ctx.Queue()
+        self.ready: list[set[int]] = [set(), set()]
+        self.reports: dict[int, dict[str, Any]] = {}
+        self.procs = [
+            ctx.Process(
+                target=_worker,
+                name=f"regalia-worker-{n}",
+                daemon=True,
+                args=(n, settings, key, tmp_path / f"files-{n}", self.go, self.results),
+            )
+            for n, key in enumerate(keys)
+        ]
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+
+    def _drain(self, timeout: float) -> None:
         try:
-            reports.append(results.get(timeout=1.0))
+            kind, n, payload = self.results.get(timeout=timeout)
+            while True:
+                if kind == "ready":
+                    self.ready[payload].add(n)
+                else:
+                    self.reports[n] = payload
+                kind, n, payload = self.results.get_nowait()
         except queue.Empty:
-            if not any(p.is_alive() for p in procs):
-                try:  # a last report may still be in the pipe
-                    reports.append(results.get(timeout=2.0))
-                except queue.Empty:
-                    break
-    return reports
+            pass
+
+    def pump(self, timeout: float) -> None:
+        """Take the messages that arrived (waiting up to ``timeout`` for the first);
+        fail the test at once if a worker reported an error or died without a report."""
+        self._drain(timeout)
+        silent = [n for n, p in enumerate(self.procs) if not p.is_alive() and n not in self.reports]
+        if silent:
+            self._drain(2.0)  # its last message may still be in the pipe
+        errors = {n: r["error"] for n, r in self.reports.items() if r["error"]}
+        if errors:
+            pytest.fail("\n".join(f"worker {n} failed:\n{e}" for n, e in errors.items()))
+        silent = [n for n, p in enumerate(self.procs) if not p.is_alive() and n not in self.reports]
+        if silent:
+            codes = [self.procs[n].exitcode for n in silent]
+            pytest.fail(f"workers {silent} died without a report (exit codes {codes})")
+
+    def release(self, phase: int, deadline: float) -> None:
+        """Start ``phase`` in every worker at once, when all are ready for it."""
+        while len(self.ready[phase]) < len(self.procs):
+            if time.monotonic() > deadline:
+                pytest.fail(f"only workers {sorted(self.ready[phase])} got to phase {phase}")
+            self.pump(0.5)
+        self.go[phase].set()
+
+    @property
+    def finished(self) -> bool:
+        return len(self.reports) == len(self.procs)
+
+    def stop(self) -> list[str]:
+        """Make sure no worker outlives the test; return the names of those still running."""
+        for p in self.procs:
+            p.join(5)
+        stuck = [p.name for p in self.procs if p.is_alive()]
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(10)
+        return stuck
 
 
 def test_r2_r4_r5_r11_four_processes_link_and_move_one_alias(
     service: Service, owner: Actor, settings: Settings, tmp_path: Path
 ) -> None:
     users = _crew(service, owner)
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(WORKERS + 1)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_worker,
-            name=f"regalia-worker-{n}",
-            daemon=True,
-            args=(n, settings, key, tmp_path / f"files-{n}", barrier, results),
-        )
-        for n, (_, key) in enumerate(users)
-    ]
-    for p in procs:
-        p.start()
+    workers = Workers(settings, [key for _, key in users], tmp_path)
     reader = Reader(service, owner)
     started = time.monotonic()
-    deadline = started + START_TIMEOUT_S + RUN_TIMEOUT_S
     try:
-        barrier.wait(START_TIMEOUT_S)  # all workers up: logging starts
-        barrier.wait(RUN_TIMEOUT_S)  # all logged: links and moves start
-        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+        workers.start()
+        workers.release(0, started + START_TIMEOUT_S)  # all up: logging starts
+        deadline = time.monotonic() + RUN_TIMEOUT_S  # for both phases together
+        workers.release(1, deadline)  # all logged: links and moves start
+        while not workers.finished:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"workers {sorted(set(range(WORKERS)) - set(workers.reports))} "
+                    f"did not finish within {RUN_TIMEOUT_S:.0f} s of starting"
+                )
             reader.check()
-            procs[0].join(0.002)  # leave the two cores to the writers between reads
-        reports = _collect(results, procs, deadline)
-    except Exception as exc:  # a broken barrier or a timeout: show what the workers said
-        reports = _collect(results, procs, time.monotonic() + 10)
-        pytest.fail(f"workers did not run to the end ({type(exc).__name__}): {reports}")
+            workers.pump(0.002)  # also leaves the two cores to the writers between reads
     finally:
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-        stuck = [p.name for p in procs if p.is_alive()]
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(10)
+        stuck = workers.stop()
     elapsed = time.monotonic() - started
     assert not stuck, f"workers still running after {elapsed:.0f} s: {stuck}"
 
     # Every worker finished, without an exception or a logged warning.
-    assert sorted(r["worker"] for r in reports) == list(range(WORKERS)), reports
-    failures = {r["worker"]: r["error"] for r in reports if r["error"]}
-    assert not failures, "\n".join(f"worker {n}:\n{e}" for n, e in failures.items())
+    reports = [workers.reports[n] for n in range(WORKERS)]
+    assert not any(r["error"] for r in reports)
     warnings = {r["worker"]: r["warnings"] for r in reports if r["warnings"]}
     assert not warnings, warnings
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    assert [p.exitcode for p in workers.procs] == [0] * WORKERS
 
     total_links = WORKERS * LINKS_PER_WORKER
     total_moves = WORKERS * MOVES_PER_WORKER

@@ -81,17 +81,15 @@ class ArtifactsMixin(ServiceBase):
 
     # -- helpers -----------------------------------------------------------------
     def _ctx(self, repo: Repo, actor: Actor, membership_id: int) -> _Ctx:
-        m = repo.get(Membership, membership_id)
-        coll = repo.get(Collection, m.collection_id) if m is not None else None
-        if m is None or coll is None:
+        found = repo.membership_context(membership_id)
+        if found is None:
             raise VersionNotFound(f"artifact version {membership_id} not found")
-        if coll.kind == "portfolio":
-            reg = repo.get(Registry, coll.registry_id)
-            role = registry_role(repo, actor, reg) if reg is not None else None
-            if reg is None or role is None:
+        m, coll, reg, proj = found
+        if reg is not None:
+            role = registry_role(repo, actor, reg)
+            if role is None:
                 raise VersionNotFound(f"artifact version {membership_id} not found")
             return _Ctx(m, coll, reg, role, None)
-        proj = repo.get(Project, coll.project_id)
         if proj is None or not can_use_entity(actor, proj.entity):
             raise VersionNotFound(f"artifact version {membership_id} not found")
         return _Ctx(m, coll, None, None, proj)
@@ -119,11 +117,14 @@ class ArtifactsMixin(ServiceBase):
         if any(a.lower() in protected for a in aliases):
             check(role, Permission.PROTECTED_ALIAS_EDIT, repo.get(Registry, registry_id))
 
-    def _move_latest(self, repo: Repo, actor: Actor, coll: Collection) -> None:
-        """R4: ``latest`` sits on the highest-numbered membership, always."""
-        top = repo.highest_membership(coll.id)
-        current = repo.alias(coll.id, LATEST)
+    def _move_latest(
+        self, repo: Repo, actor: Actor, coll: Collection, top: Membership | None = None
+    ) -> None:
+        """R4: ``latest`` sits on the highest-numbered membership, always. ``top`` is
+        that membership when the caller knows it (a new link is always the highest)."""
+        top = top or repo.highest_membership(coll.id)
         if top is None:
+            current = repo.alias(coll.id, LATEST)
             if current is not None:
                 repo.remove_alias(current.id)
             return
@@ -166,7 +167,7 @@ class ArtifactsMixin(ServiceBase):
         self, repo: Repo, actor: Actor, coll: Collection, m: Membership, action: str
     ) -> None:
         names = repo.aliases_of([m.id])[m.id]
-        repo.delete_membership(m.id)
+        repo.delete_membership(m.id, coll.id)
         for name in names:
             if name.lower() != LATEST:
                 self._record(
@@ -196,7 +197,7 @@ class ArtifactsMixin(ServiceBase):
                     reason=action,
                 )
             self._move_latest(repo, actor, coll)
-        coll.updated_at = self.now()
+        repo.touch_collection(coll.id, self.now())
 
     # -- log ---------------------------------------------------------------------------
     def log_version(
@@ -264,7 +265,7 @@ class ArtifactsMixin(ServiceBase):
                 repo.add_version_tags(existing.id, tags)
                 return self._version_view(repo, m, created=False)
             run = repo.run_by_key(run_key) if run_key else None
-            index = repo.allocate_index(seq.id)
+            index = repo.allocate_index(seq.id, now)
             version = repo.add(
                 Version(
                     sequence_id=seq.id,
@@ -280,7 +281,7 @@ class ArtifactsMixin(ServiceBase):
                     updated_at=now,
                 )
             )
-            repo.add_files(version.id, [(f.path, f.digest, f.size) for f in files])
+            repo.add_files(version.id, [(f.path, f.digest, f.size, f.check) for f in files])
             repo.add_blobs(actor.org_id, {f.digest: f.size for f in files}, now)
             # Checked under the blob rows' locks, so a concurrent delete cannot free
             # a file between this check and the commit (R9 vs. §7 visibility).
@@ -289,20 +290,11 @@ class ArtifactsMixin(ServiceBase):
                 raise StorageUnavailable(
                     f"the contents of {missing[:3]} are not in the blob store; upload them first"
                 )
-            m = repo.add(
-                Membership(
-                    collection_id=seq.id,
-                    version_id=version.id,
-                    version_index=index,
-                    created_by=actor.user_id,
-                    created_at=now,
-                )
-            )
+            m = repo.add_membership(seq.id, version.id, index, actor.user_id, now)
             self._record(repo, actor, "log", seq, version_index=index, version_id=version.id)
-            self._move_latest(repo, actor, seq)
+            self._move_latest(repo, actor, seq, m)
             self._set_aliases(repo, actor, seq, m, aliases)
             repo.add_version_tags(version.id, tags)
-            seq.updated_at = now
             return self._version_view(repo, m)
 
         return self.db.write(fn)
@@ -325,8 +317,7 @@ class ArtifactsMixin(ServiceBase):
             if src.registry is not None:
                 assert src.role is not None
                 check(src.role, Permission.FILES_DOWNLOAD, src.registry)
-            version = repo.get(Version, src.membership.version_id)
-            seq = repo.get(Collection, version.sequence_id)
+            version, seq = repo.version_source(src.membership.version_id)
             if reg.artifact_types and seq.type not in reg.artifact_types:
                 raise TypeMismatch(
                     f"registry {reg.name!r} accepts artifact types {reg.artifact_types}; "
@@ -334,7 +325,7 @@ class ArtifactsMixin(ServiceBase):
                     accepted=reg.artifact_types,
                     type=seq.type,
                 )
-            coll = repo.collection_in_registry(reg.id, path.collection, lock=True)
+            coll = repo.find_collection(registry_id=reg.id, name=path.collection, lock=True)
             if coll is None:
                 coll = repo.ensure_collection(
                     {
@@ -361,16 +352,8 @@ class ArtifactsMixin(ServiceBase):
             m = repo.membership_of_version(coll.id, version.id)
             created = m is None
             if m is None:
-                index = repo.allocate_index(coll.id)
-                m = repo.add(
-                    Membership(
-                        collection_id=coll.id,
-                        version_id=version.id,
-                        version_index=index,
-                        created_by=actor.user_id,
-                        created_at=now,
-                    )
-                )
+                index = repo.allocate_index(coll.id, now)
+                m = repo.add_membership(coll.id, version.id, index, actor.user_id, now)
                 self._record(
                     repo,
                     actor,
@@ -380,9 +363,8 @@ class ArtifactsMixin(ServiceBase):
                     version_id=version.id,
                     source=f"{seq.name}:v{version.version_index}",
                 )
-                self._move_latest(repo, actor, coll)
+                self._move_latest(repo, actor, coll, m)
             self._set_aliases(repo, actor, coll, m, aliases)
-            coll.updated_at = now
             return self._version_view(repo, m, created=created)
 
         return self.db.write(fn)
@@ -516,7 +498,7 @@ class ArtifactsMixin(ServiceBase):
 
         return self.db.write(fn)
 
-    # -- unlink and delete ---------------------------------------------------------------------------
+    # -- unlink and delete -----------------------------------------------------------
     def unlink(self, actor: Actor, membership_id: int) -> None:
         """R9: remove a version from a registry collection; the source version stays."""
 
@@ -591,7 +573,7 @@ class ArtifactsMixin(ServiceBase):
     def _resolve(self, repo: Repo, actor: Actor, parsed: RegistryPath | SourcePath) -> Membership:
         if isinstance(parsed, RegistryPath):
             reg, _role = visible_registry(repo, actor, parsed.registry)
-            coll = repo.collection_in_registry(reg.id, parsed.collection)
+            coll = repo.find_collection(registry_id=reg.id, name=parsed.collection)
             if coll is None:
                 raise CollectionNotFound(
                     f"collection {parsed.collection!r} not found in registry {reg.name!r}",
@@ -658,7 +640,7 @@ class ArtifactsMixin(ServiceBase):
         def fn(repo: Repo) -> list[FileEntry]:
             ctx = self._ctx(repo, actor, membership_id)
             self._require_download(actor, ctx)
-            return [FileEntry(p, d, n) for p, d, n in repo.files(ctx.membership.version_id)]
+            return [FileEntry(p, d, n, c) for p, d, n, c in repo.files(ctx.membership.version_id)]
 
         return self.db.read(fn)
 

@@ -26,11 +26,8 @@ from regalia.store.models import (
     Collection,
     Membership,
     Organization,
-    Project,
     Registry,
-    Run,
     User,
-    Version,
 )
 from regalia.store.repo import Repo
 
@@ -223,83 +220,50 @@ class ServiceBase:
         ]
 
     def _collection_views(self, repo: Repo, colls: Sequence[Collection]) -> list[CollectionView]:
-        ids = [c.id for c in colls]
-        tags = repo.collection_tags(ids)
-        counts = repo.membership_counts(ids)
-        regs = {c.registry_id: repo.get(Registry, c.registry_id) for c in colls if c.registry_id}
-        projs = {c.project_id: repo.get(Project, c.project_id) for c in colls if c.project_id}
-        out = []
-        for c in colls:
-            reg = regs.get(c.registry_id) if c.registry_id else None
-            proj = projs.get(c.project_id) if c.project_id else None
-            out.append(
-                CollectionView(
-                    id=c.id,
-                    kind=c.kind,
-                    name=c.name,
-                    type=c.type,
-                    description=c.description or "",
-                    tags=tags.get(c.id, []),
-                    version_count=counts.get(c.id, 0),
-                    registry=reg.name if reg else None,
-                    entity=proj.entity if proj else None,
-                    project=proj.name if proj else None,
-                    created_at=as_utc(c.created_at),
-                    updated_at=as_utc(c.updated_at),
-                )
-            )
-        return out
+        rows = repo.collection_rows([c.id for c in colls])
+        tags = repo.collection_tags(rows)
+        return [_collection_view(rows[c.id], tags[c.id]) for c in colls]
 
     def _version_views(
         self, repo: Repo, memberships: Sequence[Membership], *, created: bool = True
     ) -> list[VersionView]:
         if not memberships:
             return []
-        coll_ids = {m.collection_id for m in memberships}
-        colls = {c.id: c for c in (repo.get(Collection, i) for i in coll_ids)}
-        cviews = {v.id: v for v in self._collection_views(repo, list(colls.values()))}
-        versions = {m.version_id: repo.get(Version, m.version_id) for m in memberships}
-        seqs = {v.sequence_id: repo.get(Collection, v.sequence_id) for v in versions.values()}
-        projs = {s.project_id: repo.get(Project, s.project_id) for s in seqs.values()}
-        aliases = repo.aliases_of([m.id for m in memberships])
-        tags = repo.version_tags(versions)
-        protected = repo.protected_keys({c.registry_id for c in colls.values() if c.registry_id})
-        users: dict[int, str | None] = {}
+        rows = repo.version_rows([m.id for m in memberships])
+        aliases = repo.aliases_of(rows)
+        tags = repo.version_tags(r.vid for r in rows.values())
+        ctags = repo.collection_tags(r.cid for r in rows.values())
+        protected = repo.protected_keys(
+            {r.cregistry_id for r in rows.values() if r.cregistry_id is not None}
+        )
         out = []
         for m in memberships:
-            v = versions[m.version_id]
-            seq = seqs[v.sequence_id]
-            proj = projs[seq.project_id]
-            coll = colls[m.collection_id]
-            if v.created_by is not None and v.created_by not in users:
-                u = repo.get(User, v.created_by)
-                users[v.created_by] = u.name if u else None
-            prot = protected.get(coll.registry_id, set()) if coll.registry_id else set()
-            names = aliases.get(m.id, [])
-            run = repo.get(Run, v.run_id) if v.run_id else None
+            r = rows[m.id]
+            names = aliases[m.id]
+            prot = protected.get(r.cregistry_id, set()) if r.cregistry_id is not None else set()
             out.append(
                 VersionView(
-                    version_id=v.id,
-                    membership_id=m.id,
-                    collection=cviews[coll.id],
-                    index=m.version_index,
-                    source_entity=proj.entity,
-                    source_project=proj.name,
-                    source_name=seq.name,
-                    source_index=v.version_index,
-                    type=seq.type,
+                    version_id=r.vid,
+                    membership_id=r.mid,
+                    collection=_collection_view(r, ctags[r.cid]),
+                    index=r.mindex,
+                    source_entity=r.seq_entity,
+                    source_project=r.seq_project,
+                    source_name=r.seq_name,
+                    source_index=r.vindex,
+                    type=r.seq_type,
                     aliases=names,
                     protected_aliases=[a for a in names if a.lower() in prot],
-                    tags=tags.get(v.id, []),
-                    description=v.description or "",
-                    metadata=dict(v.metadata_ or {}),
-                    digest=v.digest,
-                    size=int(v.size),
-                    file_count=v.file_count,
-                    created_by=users.get(v.created_by) if v.created_by else None,
-                    created_at=as_utc(v.created_at),
-                    updated_at=as_utc(v.updated_at),
-                    run_key=run.run_key if run else None,
+                    tags=tags[r.vid],
+                    description=r.description or "",
+                    metadata=dict(r.metadata or {}),
+                    digest=r.digest,
+                    size=int(r.size),
+                    file_count=r.file_count,
+                    created_by=r.creator,
+                    created_at=as_utc(r.created_at),
+                    updated_at=as_utc(r.updated_at),
+                    run_key=r.run_key,
                     created=created,
                 )
             )
@@ -309,3 +273,21 @@ class ServiceBase:
         self, repo: Repo, membership: Membership, *, created: bool = True
     ) -> VersionView:
         return self._version_views(repo, [membership], created=created)[0]
+
+
+def _collection_view(row: Any, tags: list[str]) -> CollectionView:
+    """A collection view from a row of ``store.views`` collection columns."""
+    return CollectionView(
+        id=row.cid,
+        kind=row.ckind,
+        name=row.cname,
+        type=row.ctype,
+        description=row.cdescription or "",
+        tags=tags,
+        version_count=row.cmembers,
+        registry=row.rname,
+        entity=row.centity,
+        project=row.cproject,
+        created_at=as_utc(row.ccreated_at),
+        updated_at=as_utc(row.cupdated_at),
+    )

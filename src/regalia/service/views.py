@@ -95,9 +95,14 @@ class CollectionView:
 
 @dataclass(frozen=True)
 class FileEntry:
+    """A file of a version: its path, SHA-256 ``digest`` (its identity in the blob
+    store), size, and ``check``, a faster digest of the same bytes ("blake3:<hex>")
+    that downloads verify."""
+
     path: str
     digest: str
     size: int
+    check: str | None = None
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,13 @@ class Database:
 
     def write(self, fn: Callable[[Repo], T]) -> T:
         """Run ``fn`` with a repository in a write transaction (retried if transient)."""
-        return self.run(lambda s: fn(Repo(s)), write=True)
+        def unit(session: Session) -> T:
+            repo = Repo(session)
+            result = fn(repo)
+            repo.finish()
+            return result
+
+        return self.run(unit, write=True)
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""

@@ -186,6 +186,7 @@ class Collection(Base):
     type: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
     next_index: Mapped[int] = mapped_column(Integer, default=0)
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
@@ -237,6 +238,9 @@ class VersionFile(Base):
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    # A second, faster digest of the same bytes ("blake3:<hex>"), computed at upload,
+    # that downloads verify in parallel with the copy.
+    check: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class Blob(Base):

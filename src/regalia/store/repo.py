@@ -13,11 +13,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, aliased
 
+from regalia.store import views
 from regalia.store.models import (
     Alias,
     ApiKey,
@@ -41,6 +43,66 @@ from regalia.store.models import (
     VersionTag,
 )
 
+_ALIAS_ROW = select(Alias.id, Alias.membership_id, Alias.name).where(
+    Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key")
+)
+_MOVE_ALIAS = (
+    update(Alias)
+    .where(Alias.id == bindparam("aid"))
+    .values(membership_id=bindparam("mid"), name=bindparam("name"), updated_at=bindparam("when"))
+)
+_ALLOCATE = (
+    update(Collection)
+    .where(Collection.id == bindparam("cid"))
+    .values(
+        next_index=Collection.next_index + 1,
+        member_count=Collection.member_count + 1,
+        updated_at=bindparam("when"),
+    )
+    .returning(Collection.next_index)
+)
+
+
+def _columns(model: Any, prefix: str = "") -> list[Any]:
+    """Every mapped column of ``model``, labelled ``prefix + attribute name``."""
+    return [getattr(model, a.key).label(prefix + a.key) for a in inspect(model).mapper.column_attrs]
+
+
+def _detached(model: Any, data: Any, prefix: str = "") -> Any:
+    """A transient ``model`` instance from a row's ``prefix``-labelled columns."""
+    return model(**{a.key: data[prefix + a.key] for a in inspect(model).mapper.column_attrs})
+
+
+_CONTEXT = (
+    select(
+        *_columns(Membership, "m_"),
+        *_columns(Collection, "c_"),
+        *_columns(Registry, "r_"),
+        *_columns(Project, "p_"),
+    )
+    .select_from(Membership)
+    .join(Collection, Collection.id == Membership.collection_id)
+    .outerjoin(Registry, Registry.id == Collection.registry_id)
+    .outerjoin(Project, Project.id == Collection.project_id)
+    .where(Membership.id == bindparam("mid"))
+)
+_FIND_PORTFOLIO = select(*_columns(Collection)).where(
+    Collection.registry_id == bindparam("owner"), Collection.name_key == bindparam("key")
+)
+_FIND_SEQUENCE = select(*_columns(Collection)).where(
+    Collection.project_id == bindparam("owner"), Collection.name_key == bindparam("key")
+)
+_COLLECTION_BY_ID = select(*_columns(Collection)).where(Collection.id == bindparam("cid"))
+_MEMBERSHIP_OF_VERSION = select(*_columns(Membership)).where(
+    Membership.collection_id == bindparam("cid"), Membership.version_id == bindparam("vid")
+)
+_SEQ = aliased(Collection, name="src_seq")
+_VERSION_SOURCE = (
+    select(*_columns(Version, "v_"), *_columns(_SEQ, "s_"))
+    .join(_SEQ, _SEQ.id == Version.sequence_id)
+    .where(Version.id == bindparam("vid"))
+)
+
 
 class Repo:
     """Domain-level reads and writes inside one transaction."""
@@ -48,6 +110,24 @@ class Repo:
     def __init__(self, session: Session) -> None:
         self.s = session
         self.dialect = session.get_bind().dialect.name
+        self._conn: Connection | None = None
+        self._history: list[dict[str, Any]] = []
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's Core connection, for the hot read paths; pending ORM
+        changes are flushed first so the reads see them."""
+        if self._conn is None:
+            self._conn = self.s.connection()
+        if self.s.dirty or self.s.new or self.s.deleted:
+            self.s.flush()
+        return self._conn
+
+    def version_rows(self, membership_ids: Sequence[int]) -> dict[int, Row[Any]]:
+        return views.version_rows(self.conn, membership_ids)
+
+    def collection_rows(self, collection_ids: Sequence[int]) -> dict[int, Row[Any]]:
+        return views.collection_rows(self.conn, collection_ids)
 
     # -- generic ------------------------------------------------------------
     def _insert_ignore(self, model: Any, values: dict[str, Any] | list[dict[str, Any]]) -> None:
@@ -199,16 +279,7 @@ class Repo:
         )
 
     def protected_keys(self, registry_ids: Iterable[int]) -> dict[int, set[str]]:
-        ids = list(registry_ids)
-        out: dict[int, set[str]] = {i: set() for i in ids}
-        if ids:
-            for rid, key in self.s.execute(
-                select(ProtectedAliasName.registry_id, ProtectedAliasName.name_key).where(
-                    ProtectedAliasName.registry_id.in_(ids)
-                )
-            ):
-                out[rid].add(key)
-        return out
+        return views.protected_keys(self.conn, registry_ids)
 
     def add_protected_alias(self, registry_id: int, name: str, when: datetime) -> bool:
         exists = self.s.get(ProtectedAliasName, (registry_id, name.lower()))
@@ -288,36 +359,83 @@ class Repo:
         )
         return self.s.scalar(stmt.with_for_update() if lock else stmt)
 
+    def membership_context(
+        self, membership_id: int
+    ) -> tuple[Membership, Collection, Registry | None, Project | None] | None:
+        """A membership with its collection and that collection's registry or project,
+        as detached records (read-only; change rows through the repository's verbs)."""
+        row = self.conn.execute(_CONTEXT, {"mid": membership_id}).first()
+        if row is None:
+            return None
+        data = row._mapping
+        reg = _detached(Registry, data, "r_") if data["r_id"] is not None else None
+        proj = _detached(Project, data, "p_") if data["p_id"] is not None else None
+        return _detached(Membership, data, "m_"), _detached(Collection, data, "c_"), reg, proj
+
+    def find_collection(
+        self,
+        *,
+        registry_id: int | None = None,
+        project_id: int | None = None,
+        name: str,
+        lock: bool = False,
+    ) -> Collection | None:
+        """A portfolio (``registry_id``) or sequence (``project_id``) by name, detached;
+        ``lock`` takes its row lock on PostgreSQL."""
+        stmt = _FIND_PORTFOLIO if registry_id is not None else _FIND_SEQUENCE
+        if lock and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        owner = registry_id if registry_id is not None else project_id
+        row = self.conn.execute(stmt, {"owner": owner, "key": name.lower()}).first()
+        return None if row is None else _detached(Collection, row._mapping)
+
     def lock_collection(self, collection_id: int) -> Collection:
-        coll = self.s.scalar(
-            select(Collection)
-            .where(Collection.id == collection_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+        """The collection's current row, detached, locked on PostgreSQL (SQLite's
+        BEGIN IMMEDIATE already serializes writers)."""
+        stmt = _COLLECTION_BY_ID
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt, {"cid": collection_id}).first()
+        assert row is not None
+        return _detached(Collection, row._mapping)
+
+    def touch_collection(self, collection_id: int, when: datetime) -> None:
+        self.conn.execute(
+            update(Collection).where(Collection.id == collection_id).values(updated_at=when)
         )
-        assert coll is not None
-        return coll
 
     def ensure_collection(self, values: dict[str, Any]) -> Collection:
         """Create the collection unless it exists (a concurrent creator may win); lock it."""
         self._insert_ignore(Collection, values)
-        if values["kind"] == "portfolio":
-            coll = self.collection_in_registry(values["registry_id"], values["name"], lock=True)
-        else:
-            coll = self.sequence(values["project_id"], values["name"], lock=True)
+        coll = self.find_collection(
+            registry_id=values.get("registry_id"),
+            project_id=values.get("project_id"),
+            name=values["name"],
+            lock=True,
+        )
         assert coll is not None
         return coll
 
-    def allocate_index(self, collection_id: int) -> int:
-        """Atomically take the collection's next index (R2: never max + 1)."""
-        new_next = self.s.scalar(
-            update(Collection)
-            .where(Collection.id == collection_id)
-            .values(next_index=Collection.next_index + 1)
-            .returning(Collection.next_index)
-        )
+    def allocate_index(self, collection_id: int, when: datetime) -> int:
+        """Atomically take the collection's next index (R2: never max + 1) for a new
+        membership, counting it and touching the collection."""
+        new_next = self.conn.execute(_ALLOCATE, {"cid": collection_id, "when": when}).scalar()
         assert new_next is not None
         return int(new_next) - 1
+
+    def add_membership(
+        self, collection_id: int, version_id: int, index: int, user_id: int, when: datetime
+    ) -> Membership:
+        """Insert a membership; returns it as a detached record."""
+        values = {
+            "collection_id": collection_id,
+            "version_id": version_id,
+            "version_index": index,
+            "created_by": user_id,
+            "created_at": when,
+        }
+        new_id = self.conn.execute(insert(Membership).values(**values).returning(Membership.id))
+        return Membership(id=int(new_id.scalar_one()), **values)
 
     def registry_collections(self, registry_id: int) -> Sequence[Collection]:
         return self.s.scalars(
@@ -327,16 +445,7 @@ class Repo:
         ).all()
 
     def collection_tags(self, collection_ids: Iterable[int]) -> dict[int, list[str]]:
-        ids = list(collection_ids)
-        out: dict[int, list[str]] = {i: [] for i in ids}
-        if ids:
-            for cid, tag in self.s.execute(
-                select(CollectionTag.collection_id, CollectionTag.tag)
-                .where(CollectionTag.collection_id.in_(ids))
-                .order_by(CollectionTag.tag)
-            ):
-                out[cid].append(tag)
-        return out
+        return views.collection_tags(self.conn, collection_ids)
 
     def set_collection_tags(self, collection_id: int, add: list[str], remove: list[str]) -> None:
         if remove:
@@ -372,13 +481,13 @@ class Repo:
             select(Version).where(Version.sequence_id == sequence_id, Version.digest == digest)
         )
 
-    def add_files(self, version_id: int, files: Sequence[tuple[str, str, int]]) -> None:
+    def add_files(self, version_id: int, files: Sequence[tuple[str, str, int, str | None]]) -> None:
         if files:
             self.s.execute(
                 insert(VersionFile),
                 [
-                    {"version_id": version_id, "path": p, "digest": d, "size": n}
-                    for p, d, n in files
+                    {"version_id": version_id, "path": p, "digest": d, "size": n, "check": c}
+                    for p, d, n, c in files
                 ],
             )
 
@@ -398,27 +507,18 @@ class Repo:
             .with_for_update(read=True)
         )
 
-    def files(self, version_id: int) -> list[tuple[str, str, int]]:
+    def files(self, version_id: int) -> list[tuple[str, str, int, str | None]]:
         return [
-            (p, d, int(n))
-            for p, d, n in self.s.execute(
-                select(VersionFile.path, VersionFile.digest, VersionFile.size)
+            (p, d, int(n), c)
+            for p, d, n, c in self.s.execute(
+                select(VersionFile.path, VersionFile.digest, VersionFile.size, VersionFile.check)
                 .where(VersionFile.version_id == version_id)
                 .order_by(VersionFile.path)
             )
         ]
 
     def version_tags(self, version_ids: Iterable[int]) -> dict[int, list[str]]:
-        ids = list(version_ids)
-        out: dict[int, list[str]] = {i: [] for i in ids}
-        if ids:
-            for vid, tag in self.s.execute(
-                select(VersionTag.version_id, VersionTag.tag)
-                .where(VersionTag.version_id.in_(ids))
-                .order_by(VersionTag.tag)
-            ):
-                out[vid].append(tag)
-        return out
+        return views.version_tags(self.conn, version_ids)
 
     def add_version_tags(self, version_id: int, tags: list[str]) -> list[str]:
         """Add tags; returns those that were new."""
@@ -479,11 +579,16 @@ class Repo:
         )
 
     def membership_of_version(self, collection_id: int, version_id: int) -> Membership | None:
-        return self.s.scalar(
-            select(Membership).where(
-                Membership.collection_id == collection_id, Membership.version_id == version_id
-            )
-        )
+        row = self.conn.execute(
+            _MEMBERSHIP_OF_VERSION, {"cid": collection_id, "vid": version_id}
+        ).first()
+        return None if row is None else _detached(Membership, row._mapping)
+
+    def version_source(self, version_id: int) -> tuple[Version, Collection]:
+        """A version and its sequence (the source artifact), detached."""
+        row = self.conn.execute(_VERSION_SOURCE, {"vid": version_id}).first()
+        assert row is not None
+        return _detached(Version, row._mapping, "v_"), _detached(Collection, row._mapping, "s_")
 
     def memberships_of_version(self, version_id: int) -> Sequence[Membership]:
         return self.s.scalars(
@@ -498,24 +603,12 @@ class Repo:
             .limit(1)
         )
 
-    def alias(self, collection_id: int, name: str) -> Alias | None:
-        return self.s.scalar(
-            select(Alias).where(
-                Alias.collection_id == collection_id, Alias.name_key == name.lower()
-            )
-        )
+    def alias(self, collection_id: int, name: str) -> Row[Any] | None:
+        """The alias row ``(id, membership_id, name)``, or None."""
+        return self.conn.execute(_ALIAS_ROW, {"cid": collection_id, "key": name.lower()}).first()
 
     def aliases_of(self, membership_ids: Iterable[int]) -> dict[int, list[str]]:
-        ids = list(membership_ids)
-        out: dict[int, list[str]] = {i: [] for i in ids}
-        if ids:
-            for mid, name in self.s.execute(
-                select(Alias.membership_id, Alias.name)
-                .where(Alias.membership_id.in_(ids))
-                .order_by(Alias.id)
-            ):
-                out[mid].append(name)
-        return out
+        return views.aliases_of(self.conn, membership_ids)
 
     def set_alias(
         self, collection_id: int, membership_id: int, name: str, when: datetime
@@ -524,32 +617,37 @@ class Repo:
 
         One UPDATE (or INSERT): the alias is never on two versions or none.
         """
-        row = self.alias(collection_id, name)
+        key = name.lower()
+        row = self.conn.execute(_ALIAS_ROW, {"cid": collection_id, "key": key}).first()
         if row is None:
-            self.add(
-                Alias(
+            self.conn.execute(
+                insert(Alias).values(
                     collection_id=collection_id,
                     membership_id=membership_id,
                     name=name,
-                    name_key=name.lower(),
+                    name_key=key,
                     updated_at=when,
                 )
             )
             return None
-        previous = row.membership_id
+        previous = int(row.membership_id)
         if previous != membership_id:
-            row.membership_id = membership_id
-            row.name = name
-            row.updated_at = when
-            self.s.flush()
+            self.conn.execute(
+                _MOVE_ALIAS, {"aid": row.id, "mid": membership_id, "name": name, "when": when}
+            )
         return previous
 
     def remove_alias(self, alias_id: int) -> None:
         self.s.execute(delete(Alias).where(Alias.id == alias_id))
 
-    def delete_membership(self, membership_id: int) -> None:
+    def delete_membership(self, membership_id: int, collection_id: int) -> None:
         self.s.execute(delete(Alias).where(Alias.membership_id == membership_id))
         self.s.execute(delete(Membership).where(Membership.id == membership_id))
+        self.s.execute(
+            update(Collection)
+            .where(Collection.id == collection_id)
+            .values(member_count=Collection.member_count - 1)
+        )
 
     def protected_aliases_on_links(self, version_id: int) -> list[tuple[str, str]]:
         """(registry name, alias) for every protected alias held by a link of the version."""
@@ -587,10 +685,22 @@ class Repo:
 
     # -- history ------------------------------------------------------------------------
     def record(self, **values: Any) -> None:
+        """Add a history event; events are written together by :meth:`finish`."""
         if values.get("alias") is not None:
             values["alias_key"] = values["alias"].lower()
+        else:
+            values.setdefault("alias", None)
+            values["alias_key"] = None
         values.setdefault("details", {})
-        self.s.add(HistoryEvent(**values))
+        for key in ("registry_id", "collection_id", "version_id", "version_index", "actor_id"):
+            values.setdefault(key, None)
+        self._history.append(values)
+
+    def finish(self) -> None:
+        """Write what is buffered (history events) before the transaction commits."""
+        if self._history:
+            self.conn.execute(insert(HistoryEvent), self._history)
+            self._history = []
 
     def history(
         self,

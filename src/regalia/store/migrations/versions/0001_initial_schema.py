@@ -2,13 +2,14 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 14:04:33.258302
+Create Date: 2026-11-26 15:01:20.818489
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision = '0001'
 down_revision = None
@@ -155,6 +156,7 @@ def upgrade() -> None:
     sa.Column('type', sa.String(length=128), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('next_index', sa.Integer(), nullable=False),
+    sa.Column('member_count', sa.Integer(), nullable=False),
     sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -246,6 +248,7 @@ def upgrade() -> None:
     sa.Column('path', sa.String(length=1024), nullable=False),
     sa.Column('digest', sa.String(length=64), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.Column('check', sa.String(length=80), nullable=True),
     sa.ForeignKeyConstraint(['version_id'], ['versions.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('version_id', 'path')
     )
