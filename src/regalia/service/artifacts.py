@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regalia.blobs.base import StoredBlob
 from regalia.core.names import (
     RegistryPath,
     SourcePath,
@@ -75,8 +76,10 @@ def _dedupe(names: Sequence[str]) -> list[str]:
 
 class ArtifactsMixin(ServiceBase):
     # -- files -----------------------------------------------------------------
-    def store_file(self, local_path: Path, progress: Any = None) -> tuple[str, int]:
-        """Put a local file into the blob store (once per content); return (digest, size)."""
+    def store_file(self, local_path: Path, progress: Any = None) -> StoredBlob:
+        """Put a local file into the blob store (once per content); return its
+        ``StoredBlob(digest, size, check)``, ``check`` being the BLAKE3 that
+        downloads verify (``FileEntry.check``)."""
         return self.blobs.put_file(Path(local_path), progress=progress)
 
     # -- helpers -----------------------------------------------------------------
@@ -372,31 +375,53 @@ class ArtifactsMixin(ServiceBase):
     # -- aliases -------------------------------------------------------------------------------
     def add_aliases(self, actor: Actor, membership_id: int, aliases: Sequence[str]) -> VersionView:
         """R5: add aliases to a version, moving them from other versions in one transaction."""
-        aliases = _dedupe([validate_alias(a) for a in aliases])
-
-        def fn(repo: Repo) -> VersionView:
-            ctx = self._ctx(repo, actor, membership_id)
-            self._check_protected(repo, ctx.role, ctx.collection.registry_id, aliases)
-            self._require(actor, ctx, Permission.ALIAS_EDIT)
-            coll = repo.lock_collection(ctx.collection.id)
-            self._set_aliases(repo, actor, coll, ctx.membership, aliases)
-            return self._version_view(repo, ctx.membership)
-
-        return self.db.write(fn)
+        return self.change_aliases(actor, membership_id, add=aliases)
 
     def remove_aliases(
         self, actor: Actor, membership_id: int, aliases: Sequence[str]
     ) -> VersionView:
         """Remove aliases from a version; AliasNotFound if the version does not hold one."""
-        aliases = _dedupe([validate_alias(a) for a in aliases])
+        return self.change_aliases(actor, membership_id, remove=aliases)
+
+    def set_aliases(self, actor: Actor, membership_id: int, aliases: Sequence[str]) -> VersionView:
+        """Make the version's custom aliases exactly ``aliases`` (``latest`` is managed)."""
+        return self.change_aliases(actor, membership_id, exactly=aliases)
+
+    def change_aliases(
+        self,
+        actor: Actor,
+        membership_id: int,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        exactly: Sequence[str] | None = None,
+    ) -> VersionView:
+        """Remove, then add aliases of a version in one transaction; with ``exactly``,
+        make its custom aliases exactly those. R5 moves, R7 protection, R11 history."""
+        add = _dedupe([validate_alias(a) for a in add])
+        remove = _dedupe([validate_alias(a) for a in remove])
+        wanted = (
+            None
+            if exactly is None
+            else _dedupe([validate_alias(a) for a in exactly if a.lower() != LATEST])
+        )
 
         def fn(repo: Repo) -> VersionView:
             ctx = self._ctx(repo, actor, membership_id)
-            self._check_protected(repo, ctx.role, ctx.collection.registry_id, aliases)
+            m = ctx.membership
+            adding, removing = list(add), list(remove)
+            if wanted is not None:
+                current = [a for a in repo.aliases_of([m.id])[m.id] if a.lower() != LATEST]
+                keys = {a.lower() for a in wanted}
+                have = {a.lower() for a in current}
+                removing += [a for a in current if a.lower() not in keys]
+                adding += [a for a in wanted if a.lower() not in have]
+            if not adding and not removing:
+                return self._version_view(repo, m)
+            self._check_protected(repo, ctx.role, ctx.collection.registry_id, adding + removing)
             self._require(actor, ctx, Permission.ALIAS_EDIT)
             coll = repo.lock_collection(ctx.collection.id)
-            m = ctx.membership
-            for alias in aliases:
+            for alias in removing:
                 row = repo.alias(coll.id, alias)
                 if row is None or row.membership_id != m.id:
                     raise AliasNotFound(
@@ -413,30 +438,10 @@ class ArtifactsMixin(ServiceBase):
                     version_id=m.version_id,
                     alias=row.name,
                 )
+            self._set_aliases(repo, actor, coll, m, adding)
             return self._version_view(repo, m)
 
         return self.db.write(fn)
-
-    def set_aliases(self, actor: Actor, membership_id: int, aliases: Sequence[str]) -> VersionView:
-        """Make the version's custom aliases exactly ``aliases`` (``latest`` is managed)."""
-        wanted = _dedupe([a for a in aliases if a.lower() != LATEST])
-        current = self.db.read(
-            lambda r: [
-                a
-                for a in r.aliases_of([membership_id]).get(membership_id, [])
-                if a.lower() != LATEST
-            ]
-        )
-        keys = {a.lower() for a in wanted}
-        gone = [a for a in current if a.lower() not in keys]
-        have = {a.lower() for a in current}
-        new = [a for a in wanted if a.lower() not in have]
-        view = None
-        if gone:
-            view = self.remove_aliases(actor, membership_id, gone)
-        if new:
-            view = self.add_aliases(actor, membership_id, new)
-        return view or self.get_version(actor, membership_id)
 
     # -- tags, description, metadata (R8: they belong to the version) ----------------------------
     def update_version(
