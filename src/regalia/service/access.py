@@ -37,9 +37,12 @@ def registry_role(repo: Repo, actor: Actor, registry: Registry) -> RegistryRole 
     return effective_roles(repo, actor, [registry])[registry.id]
 
 
-def visible_registry(repo: Repo, actor: Actor, name: str) -> tuple[Registry, RegistryRole]:
-    """The registry and the caller's role; 404 if missing or not visible to the caller."""
-    reg = repo.registry_by_name(actor.org_id, name)
+def visible_registry(
+    repo: Repo, actor: Actor, name: str, *, for_update: bool = False
+) -> tuple[Registry, RegistryRole]:
+    """The registry and the caller's role; 404 if missing or not visible to the caller.
+    With ``for_update`` the registry is the session's object, whose changes are saved."""
+    reg = repo.registry_by_name(actor.org_id, name, for_update=for_update)
     role = registry_role(repo, actor, reg) if reg is not None else None
     if reg is None or role is None:
         raise RegistryNotFound(f"registry {name!r} not found", registry=name)

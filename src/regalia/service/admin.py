@@ -207,7 +207,7 @@ class AdminMixin(ServiceBase):
             )
 
         def fn(repo: Repo) -> RegistryView:
-            found = repo.registry_by_name(actor.org_id, name)
+            found = repo.registry_by_name(actor.org_id, name, for_update=True)
             if found is not None:
                 if exist_ok:
                     return self._registry_views(repo, actor, [found])[0]
@@ -280,7 +280,7 @@ class AdminMixin(ServiceBase):
         types = self._types(artifact_types)
 
         def fn(repo: Repo) -> RegistryView:
-            reg, role = visible_registry(repo, actor, name)
+            reg, role = visible_registry(repo, actor, name, for_update=True)
             if description is not None:
                 check(role, Permission.COLLECTION_EDIT, reg)
                 reg.description = description
@@ -306,7 +306,7 @@ class AdminMixin(ServiceBase):
 
     def delete_registry(self, actor: Actor, name: str) -> None:
         def fn(repo: Repo) -> None:
-            reg, role = visible_registry(repo, actor, name)
+            reg, role = visible_registry(repo, actor, name, for_update=True)
             check(role, Permission.REGISTRY_ADMIN, reg)
             if reg.is_core:
                 raise InvalidRequest(f"the core registry {reg.name!r} cannot be deleted")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, delete, func, insert, inspect, or_, select, update
@@ -68,9 +69,27 @@ def _columns(model: Any, prefix: str = "") -> list[Any]:
     return [getattr(model, a.key).label(prefix + a.key) for a in inspect(model).mapper.column_attrs]
 
 
+class Record(SimpleNamespace):
+    """A read-only copy of a row, with the mapped class's attribute names: cheaper than
+    an ORM instance on the hot paths, and never written back by the session."""
+
+
 def _detached(model: Any, data: Any, prefix: str = "") -> Any:
-    """A transient ``model`` instance from a row's ``prefix``-labelled columns."""
-    return model(**{a.key: data[prefix + a.key] for a in inspect(model).mapper.column_attrs})
+    """A :class:`Record` of ``model``'s attributes from a row's ``prefix``-labelled columns."""
+    return Record(**{a.key: data[prefix + a.key] for a in inspect(model).mapper.column_attrs})
+
+
+_REGISTRY_BY_NAME = select(*_columns(Registry)).where(
+    Registry.org_id == bindparam("org"), Registry.name_key == bindparam("key")
+)
+_GRANTS = select(RegistryMember.registry_id, RegistryMember.role).where(
+    RegistryMember.registry_id.in_(bindparam("rids", expanding=True)),
+    or_(
+        RegistryMember.user_id == bindparam("uid"),
+        RegistryMember.team_id.in_(bindparam("tids", expanding=True)),
+    ),
+)
+_INSERT_MEMBERSHIP = insert(Membership).returning(Membership.id)
 
 
 _CONTEXT = (
@@ -201,10 +220,17 @@ class Repo:
         self._insert_ignore(TeamMember, {"team_id": team_id, "user_id": user_id})
 
     # -- registries -------------------------------------------------------------
-    def registry_by_name(self, org_id: int, name: str) -> Registry | None:
-        return self.s.scalar(
-            select(Registry).where(Registry.org_id == org_id, Registry.name_key == name.lower())
-        )
+    def registry_by_name(
+        self, org_id: int, name: str, *, for_update: bool = False
+    ) -> Registry | None:
+        """The registry named ``name`` (ignoring case): a detached record, or with
+        ``for_update`` the session's object, whose changes are saved on commit."""
+        if for_update:
+            return self.s.scalar(
+                select(Registry).where(Registry.org_id == org_id, Registry.name_key == name.lower())
+            )
+        row = self.conn.execute(_REGISTRY_BY_NAME, {"org": org_id, "key": name.lower()}).first()
+        return None if row is None else _detached(Registry, row._mapping)
 
     def registries(self, org_id: int) -> Sequence[Registry]:
         return self.s.scalars(
@@ -218,13 +244,8 @@ class Repo:
         ids = list(registry_ids)
         if not ids:
             return {}
-        cond = RegistryMember.user_id == user_id
-        if team_ids:
-            cond = or_(cond, RegistryMember.team_id.in_(list(team_ids)))
-        rows = self.s.execute(
-            select(RegistryMember.registry_id, RegistryMember.role).where(
-                RegistryMember.registry_id.in_(ids), cond
-            )
+        rows = self.conn.execute(
+            _GRANTS, {"rids": ids, "uid": user_id, "tids": list(team_ids)}
         ).all()
         out: dict[int, list[str]] = {}
         for rid, role in rows:
@@ -434,8 +455,8 @@ class Repo:
             "created_by": user_id,
             "created_at": when,
         }
-        new_id = self.conn.execute(insert(Membership).values(**values).returning(Membership.id))
-        return Membership(id=int(new_id.scalar_one()), **values)
+        new_id = self.conn.execute(_INSERT_MEMBERSHIP, values)
+        return Record(id=int(new_id.scalar_one()), **values)  # type: ignore[return-value]
 
     def registry_collections(self, registry_id: int) -> Sequence[Collection]:
         return self.s.scalars(
