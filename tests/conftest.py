@@ -154,14 +154,14 @@ class VersionMaker:
         data = content if content is not None else f"content {self.count} {uuid.uuid4()}"
         path = self.root / f"file-{self.count}"
         path.write_bytes(data.encode() if isinstance(data, str) else data)
-        digest, size = self.service.store_file(path)
+        blob = self.service.store_file(path)
         return self.service.log_version(
             actor,
             entity=entity or actor.name,
             project=project,
             name=name,
             type=type,
-            files=[FileEntry("model.bin", digest, size)],
+            files=[FileEntry("model.bin", blob.digest, blob.size, blob.check)],
             aliases=aliases or [],
             tags=tags or [],
             metadata=metadata,

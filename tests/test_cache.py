@@ -1,4 +1,7 @@
-"""The SDK's download cache (SPEC §7): verified, bounded, and never fetching twice."""
+"""The SDK's download cache (SPEC §7): verified, bounded, and never fetching twice.
+
+Copies out of the cache are verified by the version's BLAKE3 check when it has
+one, else (versions logged before checks existed) by SHA-256."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+from blake3 import blake3
 
-from regalia.blobs import LocalBlobStore
-from regalia.blobs.base import SMALL_FILE, ProgressSink
+import regalia.sdk.cache as cache_module
+from regalia.blobs import LocalBlobStore, StoredBlob
+from regalia.blobs.base import SMALL_FILE, Copied, ProgressSink, copy_and_hash
 from regalia.errors import IntegrityError, InvalidRequest, NotFound
 from regalia.sdk.cache import (
     DEFAULT_MAX_BYTES,
@@ -47,10 +52,10 @@ class CountingStore:
     def has(self, digest: str) -> bool:
         return self.inner.has(digest)
 
-    def put_file(self, src: Path, *, progress: ProgressSink | None = None) -> tuple[str, int]:
+    def put_file(self, src: Path, *, progress: ProgressSink | None = None) -> StoredBlob:
         return self.inner.put_file(src, progress=progress)
 
-    def put_stream(self, digest_expected: str | None, stream: BinaryIO) -> tuple[str, int]:
+    def put_stream(self, digest_expected: str | None, stream: BinaryIO) -> StoredBlob:
         return self.inner.put_stream(digest_expected, stream)
 
     def open(self, digest: str) -> BinaryIO:
@@ -90,11 +95,19 @@ def cache(tmp_path: Path) -> ArtifactCache:
     return ArtifactCache(tmp_path / "cache", max_bytes=1 << 30)
 
 
-def put(store: CountingStore, tmp_path: Path, data: bytes) -> str:
+def put_blob(store: CountingStore, tmp_path: Path, data: bytes) -> StoredBlob:
     src = tmp_path / "upload" / hashlib.sha256(data).hexdigest()
     src.parent.mkdir(parents=True, exist_ok=True)
     src.write_bytes(data)
-    return store.put_file(src)[0]
+    return store.put_file(src)
+
+
+def put(store: CountingStore, tmp_path: Path, data: bytes) -> str:
+    return put_blob(store, tmp_path, data).digest
+
+
+def check_of(data: bytes) -> str:
+    return "blake3:" + blake3(data).hexdigest()
 
 
 def corrupt(path: Path) -> None:
@@ -311,3 +324,187 @@ def test_progress_is_shown_for_large_transfers_only(
         bar.advance(MIN_BAR_BYTES)
     assert bar.enabled
     assert "download model.bin" in capsys.readouterr().err
+
+
+# -- verification by the BLAKE3 check ---------------------------------------------------------
+class HashSpy:
+    """Records which digests each copy out of (or into) the cache computed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[bool, bool]] = []
+        monkeypatch.setattr(cache_module, "copy_and_hash", self)
+
+    def __call__(self, src_fd: int, dst_fd: int, size: int, **kwargs: object) -> Copied:
+        self.calls.append((bool(kwargs.get("sha256", True)), bool(kwargs.get("check", False))))
+        return copy_and_hash(src_fd, dst_fd, size, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [0, 100, BIG])
+def test_fetch_with_a_check_writes_the_content(
+    store: CountingStore, cache: ArtifactCache, tmp_path: Path, size: int
+) -> None:
+    data = payload(size, seed=5)
+    blob = put_blob(store, tmp_path, data)
+    assert blob.check == check_of(data)
+    dest = tmp_path / "out" / "model.bin"
+
+    assert fetch_to(dest, blob.digest, size, check=blob.check, cache=cache, store=store)
+    assert dest.read_bytes() == data
+    assert not fetch_to(dest, blob.digest, size, check=blob.check, cache=cache, store=store)
+    assert dest.read_bytes() == data
+    assert files_under(tmp_path / "out") == [dest]
+
+
+def test_a_check_is_verified_by_blake3_only_and_no_check_by_sha256(
+    cache: ArtifactCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CountingStore(LocalBlobStore(tmp_path / "store"), remote=False)
+    data = payload(BIG)
+    blob = put_blob(store, tmp_path, data)
+    spy = HashSpy(monkeypatch)
+
+    fetch_to(tmp_path / "a.bin", blob.digest, BIG, check=blob.check, cache=cache, store=store)
+    fetch_to(tmp_path / "b.bin", blob.digest, BIG, check=None, cache=cache, store=store)
+
+    assert spy.calls == [(False, True), (True, False)]
+    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes() == data
+
+
+def test_damaged_store_blob_fails_the_check_and_leaves_no_file(
+    store: CountingStore, cache: ArtifactCache, tmp_path: Path
+) -> None:
+    data = payload(BIG)
+    blob = put_blob(store, tmp_path, data)
+    corrupt(store.inner.path(blob.digest))
+    dest = tmp_path / "out" / "m.bin"
+
+    with pytest.raises(IntegrityError, match=blob.digest) as caught:
+        fetch_to(dest, blob.digest, len(data), check=blob.check, cache=cache, store=store)
+    # A remote store's download is verified by SHA-256 (the identity) first.
+    assert caught.value.details["expected"] in (blob.check, blob.digest)
+    assert files_under(tmp_path / "out") == []
+    assert files_under(cache.root) == []
+
+
+def test_damaged_cache_entry_fails_the_check_is_dropped_and_dest_is_untouched(
+    tmp_path: Path, cache: ArtifactCache
+) -> None:
+    store = CountingStore(LocalBlobStore(tmp_path / "store"), remote=True)
+    data = payload(BIG)
+    blob = put_blob(store, tmp_path, data)
+    fetch_to(tmp_path / "first.bin", blob.digest, BIG, check=blob.check, cache=cache, store=store)
+    corrupt(cache.path(blob.digest))
+    dest = tmp_path / "out" / "m.bin"
+    dest.parent.mkdir()
+    dest.write_bytes(b"previous")
+
+    with pytest.raises(IntegrityError, match="damaged") as caught:
+        fetch_to(dest, blob.digest, BIG, check=blob.check, cache=cache, store=store)
+    assert caught.value.details["expected"] == blob.check
+    assert dest.read_bytes() == b"previous"
+    assert files_under(tmp_path / "out") == [dest]
+    assert cache.get(blob.digest) is None
+
+    assert fetch_to(dest, blob.digest, BIG, check=blob.check, cache=cache, store=store) is True
+    assert dest.read_bytes() == data
+
+
+@pytest.mark.parametrize("size", [100, BIG])
+def test_damaged_cache_entry_without_a_check_still_fails_the_sha256(
+    tmp_path: Path, cache: ArtifactCache, size: int
+) -> None:
+    store = CountingStore(LocalBlobStore(tmp_path / "store"), remote=True)
+    data = payload(size)
+    digest = put(store, tmp_path, data)
+    fetch_to(tmp_path / "first.bin", digest, size, cache=cache, store=store)
+    corrupt(cache.path(digest))
+    dest = tmp_path / "out" / "m.bin"
+
+    with pytest.raises(IntegrityError, match="damaged") as caught:
+        fetch_to(dest, digest, size, check=None, cache=cache, store=store)
+    assert caught.value.details["expected"] == digest
+    assert not dest.exists() and files_under(tmp_path / "out") == []
+    assert cache.get(digest) is None
+
+
+def test_a_wrong_check_is_refused_and_leaves_no_file(
+    store: CountingStore, cache: ArtifactCache, tmp_path: Path
+) -> None:
+    data = payload(BIG)
+    blob = put_blob(store, tmp_path, data)
+    wrong = check_of(b"other content")
+    dest = tmp_path / "out" / "m.bin"
+
+    with pytest.raises(IntegrityError) as caught:
+        fetch_to(dest, blob.digest, BIG, check=wrong, cache=cache, store=store)
+    assert caught.value.details == {"expected": wrong, "actual": blob.check}
+    assert files_under(tmp_path / "out") == []
+    assert cache.get(blob.digest) is None
+    # The store's blob is intact (only the cache's link to it was dropped).
+    assert store.inner.path(blob.digest).read_bytes() == data
+    assert fetch_to(dest, blob.digest, BIG, check=blob.check, cache=cache, store=store)
+    assert dest.read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "check", ["", "blake3:", "blake3:" + "A" * 64, "sha256:" + "a" * 64, "md5:" + "a" * 32]
+)
+def test_a_malformed_check_is_rejected_before_anything_is_read(
+    store: CountingStore, cache: ArtifactCache, tmp_path: Path, check: str
+) -> None:
+    data = payload(100)
+    digest = put(store, tmp_path, data)
+    dest = tmp_path / "out" / "m.bin"
+
+    with pytest.raises(InvalidRequest, match="BLAKE3"):
+        fetch_to(dest, digest, len(data), check=check, cache=cache, store=store)
+    assert store.reads == 0
+    assert files_under(tmp_path / "out") == [] and files_under(cache.root) == []
+
+
+def test_add_from_stream_verifies_the_check_too(cache: ArtifactCache) -> None:
+    data = payload(BIG)
+    digest = hashlib.sha256(data).hexdigest()
+    with pytest.raises(IntegrityError, match="check"):
+        cache.add_from_stream(digest, io.BytesIO(data), BIG, check=check_of(b"other"))
+    assert files_under(cache.root) == []
+
+    path = cache.add_from_stream(digest, io.BytesIO(data), BIG, check=check_of(data))
+    assert path.read_bytes() == data
+
+
+def test_local_file_on_another_device_is_verified_by_its_check(
+    tmp_path: Path, cache: ArtifactCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    data = payload(BIG)
+    src = tmp_path / "elsewhere.bin"
+    src.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    assert cache.add_from_local(digest, src, check=check_of(data)).read_bytes() == data
+    cache.clean()
+    corrupt(src)
+    with pytest.raises(IntegrityError):
+        cache.add_from_local(digest, src, check=check_of(data))
+    assert files_under(cache.root) == []
+
+
+def test_fetch_with_a_check_reports_each_byte_once(
+    store: CountingStore, cache: ArtifactCache, tmp_path: Path
+) -> None:
+    blob = put_blob(store, tmp_path, payload(BIG))
+    sink = Recorder()
+    fetch_to(
+        tmp_path / "m.bin",
+        blob.digest,
+        BIG,
+        check=blob.check,
+        cache=cache,
+        store=store,
+        progress=sink,
+    )
+    assert sink.total == BIG

@@ -105,14 +105,14 @@ def _worker(
 
         start(0)  # phase 1: concurrent logging into one source artifact
         sources = []
-        for digest, size in digests:
+        for blob in digests:
             view = service.log_version(
                 actor,
                 entity=TEAM,
                 project=PROJECT,
                 name=SOURCE,
                 type="model",
-                files=[FileEntry("model.bin", digest, size)],
+                files=[FileEntry("model.bin", blob.digest, blob.size, blob.check)],
             )
             assert view.created, "distinct content must make a new version (R10)"
             sources.append(view.membership_id)

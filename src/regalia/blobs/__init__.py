@@ -5,12 +5,27 @@ Example::
     from regalia.blobs import LocalBlobStore
 
     store = LocalBlobStore(Path("/srv/regalia"))
-    digest, size = store.put_file(Path("model.bin"))
+    blob = store.put_file(Path("model.bin"))  # StoredBlob(digest, size, check)
 """
 
 from __future__ import annotations
 
-from regalia.blobs.base import BlobStore, ProgressSink, copy_and_hash, validate_digest
+from regalia.blobs.base import (
+    BlobStore,
+    ProgressSink,
+    StoredBlob,
+    copy_and_hash,
+    validate_check,
+    validate_digest,
+)
 from regalia.blobs.local import LocalBlobStore
 
-__all__ = ["BlobStore", "LocalBlobStore", "ProgressSink", "copy_and_hash", "validate_digest"]
+__all__ = [
+    "BlobStore",
+    "LocalBlobStore",
+    "ProgressSink",
+    "StoredBlob",
+    "copy_and_hash",
+    "validate_check",
+    "validate_digest",
+]

@@ -7,13 +7,12 @@ made read-only (``0o444``) as a guard against editing them by accident.
 Example::
 
     store = LocalBlobStore(Path("/srv/regalia"))
-    digest, size = store.put_file(Path("weights.safetensors"))
-    assert store.has(digest) and store.size(digest) == size
+    blob = store.put_file(Path("weights.safetensors"))
+    assert store.has(blob.digest) and store.size(blob.digest) == blob.size
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from typing import BinaryIO
 from regalia.blobs.base import (
     STREAM_CHUNK,
     ProgressSink,
+    StoredBlob,
+    StreamHasher,
     copy_and_hash,
     create_temp,
     discard_temp,
@@ -69,11 +70,12 @@ class LocalBlobStore:
         with self._storage_errors():
             return self.path(digest).is_file()
 
-    def put_file(self, src: Path, *, progress: ProgressSink | None = None) -> tuple[str, int]:
-        """Copy ``src`` into the store; return its ``(sha256, size)``.
+    def put_file(self, src: Path, *, progress: ProgressSink | None = None) -> StoredBlob:
+        """Copy ``src`` into the store; return its ``StoredBlob(sha256, size, check)``.
 
-        The copy and the hash run in parallel. If a blob with the same content
-        exists already, the copy is discarded and the existing blob kept.
+        The copy, the SHA-256 and the BLAKE3 check run in parallel, the two
+        digests over the same bytes. If a blob with the same content exists
+        already, the copy is discarded and the existing blob kept.
 
         Raises:
             FileMissing: ``src`` does not exist.
@@ -87,17 +89,19 @@ class LocalBlobStore:
             with self._storage_errors():
                 self._tmp.mkdir(parents=True, exist_ok=True)
                 tmp_fd: int | None
-                tmp_fd, tmp = create_temp(self._tmp)
+                tmp_fd, tmp = create_temp(self._tmp, readable=True)  # hashed back as copied
                 try:
                     os.fchmod(tmp_fd, BLOB_MODE)  # before the fsync, which then covers it
-                    digest, copied, hashed = copy_and_hash(
-                        src_fd, tmp_fd, before.st_size, progress=progress, fsync=True
+                    done = copy_and_hash(
+                        src_fd, tmp_fd, before.st_size, progress=progress, fsync=True, check=True
                     )
-                    _check_unchanged(src, src_fd, before, copied, hashed)
-                    final = self.path(digest)
+                    _check_unchanged(src, src_fd, before, done.copied, done.hashed)
+                    assert done.sha256 is not None and done.check is not None
+                    blob = StoredBlob(done.sha256, before.st_size, done.check)
+                    final = self.path(blob.digest)
                     if final.is_file():  # dedupe: same content is stored once
                         discard_temp(tmp_fd, tmp)
-                        return digest, before.st_size
+                        return blob
                     self._seal(tmp_fd, tmp, final, synced=True)
                     tmp_fd = None
                 except BaseException:
@@ -105,10 +109,13 @@ class LocalBlobStore:
                     raise
         finally:
             os.close(src_fd)
-        return digest, before.st_size
+        return blob
 
-    def put_stream(self, digest_expected: str | None, stream: BinaryIO) -> tuple[str, int]:
-        """Store everything ``stream`` yields; return its ``(sha256, size)``.
+    def put_stream(self, digest_expected: str | None, stream: BinaryIO) -> StoredBlob:
+        """Store everything ``stream`` yields; return its ``StoredBlob(sha256, size, check)``.
+
+        SHA-256 is computed in this thread and the BLAKE3 check in a helper
+        thread, chunk by chunk, while the bytes are written.
 
         Raises:
             IntegrityError: the content does not hash to ``digest_expected``.
@@ -121,12 +128,13 @@ class LocalBlobStore:
             tmp_fd: int | None
             tmp_fd, tmp = create_temp(self._tmp)
             try:
-                h, size = hashlib.sha256(), 0
-                while chunk := stream.read(STREAM_CHUNK):
-                    h.update(chunk)
-                    write_all(tmp_fd, chunk)
-                    size += len(chunk)
-                digest = h.hexdigest()
+                with StreamHasher() as hasher:
+                    while chunk := stream.read(STREAM_CHUNK):
+                        hasher.update(chunk)
+                        write_all(tmp_fd, chunk)
+                    digest, check = hasher.digests()
+                assert check is not None
+                blob = StoredBlob(digest, hasher.size, check)
                 if digest_expected is not None and digest != digest_expected:
                     raise IntegrityError(
                         f"uploaded content hashes to {digest}, expected {digest_expected}",
@@ -136,13 +144,13 @@ class LocalBlobStore:
                 final = self.path(digest)
                 if final.is_file():
                     discard_temp(tmp_fd, tmp)
-                    return digest, size
+                    return blob
                 self._seal(tmp_fd, tmp, final, synced=False)
                 tmp_fd = None
             except BaseException:
                 discard_temp(tmp_fd, tmp)
                 raise
-        return digest, size
+        return blob
 
     def open(self, digest: str) -> BinaryIO:
         """Open a blob for reading. Raises :class:`~regalia.errors.NotFound`."""

@@ -36,11 +36,14 @@ class _LocalFile:
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One file of a logged artifact."""
+    """One file of a logged artifact: its path, SHA-256 ``digest``, size and
+    ``check`` (``"blake3:<hex>"``, what downloads verify; ``None`` for files of
+    versions logged before checks existed, which are verified by SHA-256)."""
 
     path: str
     digest: str
     size: int
+    check: str | None = None
     _artifact: Artifact | None = None
 
     def download(self, root: str | os.PathLike[str] | None = None) -> str:
@@ -153,12 +156,12 @@ class Artifact:
         entries = []
         with progress_bar(total, f"upload {self._name}") as bar:
             for target, f in self._files.items():
-                digest, size = backend.store_file(f.path, bar)
-                if size != f.size:
+                blob = backend.store_file(f.path, bar)
+                if blob.size != f.size:
                     raise FileChanged(
                         f"file {str(f.path)!r} changed during upload", path=str(f.path)
                     )
-                entries.append(FileEntry(target, digest, size))
+                entries.append(FileEntry(target, blob.digest, blob.size, blob.check))
         return entries
 
     # -- identity ----------------------------------------------------------------------------------
@@ -329,7 +332,8 @@ class Artifact:
     def files(self) -> list[ManifestEntry]:
         backend, view = self._logged()
         return [
-            ManifestEntry(f.path, f.digest, f.size, self) for f in backend.files(view.membership_id)
+            ManifestEntry(f.path, f.digest, f.size, f.check, self)
+            for f in backend.files(view.membership_id)
         ]
 
     @property
@@ -357,8 +361,9 @@ class Artifact:
         skip_cache: bool | None = None,
         **_: Any,
     ) -> str:
-        """Download every file (verifying its SHA-256) into ``root``
-        (default ``./artifacts/<name>:vN``); returns the folder."""
+        """Download every file into ``root`` (default ``./artifacts/<name>:vN``),
+        verifying each (by its BLAKE3 check, or by SHA-256 for files of older
+        versions); returns the folder."""
         entries = self.files()
         if path_prefix:
             entries = [e for e in entries if e.path.startswith(path_prefix)]
@@ -380,6 +385,7 @@ class Artifact:
                     dest,
                     entry.digest,
                     entry.size,
+                    check=entry.check,
                     cache=backend.cache,
                     store=backend.blobs,
                     progress=bar,

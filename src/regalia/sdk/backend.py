@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from regalia.blobs.base import BlobStore
+from regalia.blobs.base import BlobStore, StoredBlob
 from regalia.config import Settings
 from regalia.sdk.cache import ArtifactCache, default_max_bytes
 from regalia.service import Actor, Service
@@ -43,7 +43,7 @@ class InProcessBackend:
     def blobs(self) -> BlobStore:
         return self.service.blobs
 
-    def store_file(self, path: Path, progress: Any = None) -> tuple[str, int]:
+    def store_file(self, path: Path, progress: Any = None) -> StoredBlob:
         return self.service.store_file(path, progress=progress)
 
     def refresh(self) -> None:

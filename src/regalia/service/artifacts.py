@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regalia.blobs.base import StoredBlob
+from regalia.blobs.base import StoredBlob, validate_check, validate_digest
 from regalia.core.names import (
     RegistryPath,
     SourcePath,
@@ -230,6 +230,10 @@ class ArtifactsMixin(ServiceBase):
         aliases = _dedupe([validate_alias(a) for a in aliases])
         tags = list(dict.fromkeys(validate_tag(t) for t in tags))
         paths = [validate_file_path(f.path) for f in files]
+        for f in files:
+            validate_digest(f.digest)
+            if f.check is not None:
+                validate_check(f.check)
         if len(set(paths)) != len(paths):
             raise InvalidRequest("two files in the artifact have the same name")
         require_entity(actor, entity, project, "log artifacts")
