@@ -110,7 +110,6 @@ def _assert_can_download(world: RoleWorld, actor: Actor) -> None:
     assert len(expected) == 1
     assert s.files(actor, world.held.membership_id) == expected
     assert all(s.blobs.has(f.digest) for f in expected)
-    s.check_download(actor, world.held.membership_id)
     run = s.start_run(actor, actor.name, "proj", f"run-{actor.name}")
     s.use(actor, world.held.membership_id, run)
     assert s.lineage(world.owner, world.held.membership_id)["used_by"] == [run]
@@ -121,9 +120,6 @@ def test_role_table_restricted_viewer_cannot_download_files(world):
     actor = world.actor("restricted_viewer")
     with pytest.raises(PermissionDenied) as exc:
         s.files(actor, world.held.membership_id)
-    _denied(exc, "viewer")
-    with pytest.raises(PermissionDenied) as exc:
-        s.check_download(actor, world.held.membership_id)
     _denied(exc, "viewer")
     run = s.start_run(actor, actor.name, "proj", "run-rv")
     with pytest.raises(PermissionDenied) as exc:

@@ -709,10 +709,3 @@ class ArtifactsMixin(ServiceBase):
             return run_key
 
         return self.db.write(fn)
-
-    def check_download(self, actor: Actor, membership_id: int) -> None:
-        """Raise PermissionDenied unless the actor may download the version's files."""
-        try:
-            self.files(actor, membership_id)
-        except PermissionDenied:
-            raise

@@ -115,6 +115,14 @@ _COLLECTION_BY_ID = select(*_columns(Collection)).where(Collection.id == bindpar
 _MEMBERSHIP_OF_VERSION = select(*_columns(Membership)).where(
     Membership.collection_id == bindparam("cid"), Membership.version_id == bindparam("vid")
 )
+_MEMBERSHIP_BY_INDEX = select(*_columns(Membership)).where(
+    Membership.collection_id == bindparam("cid"), Membership.version_index == bindparam("idx")
+)
+_MEMBERSHIP_BY_ALIAS = (
+    select(*_columns(Membership))
+    .join(Alias, Alias.membership_id == Membership.id)
+    .where(Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key"))
+)
 _SEQ = aliased(Collection, name="src_seq")
 _VERSION_SOURCE = (
     select(*_columns(Version, "v_"), *_columns(_SEQ, "s_"))
@@ -166,9 +174,6 @@ class Repo:
     # -- organizations, users, teams, keys ------------------------------------
     def org_by_name(self, name: str) -> Organization | None:
         return self.s.scalar(select(Organization).where(Organization.name == name))
-
-    def first_org(self) -> Organization | None:
-        return self.s.scalar(select(Organization).order_by(Organization.id).limit(1))
 
     def user_by_name(self, org_id: int, name: str) -> User | None:
         return self.s.scalar(
@@ -479,17 +484,6 @@ class Repo:
             CollectionTag, [{"collection_id": collection_id, "tag": t} for t in add]
         )
 
-    def membership_counts(self, collection_ids: Iterable[int]) -> dict[int, int]:
-        ids = list(collection_ids)
-        if not ids:
-            return {}
-        rows = self.s.execute(
-            select(Membership.collection_id, func.count())
-            .where(Membership.collection_id.in_(ids))
-            .group_by(Membership.collection_id)
-        ).all()
-        return {cid: int(n) for cid, n in rows}
-
     def delete_collection(self, collection_id: int) -> None:
         self.s.execute(delete(Alias).where(Alias.collection_id == collection_id))
         self.s.execute(delete(Membership).where(Membership.collection_id == collection_id))
@@ -586,18 +580,14 @@ class Repo:
 
     # -- memberships and aliases -----------------------------------------------------
     def membership_by_index(self, collection_id: int, index: int) -> Membership | None:
-        return self.s.scalar(
-            select(Membership).where(
-                Membership.collection_id == collection_id, Membership.version_index == index
-            )
-        )
+        row = self.conn.execute(_MEMBERSHIP_BY_INDEX, {"cid": collection_id, "idx": index}).first()
+        return None if row is None else _detached(Membership, row._mapping)
 
     def membership_by_alias(self, collection_id: int, alias: str) -> Membership | None:
-        return self.s.scalar(
-            select(Membership)
-            .join(Alias, Alias.membership_id == Membership.id)
-            .where(Alias.collection_id == collection_id, Alias.name_key == alias.lower())
-        )
+        row = self.conn.execute(
+            _MEMBERSHIP_BY_ALIAS, {"cid": collection_id, "key": alias.lower()}
+        ).first()
+        return None if row is None else _detached(Membership, row._mapping)
 
     def membership_of_version(self, collection_id: int, version_id: int) -> Membership | None:
         row = self.conn.execute(
