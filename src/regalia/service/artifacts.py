@@ -10,22 +10,16 @@ from typing import Any
 
 from regalia.blobs.base import StoredBlob, validate_check, validate_digest
 from regalia.core.names import (
-    RegistryPath,
-    SourcePath,
-    parse_path,
     parse_target,
     validate_alias,
     validate_artifact_name,
     validate_entity_name,
     validate_file_path,
     validate_tag,
-    version_index_from_ref,
 )
 from regalia.core.roles import Permission, RegistryRole
 from regalia.errors import (
     AliasNotFound,
-    ArtifactNotFound,
-    CollectionNotFound,
     InvalidRequest,
     PermissionDenied,
     ProtectedAlias,
@@ -42,7 +36,7 @@ from regalia.service.access import (
 )
 from regalia.service.base import ServiceBase
 from regalia.service.views import Actor, FileEntry, VersionView
-from regalia.store.models import Collection, Membership, Project, Registry, Run, Version
+from regalia.store.models import Collection, Membership, Project, Registry, Version
 from regalia.store.repo import Repo
 
 LATEST = "latest"
@@ -568,144 +562,3 @@ class ArtifactsMixin(ServiceBase):
                 required_role=RegistryRole.MEMBER.value,
             )
         check(role, Permission.VERSION_UNLINK, reg)
-
-    # -- resolve, read, download -------------------------------------------------------------
-    def resolve(self, actor: Actor, path: str) -> VersionView:
-        """The version a registry or source path names (no ref: ``latest``)."""
-        parsed = parse_path(path)
-
-        def fn(repo: Repo) -> VersionView:
-            return self._version_view(repo, self._resolve(repo, actor, parsed))
-
-        return self.db.read(fn)
-
-    def _resolve(self, repo: Repo, actor: Actor, parsed: RegistryPath | SourcePath) -> Membership:
-        if isinstance(parsed, RegistryPath):
-            reg, _role = visible_registry(repo, actor, parsed.registry)
-            coll = repo.find_collection(registry_id=reg.id, name=parsed.collection)
-            if coll is None:
-                raise CollectionNotFound(
-                    f"collection {parsed.collection!r} not found in registry {reg.name!r}",
-                    registry=reg.name,
-                    collection=parsed.collection,
-                )
-            where = f"{parsed.collection!r} in registry {reg.name!r}"
-        else:
-            proj = repo.project(actor.org_id, parsed.entity, parsed.project)
-            coll = repo.sequence(proj.id, parsed.name) if proj is not None else None
-            if coll is None or not can_use_entity(actor, parsed.entity):
-                raise ArtifactNotFound(
-                    f"artifact {parsed.entity}/{parsed.project}/{parsed.name} not found"
-                )
-            where = f"{parsed.entity}/{parsed.project}/{parsed.name}"
-        index = version_index_from_ref(parsed.ref)
-        m = (
-            repo.membership_by_index(coll.id, index)
-            if index is not None
-            else repo.membership_by_alias(coll.id, parsed.ref)
-        )
-        if m is None:
-            raise VersionNotFound(f"no version {parsed.ref!r} in {where}", ref=parsed.ref)
-        return m
-
-    def get_version(self, actor: Actor, membership_id: int) -> VersionView:
-        def fn(repo: Repo) -> VersionView:
-            return self._version_view(repo, self._ctx(repo, actor, membership_id).membership)
-
-        return self.db.read(fn)
-
-    def source_of(self, actor: Actor, membership_id: int) -> VersionView:
-        """The source version (as seen in its own artifact) behind a link."""
-
-        def fn(repo: Repo) -> VersionView:
-            ctx = self._ctx(repo, actor, membership_id)
-            version = repo.get(Version, ctx.membership.version_id)
-            m = repo.membership_of_version(version.sequence_id, version.id)
-            assert m is not None
-            return self._version_view(repo, m)
-
-        return self.db.read(fn)
-
-    def links_of(self, actor: Actor, membership_id: int) -> list[VersionView]:
-        """Every registry link of the version the caller may see."""
-
-        def fn(repo: Repo) -> list[VersionView]:
-            ctx = self._ctx(repo, actor, membership_id)
-            out = []
-            for m in repo.memberships_of_version(ctx.membership.version_id):
-                coll = repo.get(Collection, m.collection_id)
-                if coll.kind != "portfolio":
-                    continue
-                reg = repo.get(Registry, coll.registry_id)
-                if registry_role(repo, actor, reg) is not None:
-                    out.append(m)
-            return self._version_views(repo, out)
-
-        return self.db.read(fn)
-
-    def files(self, actor: Actor, membership_id: int) -> list[FileEntry]:
-        """The manifest of a version, for download (viewer or more; SPEC §4)."""
-
-        def fn(repo: Repo) -> list[FileEntry]:
-            ctx = self._ctx(repo, actor, membership_id)
-            self._require_download(actor, ctx)
-            return [FileEntry(p, d, n, c) for p, d, n, c in repo.files(ctx.membership.version_id)]
-
-        return self.db.read(fn)
-
-    def _require_download(self, actor: Actor, ctx: _Ctx) -> None:
-        if ctx.registry is not None:
-            assert ctx.role is not None
-            check(ctx.role, Permission.FILES_DOWNLOAD, ctx.registry)
-
-    def use(self, actor: Actor, membership_id: int, run_key: str) -> VersionView:
-        """Record that a run used a version (lineage); needs download rights."""
-
-        def fn(repo: Repo) -> VersionView:
-            ctx = self._ctx(repo, actor, membership_id)
-            self._require_download(actor, ctx)
-            run = repo.run_by_key(run_key)
-            if run is None:
-                raise InvalidRequest(f"unknown run {run_key!r}")
-            repo.add_run_input(run.id, ctx.membership.version_id)
-            return self._version_view(repo, ctx.membership)
-
-        return self.db.write(fn)
-
-    def lineage(self, actor: Actor, membership_id: int) -> dict[str, Any]:
-        """The run that logged the version and the runs that used it."""
-
-        def fn(repo: Repo) -> dict[str, Any]:
-            ctx = self._ctx(repo, actor, membership_id)
-            version = repo.get(Version, ctx.membership.version_id)
-            run = repo.get(Run, version.run_id) if version.run_id else None
-            return {
-                "logged_by": run.run_key if run else None,
-                "used_by": repo.runs_using(version.id),
-            }
-
-        return self.db.read(fn)
-
-    def start_run(
-        self, actor: Actor, entity: str, project: str, run_key: str, job_type: str | None = None
-    ) -> str:
-        """Create a run in ``entity/project`` (the lineage record of ``init()``)."""
-        validate_entity_name(entity, "entity name")
-        validate_entity_name(project, "project name")
-        require_entity(actor, entity, project, "start runs")
-
-        def fn(repo: Repo) -> str:
-            now = self.now()
-            proj = repo.ensure_project(actor.org_id, entity, project, now)
-            repo.add(
-                Run(
-                    project_id=proj.id,
-                    run_key=run_key,
-                    job_type=job_type,
-                    user_id=actor.user_id,
-                    created_at=now,
-                )
-            )
-            return run_key
-
-        return self.db.write(fn)

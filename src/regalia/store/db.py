@@ -148,6 +148,7 @@ class Database:
 
     def write(self, fn: Callable[[Repo], T]) -> T:
         """Run ``fn`` with a repository in a write transaction (retried if transient)."""
+
         def unit(session: Session) -> T:
             repo = Repo(session)
             result = fn(repo)

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, insert, inspect, or_, select, update
+from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
+from regalia.store import statements as st
 from regalia.store import views
 from regalia.store.models import (
     Alias,
@@ -42,92 +42,6 @@ from regalia.store.models import (
     Version,
     VersionFile,
     VersionTag,
-)
-
-_ALIAS_ROW = select(Alias.id, Alias.membership_id, Alias.name).where(
-    Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key")
-)
-_MOVE_ALIAS = (
-    update(Alias)
-    .where(Alias.id == bindparam("aid"))
-    .values(membership_id=bindparam("mid"), name=bindparam("name"), updated_at=bindparam("when"))
-)
-_ALLOCATE = (
-    update(Collection)
-    .where(Collection.id == bindparam("cid"))
-    .values(
-        next_index=Collection.next_index + 1,
-        member_count=Collection.member_count + 1,
-        updated_at=bindparam("when"),
-    )
-    .returning(Collection.next_index)
-)
-
-
-def _columns(model: Any, prefix: str = "") -> list[Any]:
-    """Every mapped column of ``model``, labelled ``prefix + attribute name``."""
-    return [getattr(model, a.key).label(prefix + a.key) for a in inspect(model).mapper.column_attrs]
-
-
-class Record(SimpleNamespace):
-    """A read-only copy of a row, with the mapped class's attribute names: cheaper than
-    an ORM instance on the hot paths, and never written back by the session."""
-
-
-def _detached(model: Any, data: Any, prefix: str = "") -> Any:
-    """A :class:`Record` of ``model``'s attributes from a row's ``prefix``-labelled columns."""
-    return Record(**{a.key: data[prefix + a.key] for a in inspect(model).mapper.column_attrs})
-
-
-_REGISTRY_BY_NAME = select(*_columns(Registry)).where(
-    Registry.org_id == bindparam("org"), Registry.name_key == bindparam("key")
-)
-_GRANTS = select(RegistryMember.registry_id, RegistryMember.role).where(
-    RegistryMember.registry_id.in_(bindparam("rids", expanding=True)),
-    or_(
-        RegistryMember.user_id == bindparam("uid"),
-        RegistryMember.team_id.in_(bindparam("tids", expanding=True)),
-    ),
-)
-_INSERT_MEMBERSHIP = insert(Membership).returning(Membership.id)
-
-
-_CONTEXT = (
-    select(
-        *_columns(Membership, "m_"),
-        *_columns(Collection, "c_"),
-        *_columns(Registry, "r_"),
-        *_columns(Project, "p_"),
-    )
-    .select_from(Membership)
-    .join(Collection, Collection.id == Membership.collection_id)
-    .outerjoin(Registry, Registry.id == Collection.registry_id)
-    .outerjoin(Project, Project.id == Collection.project_id)
-    .where(Membership.id == bindparam("mid"))
-)
-_FIND_PORTFOLIO = select(*_columns(Collection)).where(
-    Collection.registry_id == bindparam("owner"), Collection.name_key == bindparam("key")
-)
-_FIND_SEQUENCE = select(*_columns(Collection)).where(
-    Collection.project_id == bindparam("owner"), Collection.name_key == bindparam("key")
-)
-_COLLECTION_BY_ID = select(*_columns(Collection)).where(Collection.id == bindparam("cid"))
-_MEMBERSHIP_OF_VERSION = select(*_columns(Membership)).where(
-    Membership.collection_id == bindparam("cid"), Membership.version_id == bindparam("vid")
-)
-_MEMBERSHIP_BY_INDEX = select(*_columns(Membership)).where(
-    Membership.collection_id == bindparam("cid"), Membership.version_index == bindparam("idx")
-)
-_MEMBERSHIP_BY_ALIAS = (
-    select(*_columns(Membership))
-    .join(Alias, Alias.membership_id == Membership.id)
-    .where(Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key"))
-)
-_SEQ = aliased(Collection, name="src_seq")
-_VERSION_SOURCE = (
-    select(*_columns(Version, "v_"), *_columns(_SEQ, "s_"))
-    .join(_SEQ, _SEQ.id == Version.sequence_id)
-    .where(Version.id == bindparam("vid"))
 )
 
 
@@ -234,8 +148,8 @@ class Repo:
             return self.s.scalar(
                 select(Registry).where(Registry.org_id == org_id, Registry.name_key == name.lower())
             )
-        row = self.conn.execute(_REGISTRY_BY_NAME, {"org": org_id, "key": name.lower()}).first()
-        return None if row is None else _detached(Registry, row._mapping)
+        row = self.conn.execute(st.REGISTRY_BY_NAME, {"org": org_id, "key": name.lower()}).first()
+        return None if row is None else st.detached(Registry, row._mapping)
 
     def registries(self, org_id: int) -> Sequence[Registry]:
         return self.s.scalars(
@@ -250,7 +164,7 @@ class Repo:
         if not ids:
             return {}
         rows = self.conn.execute(
-            _GRANTS, {"rids": ids, "uid": user_id, "tids": list(team_ids)}
+            st.GRANTS, {"rids": ids, "uid": user_id, "tids": list(team_ids)}
         ).all()
         out: dict[int, list[str]] = {}
         for rid, role in rows:
@@ -390,13 +304,13 @@ class Repo:
     ) -> tuple[Membership, Collection, Registry | None, Project | None] | None:
         """A membership with its collection and that collection's registry or project,
         as detached records (read-only; change rows through the repository's verbs)."""
-        row = self.conn.execute(_CONTEXT, {"mid": membership_id}).first()
+        row = self.conn.execute(st.CONTEXT, {"mid": membership_id}).first()
         if row is None:
             return None
         data = row._mapping
-        reg = _detached(Registry, data, "r_") if data["r_id"] is not None else None
-        proj = _detached(Project, data, "p_") if data["p_id"] is not None else None
-        return _detached(Membership, data, "m_"), _detached(Collection, data, "c_"), reg, proj
+        reg = st.detached(Registry, data, "r_") if data["r_id"] is not None else None
+        proj = st.detached(Project, data, "p_") if data["p_id"] is not None else None
+        return st.detached(Membership, data, "m_"), st.detached(Collection, data, "c_"), reg, proj
 
     def find_collection(
         self,
@@ -408,22 +322,22 @@ class Repo:
     ) -> Collection | None:
         """A portfolio (``registry_id``) or sequence (``project_id``) by name, detached;
         ``lock`` takes its row lock on PostgreSQL."""
-        stmt = _FIND_PORTFOLIO if registry_id is not None else _FIND_SEQUENCE
+        stmt = st.FIND_PORTFOLIO if registry_id is not None else st.FIND_SEQUENCE
         if lock and self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         owner = registry_id if registry_id is not None else project_id
         row = self.conn.execute(stmt, {"owner": owner, "key": name.lower()}).first()
-        return None if row is None else _detached(Collection, row._mapping)
+        return None if row is None else st.detached(Collection, row._mapping)
 
     def lock_collection(self, collection_id: int) -> Collection:
         """The collection's current row, detached, locked on PostgreSQL (SQLite's
         BEGIN IMMEDIATE already serializes writers)."""
-        stmt = _COLLECTION_BY_ID
+        stmt = st.COLLECTION_BY_ID
         if self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt, {"cid": collection_id}).first()
         assert row is not None
-        return _detached(Collection, row._mapping)
+        return st.detached(Collection, row._mapping)
 
     def touch_collection(self, collection_id: int, when: datetime) -> None:
         self.conn.execute(
@@ -445,7 +359,7 @@ class Repo:
     def allocate_index(self, collection_id: int, when: datetime) -> int:
         """Atomically take the collection's next index (R2: never max + 1) for a new
         membership, counting it and touching the collection."""
-        new_next = self.conn.execute(_ALLOCATE, {"cid": collection_id, "when": when}).scalar()
+        new_next = self.conn.execute(st.ALLOCATE, {"cid": collection_id, "when": when}).scalar()
         assert new_next is not None
         return int(new_next) - 1
 
@@ -460,8 +374,8 @@ class Repo:
             "created_by": user_id,
             "created_at": when,
         }
-        new_id = self.conn.execute(_INSERT_MEMBERSHIP, values)
-        return Record(id=int(new_id.scalar_one()), **values)  # type: ignore[return-value]
+        new_id = self.conn.execute(st.INSERT_MEMBERSHIP, values)
+        return st.Record(id=int(new_id.scalar_one()), **values)  # type: ignore[return-value]
 
     def registry_collections(self, registry_id: int) -> Sequence[Collection]:
         return self.s.scalars(
@@ -580,26 +494,28 @@ class Repo:
 
     # -- memberships and aliases -----------------------------------------------------
     def membership_by_index(self, collection_id: int, index: int) -> Membership | None:
-        row = self.conn.execute(_MEMBERSHIP_BY_INDEX, {"cid": collection_id, "idx": index}).first()
-        return None if row is None else _detached(Membership, row._mapping)
+        row = self.conn.execute(
+            st.MEMBERSHIP_BY_INDEX, {"cid": collection_id, "idx": index}
+        ).first()
+        return None if row is None else st.detached(Membership, row._mapping)
 
     def membership_by_alias(self, collection_id: int, alias: str) -> Membership | None:
         row = self.conn.execute(
-            _MEMBERSHIP_BY_ALIAS, {"cid": collection_id, "key": alias.lower()}
+            st.MEMBERSHIP_BY_ALIAS, {"cid": collection_id, "key": alias.lower()}
         ).first()
-        return None if row is None else _detached(Membership, row._mapping)
+        return None if row is None else st.detached(Membership, row._mapping)
 
     def membership_of_version(self, collection_id: int, version_id: int) -> Membership | None:
         row = self.conn.execute(
-            _MEMBERSHIP_OF_VERSION, {"cid": collection_id, "vid": version_id}
+            st.MEMBERSHIP_OF_VERSION, {"cid": collection_id, "vid": version_id}
         ).first()
-        return None if row is None else _detached(Membership, row._mapping)
+        return None if row is None else st.detached(Membership, row._mapping)
 
     def version_source(self, version_id: int) -> tuple[Version, Collection]:
         """A version and its sequence (the source artifact), detached."""
-        row = self.conn.execute(_VERSION_SOURCE, {"vid": version_id}).first()
+        row = self.conn.execute(st.VERSION_SOURCE, {"vid": version_id}).first()
         assert row is not None
-        return _detached(Version, row._mapping, "v_"), _detached(Collection, row._mapping, "s_")
+        return st.detached(Version, row._mapping, "v_"), st.detached(Collection, row._mapping, "s_")
 
     def memberships_of_version(self, version_id: int) -> Sequence[Membership]:
         return self.s.scalars(
@@ -616,7 +532,7 @@ class Repo:
 
     def alias(self, collection_id: int, name: str) -> Row[Any] | None:
         """The alias row ``(id, membership_id, name)``, or None."""
-        return self.conn.execute(_ALIAS_ROW, {"cid": collection_id, "key": name.lower()}).first()
+        return self.conn.execute(st.ALIAS_ROW, {"cid": collection_id, "key": name.lower()}).first()
 
     def aliases_of(self, membership_ids: Iterable[int]) -> dict[int, list[str]]:
         return views.aliases_of(self.conn, membership_ids)
@@ -629,7 +545,7 @@ class Repo:
         One UPDATE (or INSERT): the alias is never on two versions or none.
         """
         key = name.lower()
-        row = self.conn.execute(_ALIAS_ROW, {"cid": collection_id, "key": key}).first()
+        row = self.conn.execute(st.ALIAS_ROW, {"cid": collection_id, "key": key}).first()
         if row is None:
             self.conn.execute(
                 insert(Alias).values(
@@ -644,7 +560,7 @@ class Repo:
         previous = int(row.membership_id)
         if previous != membership_id:
             self.conn.execute(
-                _MOVE_ALIAS, {"aid": row.id, "mid": membership_id, "name": name, "when": when}
+                st.MOVE_ALIAS, {"aid": row.id, "mid": membership_id, "name": name, "when": when}
             )
         return previous
 

@@ -1,0 +1,110 @@
+"""Prebuilt SQL statements for the repository's hot paths, and read-only records.
+
+Built once at import: executing a prebuilt statement skips SQLAlchemy's
+statement construction and cache-key work, which dominated link and alias
+changes. Rows come back as :class:`Record` copies, not ORM instances.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import bindparam, insert, inspect, or_, select, update
+from sqlalchemy.orm import aliased
+
+from regalia.store.models import (
+    Alias,
+    Collection,
+    Membership,
+    Project,
+    Registry,
+    RegistryMember,
+    Version,
+)
+
+ALIAS_ROW = select(Alias.id, Alias.membership_id, Alias.name).where(
+    Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key")
+)
+MOVE_ALIAS = (
+    update(Alias)
+    .where(Alias.id == bindparam("aid"))
+    .values(membership_id=bindparam("mid"), name=bindparam("name"), updated_at=bindparam("when"))
+)
+ALLOCATE = (
+    update(Collection)
+    .where(Collection.id == bindparam("cid"))
+    .values(
+        next_index=Collection.next_index + 1,
+        member_count=Collection.member_count + 1,
+        updated_at=bindparam("when"),
+    )
+    .returning(Collection.next_index)
+)
+
+
+def columns(model: Any, prefix: str = "") -> list[Any]:
+    """Every mapped column of ``model``, labelled ``prefix + attribute name``."""
+    return [getattr(model, a.key).label(prefix + a.key) for a in inspect(model).mapper.column_attrs]
+
+
+class Record(SimpleNamespace):
+    """A read-only copy of a row, with the mapped class's attribute names: cheaper than
+    an ORM instance on the hot paths, and never written back by the session."""
+
+
+def detached(model: Any, data: Any, prefix: str = "") -> Any:
+    """A :class:`Record` of ``model``'s attributes from a row's ``prefix``-labelled columns."""
+    return Record(**{a.key: data[prefix + a.key] for a in inspect(model).mapper.column_attrs})
+
+
+REGISTRY_BY_NAME = select(*columns(Registry)).where(
+    Registry.org_id == bindparam("org"), Registry.name_key == bindparam("key")
+)
+GRANTS = select(RegistryMember.registry_id, RegistryMember.role).where(
+    RegistryMember.registry_id.in_(bindparam("rids", expanding=True)),
+    or_(
+        RegistryMember.user_id == bindparam("uid"),
+        RegistryMember.team_id.in_(bindparam("tids", expanding=True)),
+    ),
+)
+INSERT_MEMBERSHIP = insert(Membership).returning(Membership.id)
+
+
+CONTEXT = (
+    select(
+        *columns(Membership, "m_"),
+        *columns(Collection, "c_"),
+        *columns(Registry, "r_"),
+        *columns(Project, "p_"),
+    )
+    .select_from(Membership)
+    .join(Collection, Collection.id == Membership.collection_id)
+    .outerjoin(Registry, Registry.id == Collection.registry_id)
+    .outerjoin(Project, Project.id == Collection.project_id)
+    .where(Membership.id == bindparam("mid"))
+)
+FIND_PORTFOLIO = select(*columns(Collection)).where(
+    Collection.registry_id == bindparam("owner"), Collection.name_key == bindparam("key")
+)
+FIND_SEQUENCE = select(*columns(Collection)).where(
+    Collection.project_id == bindparam("owner"), Collection.name_key == bindparam("key")
+)
+COLLECTION_BY_ID = select(*columns(Collection)).where(Collection.id == bindparam("cid"))
+MEMBERSHIP_OF_VERSION = select(*columns(Membership)).where(
+    Membership.collection_id == bindparam("cid"), Membership.version_id == bindparam("vid")
+)
+MEMBERSHIP_BY_INDEX = select(*columns(Membership)).where(
+    Membership.collection_id == bindparam("cid"), Membership.version_index == bindparam("idx")
+)
+MEMBERSHIP_BY_ALIAS = (
+    select(*columns(Membership))
+    .join(Alias, Alias.membership_id == Membership.id)
+    .where(Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key"))
+)
+SEQ = aliased(Collection, name="src_seq")
+VERSION_SOURCE = (
+    select(*columns(Version, "v_"), *columns(SEQ, "s_"))
+    .join(SEQ, SEQ.id == Version.sequence_id)
+    .where(Version.id == bindparam("vid"))
+)
