@@ -126,7 +126,7 @@ class ArtifactsMixin(ServiceBase):
                 repo.remove_alias(current.id)
             return
         previous = repo.set_alias(coll.id, top.id, LATEST, self.now())
-        if previous != top.id:
+        if previous is None or previous[0] != top.id:
             self._record(
                 repo,
                 actor,
@@ -143,12 +143,9 @@ class ArtifactsMixin(ServiceBase):
         now = self.now()
         for alias in aliases:
             previous = repo.set_alias(coll.id, m.id, alias, now)
-            if previous == m.id:
+            if previous is not None and previous[0] == m.id:
                 continue
-            details: dict[str, Any] = {}
-            if previous is not None:
-                prev_m = repo.get(Membership, previous)
-                details["from_index"] = prev_m.version_index if prev_m else None
+            details = {} if previous is None else {"from_index": previous[1]}
             self._record(
                 repo,
                 actor,
@@ -166,33 +163,20 @@ class ArtifactsMixin(ServiceBase):
         names = repo.aliases_of([m.id])[m.id]
         repo.delete_membership(m.id, coll.id)
         for name in names:
-            if name.lower() != LATEST:
-                self._record(
-                    repo,
-                    actor,
-                    "alias_remove",
-                    coll,
-                    version_index=m.version_index,
-                    version_id=m.version_id,
-                    alias=name,
-                    reason=action,
-                )
+            self._record(
+                repo,
+                actor,
+                "alias_remove",
+                coll,
+                version_index=m.version_index,
+                version_id=m.version_id,
+                alias=name,
+                reason=action,
+            )
         self._record(
             repo, actor, action, coll, version_index=m.version_index, version_id=m.version_id
         )
         if any(n.lower() == LATEST for n in names):
-            current = repo.alias(coll.id, LATEST)
-            if current is None:
-                self._record(
-                    repo,
-                    actor,
-                    "alias_remove",
-                    coll,
-                    version_index=m.version_index,
-                    version_id=m.version_id,
-                    alias=LATEST,
-                    reason=action,
-                )
             self._move_latest(repo, actor, coll)
         repo.touch_collection(coll.id, self.now())
 

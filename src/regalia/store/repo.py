@@ -539,8 +539,9 @@ class Repo:
 
     def set_alias(
         self, collection_id: int, membership_id: int, name: str, when: datetime
-    ) -> int | None:
-        """Point alias ``name`` at the membership; return the membership it left (or None).
+    ) -> tuple[int, int] | None:
+        """Point alias ``name`` at the membership; return the membership it was on before
+        as ``(membership id, version index)``, or None if the alias is new.
 
         One UPDATE (or INSERT): the alias is never on two versions or none.
         """
@@ -557,12 +558,11 @@ class Repo:
                 )
             )
             return None
-        previous = int(row.membership_id)
-        if previous != membership_id:
+        if row.membership_id != membership_id:
             self.conn.execute(
                 st.MOVE_ALIAS, {"aid": row.id, "mid": membership_id, "name": name, "when": when}
             )
-        return previous
+        return int(row.membership_id), int(row.version_index)
 
     def remove_alias(self, alias_id: int) -> None:
         self.s.execute(delete(Alias).where(Alias.id == alias_id))

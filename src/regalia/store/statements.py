@@ -23,8 +23,10 @@ from regalia.store.models import (
     Version,
 )
 
-ALIAS_ROW = select(Alias.id, Alias.membership_id, Alias.name).where(
-    Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key")
+ALIAS_ROW = (
+    select(Alias.id, Alias.membership_id, Alias.name, Membership.version_index)
+    .join(Membership, Membership.id == Alias.membership_id)
+    .where(Alias.collection_id == bindparam("cid"), Alias.name_key == bindparam("key"))
 )
 MOVE_ALIAS = (
     update(Alias)
