@@ -104,9 +104,23 @@ def owner(service: Service) -> Actor:
     return service.ensure_org()
 
 
+@pytest.fixture(params=["inprocess", "http"])
+def sdk_backend(request: pytest.FixtureRequest) -> str:
+    """How the SDK reaches the store: in this process, or through a real
+    server on 127.0.0.1 (the same tests run against both)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def sdk_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Point the SDK (``regalia.init``, ``regalia.Api``) at this test's store."""
+def sdk_env(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    sdk_backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Settings]:
+    """Point the SDK (``regalia.init``, ``regalia.Api``) at this test's store,
+    directly or through a server started for the test. Either way the SDK acts
+    as the organization's owner (its API key, over HTTP)."""
     monkeypatch.setenv("REGALIA_HOME", str(settings.home))
     monkeypatch.setenv("REGALIA_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("REGALIA_ORG", settings.org_name)
@@ -114,7 +128,18 @@ def sdk_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("REGALIA_SILENT", "1")
     monkeypatch.delenv("REGALIA_API_KEY", raising=False)
     monkeypatch.delenv("REGALIA_BLOB_DIR", raising=False)
-    return settings
+    monkeypatch.delenv("REGALIA_BASE_URL", raising=False)
+    if sdk_backend == "inprocess":
+        yield settings
+        return
+    from servers import ThreadServer
+
+    service: Service = request.getfixturevalue("service")
+    key = service.create_api_key(service.ensure_org())
+    with ThreadServer(settings, service) as server:
+        monkeypatch.setenv("REGALIA_BASE_URL", server.url)
+        monkeypatch.setenv("REGALIA_API_KEY", key)
+        yield settings
 
 
 @pytest.fixture

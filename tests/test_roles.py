@@ -5,11 +5,18 @@ artifacts), on SQLite and PostgreSQL.
 Every role is set up as in real use: an org member with an API key, given a
 role in the restricted custom registry ``Prod`` (see ``roles_helpers``). Every
 refused write is checked to change nothing.
+
+Every test runs twice: against the service in this process, and through a real
+server on 127.0.0.1, each actor calling the REST API with its own API key
+(``ServiceOverHttp``), so the server enforces every cell of the table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from http_service import ServiceOverHttp
 from roles_helpers import (
     COLLECTION,
     PROTECTED,
@@ -20,6 +27,7 @@ from roles_helpers import (
     build_world,
     new_actor,
 )
+from servers import ThreadServer
 
 from regalia.core.roles import MIN_ROLE, Permission, RegistryRole, allows, require
 from regalia.errors import (
@@ -32,10 +40,23 @@ from regalia.errors import (
     TypeMismatch,
     VersionNotFound,
 )
-from regalia.service import Actor
+from regalia.service import Actor, Service
 
 FRESH = "fresh"  # a collection that does not exist yet
 FRESH_TARGET = f"wandb-registry-{REGISTRY}/{FRESH}"
+
+
+@pytest.fixture(params=["service", "http"])
+def service(request, settings, clock) -> Iterator[Service | ServiceOverHttp]:
+    local = Service(settings, clock=clock)
+    if request.param == "service":
+        yield local
+    else:
+        with ThreadServer(settings, local) as server:
+            remote = ServiceOverHttp(local, server.url, settings)
+            yield remote
+            remote.close()
+    local.close()
 
 
 @pytest.fixture

@@ -59,18 +59,29 @@ def test_second_download_reads_nothing_from_the_store(run, workdir, sdk_env):
     api = wandb.Api()
     art = api.artifact("wandb-registry-model/zoo:latest")
     reads: list[str] = []
-    store = api._backend.service.blobs
-    original_open, original_local = store.open, store.local_path
+    backend = api._backend
+    stores_for = backend.blobs_for
 
-    def counting_open(digest):
-        reads.append(digest)
-        return original_open(digest)
+    def counting_store(membership_id):
+        # Whatever the backend, every read of file contents goes through the
+        # store it hands to the download: the store itself, or the server.
+        store = stores_for(membership_id)
+        original_open, original_local = store.open, store.local_path
 
-    def counting_local(digest):
-        reads.append(digest)
-        return original_local(digest)
+        def counting_open(digest):
+            reads.append(digest)
+            return original_open(digest)
 
-    store.open, store.local_path = counting_open, counting_local
+        def counting_local(digest):
+            path = original_local(digest)
+            if path is not None:  # a remote store has no local path: open() reads
+                reads.append(digest)
+            return path
+
+        store.open, store.local_path = counting_open, counting_local
+        return store
+
+    backend.blobs_for = counting_store
     art.download(root="first")
     assert len(reads) == 1
     art.download(root="second")
@@ -161,7 +172,7 @@ def test_bad_filters_are_refused_with_the_problem_named(run, workdir):
 def test_listings_hide_restricted_registries_from_non_members(run, workdir, sdk_env):
     api = wandb.Api()
     api.create_registry("Secret", visibility="restricted")
-    key = api._backend.service.create_user(api._backend.actor, "bob", org_role="member")[1]
+    key = api._backend.create_user("bob", org_role="member")[1]
     bob = wandb.Api(api_key=key)
     assert "Secret" not in [r.name for r in bob.registries()]
     with pytest.raises(RegistryNotFound):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import regalia
+from servers import ServerProcess
 
 EXAMPLES = Path(__file__).parent / "seed_examples"
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed"
@@ -59,11 +60,23 @@ def _run(script: str, cwd: Path, env: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def seed_env(sdk_env, tmp_path):
+def seed_env(sdk_env, sdk_backend, tmp_path, monkeypatch):
+    """The examples' environment. Over HTTP, the SDK talks to a ``regalia server``
+    process started here on 127.0.0.1 (and so do the test's own checks)."""
     env = dict(os.environ)
     src = str(Path(regalia.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    return env
+    if sdk_backend != "http":
+        yield env
+        return
+    server_env = {k: v for k, v in env.items() if k not in ("REGALIA_BASE_URL", "REGALIA_API_KEY")}
+    with ServerProcess(server_env, log=tmp_path / "server.log") as server:
+        env["REGALIA_BASE_URL"] = server.url
+        monkeypatch.setenv("REGALIA_BASE_URL", server.url)
+        # A client's own home: nothing of the server's folder is shared with it.
+        env["REGALIA_HOME"] = str(tmp_path / "client")
+        env.pop("REGALIA_DATABASE_URL")
+        yield env
 
 
 def test_seed_example_2_links_zoo_dataset_with_two_aliases(sdk_env, seed_env, workdir):

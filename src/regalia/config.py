@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_ORG = "regalia"
 DEFAULT_OWNER = "admin"
+DEFAULT_UPLOAD_PART_BYTES = 64 * 1024 * 1024
 
 
 def _truthy(value: str | None) -> bool:
@@ -23,6 +24,8 @@ class Settings:
     * ``REGALIA_BLOB_DIR``: the blob store root (default ``$REGALIA_HOME``; blobs go in ``blobs/``).
     * ``REGALIA_ORG``: the organization name created on first use (default ``regalia``).
     * ``REGALIA_SILENT=1``: no progress bars.
+    * ``REGALIA_UPLOAD_PART_BYTES``: the part size of resumable uploads a server
+      asks for (default 64 MiB).
     """
 
     home: Path
@@ -31,6 +34,7 @@ class Settings:
     cache_dir: Path
     org_name: str = DEFAULT_ORG
     silent: bool = False
+    upload_part_bytes: int = DEFAULT_UPLOAD_PART_BYTES
 
     @classmethod
     def from_env(cls, home: Path | str | None = None) -> Settings:
@@ -46,4 +50,7 @@ class Settings:
             cache_dir=cache_dir,
             org_name=os.environ.get("REGALIA_ORG") or DEFAULT_ORG,
             silent=_truthy(os.environ.get("REGALIA_SILENT")),
+            upload_part_bytes=int(
+                os.environ.get("REGALIA_UPLOAD_PART_BYTES") or DEFAULT_UPLOAD_PART_BYTES
+            ),
         )

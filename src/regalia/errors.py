@@ -18,8 +18,10 @@ class from it, never from the message) and the ``http_status`` a server uses::
     │   ├── AlreadyExists
     │   ├── TypeMismatch
     │   └── ProtectedAlias
+    ├── TooLarge                          413
     ├── IntegrityError                    500  (a hash did not match: data is damaged)
-    └── StorageUnavailable                503
+    ├── StorageUnavailable                503
+    └── ServerUnreachable                 503  (the client could not reach the server)
 """
 
 from __future__ import annotations
@@ -127,6 +129,11 @@ class ProtectedAlias(Conflict):
     code = "protected_alias"
 
 
+class TooLarge(RegaliaError):
+    code = "too_large"
+    http_status = 413
+
+
 class IntegrityError(RegaliaError):
     code = "integrity_error"
     http_status = 500
@@ -134,6 +141,11 @@ class IntegrityError(RegaliaError):
 
 class StorageUnavailable(RegaliaError):
     code = "storage_unavailable"
+    http_status = 503
+
+
+class ServerUnreachable(RegaliaError):
+    code = "server_unreachable"
     http_status = 503
 
 

@@ -137,6 +137,11 @@ class BlobStore(Protocol):
         """
         ...
 
+    def adopt(self, path: Path, blob: StoredBlob) -> StoredBlob:
+        """Take a complete file whose digests the caller verified (a server's
+        received upload) into the store; ``path`` is consumed either way."""
+        ...
+
     def open(self, digest: str) -> BinaryIO:
         """Open a blob for reading. Raises :class:`~regalia.errors.NotFound`."""
         ...

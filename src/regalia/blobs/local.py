@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -150,6 +151,32 @@ class LocalBlobStore:
             except BaseException:
                 discard_temp(tmp_fd, tmp)
                 raise
+        return blob
+
+    def adopt(self, path: Path, blob: StoredBlob) -> StoredBlob:
+        """Move a verified file into the store (a rename when on the same
+        filesystem, else a copy); ``path`` is gone afterwards."""
+        final = self.path(blob.digest)
+        with self._storage_errors():
+            if final.is_file():
+                path.unlink(missing_ok=True)
+                return blob
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.fchmod(fd, BLOB_MODE)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _make_dirs(final.parent)
+            try:
+                os.replace(path, final)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                stored = self.put_file(path)
+                path.unlink(missing_ok=True)
+                return stored
+            fsync_dir(final.parent)
         return blob
 
     def open(self, digest: str) -> BinaryIO:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from regalia.config import Settings
 from regalia.core.names import REGISTRY_PREFIX
-from regalia.sdk.backend import InProcessBackend
+from regalia.sdk.backend import connect
+
+if TYPE_CHECKING:
+    from regalia.sdk.backend import Backend
 
 
 class CliError(click.ClickException):
@@ -37,16 +40,16 @@ class State:
 
     home: Path | None = None
     api_key: str | None = None
-    _backend: InProcessBackend | None = field(default=None, repr=False)
+    _backend: Backend | None = field(default=None, repr=False)
 
     def settings(self) -> Settings:
         """Settings from the environment, with ``--home`` in place of ``REGALIA_HOME``."""
         return Settings.from_env(home=self.home)
 
-    def backend(self) -> InProcessBackend:
+    def backend(self) -> Backend:
         """The SDK backend acting as ``--api-key`` / ``REGALIA_API_KEY``, else the local owner."""
         if self._backend is None:
-            self._backend = InProcessBackend(self.settings(), api_key=self.api_key or None)
+            self._backend = connect(self.settings(), api_key=self.api_key or None)
         return self._backend
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,8 +19,10 @@ from regalia.cli.output import emit_json, human_size, table
 from regalia.core.names import REGISTRY_PREFIX, validate_artifact_name, validate_registry_name
 from regalia.errors import InvalidName
 from regalia.sdk.artifact import Artifact
-from regalia.sdk.backend import InProcessBackend
 from regalia.service.views import CollectionView, Page, VersionView
+
+if TYPE_CHECKING:
+    from regalia.sdk.backend import Backend
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 PAGE = 200
@@ -151,7 +153,7 @@ def ls(state: State, path: str | None, as_json: bool) -> None:
         _ls_files(backend, path, as_json)
 
 
-def _ls_registries(backend: InProcessBackend, as_json: bool) -> None:
+def _ls_registries(backend: Backend, as_json: bool) -> None:
     regs = backend.list_registries()
     if as_json:
         emit_json(regs)
@@ -165,7 +167,7 @@ def _ls_registries(backend: InProcessBackend, as_json: bool) -> None:
     )
 
 
-def _ls_collections(backend: InProcessBackend, registry: str, as_json: bool) -> None:
+def _ls_collections(backend: Backend, registry: str, as_json: bool) -> None:
     colls = _collections(backend, registry)
     if as_json:
         emit_json(colls)
@@ -180,7 +182,7 @@ def _ls_collections(backend: InProcessBackend, registry: str, as_json: bool) -> 
     )
 
 
-def _ls_versions(backend: InProcessBackend, registry: str, collection: str, as_json: bool) -> None:
+def _ls_versions(backend: Backend, registry: str, collection: str, as_json: bool) -> None:
     versions = _versions(backend, registry, collection)
     if as_json:
         emit_json(versions)
@@ -203,7 +205,7 @@ def _ls_versions(backend: InProcessBackend, registry: str, collection: str, as_j
     )
 
 
-def _ls_files(backend: InProcessBackend, path: str, as_json: bool) -> None:
+def _ls_files(backend: Backend, path: str, as_json: bool) -> None:
     view = backend.resolve(path)
     files = backend.files(view.membership_id)
     if as_json:
@@ -218,7 +220,7 @@ def _short(text: str, width: int = 48) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _collections(backend: InProcessBackend, registry: str) -> list[CollectionView]:
+def _collections(backend: Backend, registry: str) -> list[CollectionView]:
     """The collections of a registry, by name."""
     reg = backend.get_registry(registry)  # 404 for a registry the caller may not see
     return _all_pages(
@@ -228,7 +230,7 @@ def _collections(backend: InProcessBackend, registry: str) -> list[CollectionVie
     )
 
 
-def _versions(backend: InProcessBackend, registry: str, collection: str) -> list[VersionView]:
+def _versions(backend: Backend, registry: str, collection: str) -> list[VersionView]:
     """The linked versions of a collection, newest (highest number) first."""
     coll = backend.get_collection(registry, collection)  # 404 if missing
     return _all_pages(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from regalia.sdk.artifact import Artifact
-from regalia.sdk.backend import InProcessBackend
+from regalia.sdk.backend import connect
 from regalia.service.views import CollectionView, MemberView, Page, RegistryView
+
+if TYPE_CHECKING:
+    from regalia.sdk.backend import Backend
 
 T = TypeVar("T")
 Filter = dict[str, Any] | None
@@ -59,7 +62,7 @@ class Versions(_Paged[Artifact]):
 
 class Collections(_Paged["Collection"]):
     def __init__(
-        self, backend: InProcessBackend, registry_filter: Filter, filter: Filter, order: str
+        self, backend: Backend, registry_filter: Filter, filter: Filter, order: str
     ) -> None:
         self._backend = backend
         self._registry_filter = registry_filter
@@ -91,7 +94,7 @@ class Collections(_Paged["Collection"]):
 
 
 class Registries(_Paged["Registry"]):
-    def __init__(self, backend: InProcessBackend, filter: Filter, order: str = "name") -> None:
+    def __init__(self, backend: Backend, filter: Filter, order: str = "name") -> None:
         self._backend = backend
         self._filter = filter
         super().__init__(
@@ -111,7 +114,7 @@ class Registries(_Paged["Registry"]):
 class Collection:
     """A registry collection: a named list of linked versions of one type."""
 
-    def __init__(self, backend: InProcessBackend, view: CollectionView) -> None:
+    def __init__(self, backend: Backend, view: CollectionView) -> None:
         self._backend = backend
         self._view = view
         self.description: str = view.description
@@ -167,7 +170,7 @@ class Collection:
 class Registry:
     """A registry: an org-level space of collections, with roles and protected aliases."""
 
-    def __init__(self, backend: InProcessBackend, view: RegistryView) -> None:
+    def __init__(self, backend: Backend, view: RegistryView) -> None:
         self._backend = backend
         self._set(view)
 
@@ -265,7 +268,7 @@ class Api:
         timeout: float | None = None,
         api_key: str | None = None,
     ) -> None:
-        self._backend = InProcessBackend(api_key=api_key)
+        self._backend = connect(api_key=api_key)
         self.overrides = dict(overrides or {})
 
     @property

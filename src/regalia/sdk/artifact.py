@@ -23,7 +23,7 @@ from regalia.sdk.progress import progress_bar
 from regalia.service.views import FileEntry, VersionView
 
 if TYPE_CHECKING:
-    from regalia.sdk.backend import InProcessBackend
+    from regalia.sdk.backend import Backend
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ class Artifact:
         self.tags: list[str] = []
         self._files: dict[str, _LocalFile] = {}
         self._view: VersionView | None = None
-        self._backend: InProcessBackend | None = None
+        self._backend: Backend | None = None
 
     # -- construction from a logged version -------------------------------------------------
     @classmethod
-    def _from_view(cls, backend: InProcessBackend, view: VersionView) -> Artifact:
+    def _from_view(cls, backend: Backend, view: VersionView) -> Artifact:
         art = cls.__new__(cls)
         art._files = {}
         art._backend = backend
@@ -96,7 +96,7 @@ class Artifact:
         self.aliases = list(view.aliases)
         self.tags = list(view.tags)
 
-    def _logged(self) -> tuple[InProcessBackend, VersionView]:
+    def _logged(self) -> tuple[Backend, VersionView]:
         if self._view is None or self._backend is None:
             raise InvalidRequest(
                 f"artifact {self._name!r} is a draft: log it with run.log_artifact() first"
@@ -136,7 +136,7 @@ class Artifact:
         for file in sorted(p for p in root.rglob("*") if p.is_file()):
             self.add_file(file, name=prefix + file.relative_to(root).as_posix())
 
-    def _upload(self, backend: InProcessBackend) -> list[FileEntry]:
+    def _upload(self, backend: Backend) -> list[FileEntry]:
         """Store every file once; refuse files that changed since they were added."""
         for target, f in self._files.items():
             try:
@@ -154,9 +154,11 @@ class Artifact:
                 )
         total = sum(f.size for f in self._files.values())
         entries = []
+        targets = list(self._files)
         with progress_bar(total, f"upload {self._name}") as bar:
-            for target, f in self._files.items():
-                blob = backend.store_file(f.path, bar)
+            blobs = backend.store_files([self._files[t].path for t in targets], bar)
+            for target, blob in zip(targets, blobs, strict=True):
+                f = self._files[target]
                 if blob.size != f.size:
                     raise FileChanged(
                         f"file {str(f.path)!r} changed during upload", path=str(f.path)
@@ -373,7 +375,8 @@ class Artifact:
     def _download(
         self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None
     ) -> list[str]:
-        backend, _ = self._logged()
+        backend, view = self._logged()
+        store = backend.blobs_for(view.membership_id)
         base = Path(root) if root is not None else self._default_root()
         total = sum(e.size for e in entries)
         targets = [base / e.path for e in entries]
@@ -387,7 +390,7 @@ class Artifact:
                     entry.size,
                     check=entry.check,
                     cache=backend.cache,
-                    store=backend.blobs,
+                    store=store,
                     progress=bar,
                 )
 

@@ -3,23 +3,35 @@
 :class:`InProcessBackend` runs the service in this process on the embedded
 default (or PostgreSQL when ``REGALIA_DATABASE_URL`` is set). It binds the
 acting user once, so the SDK calls the service's use cases without repeating
-who acts. A later HTTP backend offers the same methods over the REST API.
+who acts. :class:`~regalia.sdk.http.HttpBackend` offers the same methods over
+a server's REST API; :func:`connect` picks one:
+
+1. ``REGALIA_BASE_URL`` (with ``REGALIA_API_KEY``) set: that server;
+2. else a login saved by ``regalia login`` in ``$REGALIA_HOME/login.json``;
+3. else the store in this process.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from regalia.blobs.base import BlobStore, StoredBlob
+from regalia.blobs.base import BlobStore, ProgressSink, StoredBlob
 from regalia.config import Settings
+from regalia.errors import InvalidRequest, Unauthenticated
 from regalia.sdk.cache import ArtifactCache, default_max_bytes
 from regalia.service import Actor, Service
 
+if TYPE_CHECKING:
+    from regalia.sdk.http import HttpBackend
+
 API_KEY_ENV = "REGALIA_API_KEY"
+BASE_URL_ENV = "REGALIA_BASE_URL"
+LOGIN_FILE = "login.json"
 
 
 class InProcessBackend:
@@ -39,12 +51,17 @@ class InProcessBackend:
             self.actor = self.service.ensure_org()
         self.cache = ArtifactCache(self.settings.cache_dir, default_max_bytes())
 
-    @property
-    def blobs(self) -> BlobStore:
+    def blobs_for(self, membership_id: int) -> BlobStore:
+        """The store to download a version's files from (here: the store itself)."""
         return self.service.blobs
 
-    def store_file(self, path: Path, progress: Any = None) -> StoredBlob:
+    def store_file(self, path: Path, progress: ProgressSink | None = None) -> StoredBlob:
         return self.service.store_file(path, progress=progress)
+
+    def store_files(
+        self, paths: Sequence[Path], progress: ProgressSink | None = None
+    ) -> list[StoredBlob]:
+        return [self.service.store_file(p, progress=progress) for p in paths]
 
     def refresh(self) -> None:
         self.actor = self.service.refresh_actor(self.actor)
@@ -58,3 +75,58 @@ class InProcessBackend:
         if not callable(method) or name.startswith("_"):
             raise AttributeError(name)
         return functools.partial(method, self.actor)
+
+
+def login_path(settings: Settings) -> Path:
+    return settings.home / LOGIN_FILE
+
+
+def save_login(settings: Settings, base_url: str, api_key: str) -> Path:
+    """Remember a server and key for the SDK and CLI (readable by this user only)."""
+    path = login_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"base_url": base_url.rstrip("/"), "api_key": api_key}, f)
+    os.replace(tmp, path)
+    return path
+
+
+def saved_login(settings: Settings) -> tuple[str, str] | None:
+    try:
+        data = json.loads(login_path(settings).read_text())
+        return str(data["base_url"]), str(data["api_key"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        raise InvalidRequest(
+            f"{login_path(settings)} is damaged; run 'regalia login' again"
+        ) from None
+
+
+def connect(
+    settings: Settings | None = None, *, api_key: str | None = None
+) -> InProcessBackend | HttpBackend:
+    """The backend the environment asks for (see the module docstring)."""
+    settings = settings or Settings.from_env()
+    base_url = os.environ.get(BASE_URL_ENV)
+    key = api_key or os.environ.get(API_KEY_ENV)
+    if not base_url:
+        saved = saved_login(settings)
+        if saved is not None:
+            base_url, saved_key = saved
+            key = key or saved_key
+    if base_url:
+        from regalia.sdk.http import HttpBackend
+
+        if not key:
+            raise Unauthenticated(
+                f"{BASE_URL_ENV} is set but no API key: set {API_KEY_ENV} or run 'regalia login'"
+            )
+        return HttpBackend(base_url, key, settings=settings)
+    return InProcessBackend(settings, api_key=key)
+
+
+if TYPE_CHECKING:
+    Backend = InProcessBackend | HttpBackend

@@ -7,12 +7,16 @@ import secrets
 import string
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regalia.core.names import validate_entity_name
 from regalia.errors import TypeMismatch
 from regalia.sdk.artifact import Artifact
-from regalia.sdk.backend import InProcessBackend
+from regalia.sdk.backend import connect
+
+if TYPE_CHECKING:
+    from regalia.sdk.backend import Backend
+
 
 DEFAULT_PROJECT = "uncategorized"
 _RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -27,7 +31,7 @@ class Run:
 
     def __init__(
         self,
-        backend: InProcessBackend,
+        backend: Backend,
         entity: str,
         project: str,
         *,
@@ -178,7 +182,7 @@ def init(
 
     >>> run = init(entity="my-team", project="zoo")  # doctest: +SKIP
     """
-    backend = InProcessBackend(api_key=api_key)
+    backend = connect(api_key=api_key)
     entity = entity or os.environ.get("REGALIA_ENTITY") or backend.actor.name
     project = project or os.environ.get("REGALIA_PROJECT") or DEFAULT_PROJECT
     validate_entity_name(entity, "entity name")

@@ -84,6 +84,16 @@ class AdminMixin(ServiceBase):
 
         return self.db.write(fn)
 
+    def first_api_key(self, actor: Actor) -> str | None:
+        """A key for ``actor`` if they have none yet (a new server's admin), else None."""
+
+        def fn(repo: Repo) -> str | None:
+            if repo.has_active_key(actor.user_id):
+                return None
+            return self._issue_key(repo, actor.user_id)
+
+        return self.db.write(fn)
+
     def create_api_key(self, actor: Actor, user_name: str | None = None) -> str:
         """A new API key for yourself, or (org admins) for another user."""
 

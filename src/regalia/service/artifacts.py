@@ -195,6 +195,7 @@ class ArtifactsMixin(ServiceBase):
         aliases: Sequence[str] = (),
         tags: Sequence[str] = (),
         run_key: str | None = None,
+        idempotency_key: str | None = None,
     ) -> VersionView:
         """Record a new version of ``entity/project/name`` from stored blobs.
 
@@ -249,7 +250,7 @@ class ArtifactsMixin(ServiceBase):
                 self._set_aliases(repo, actor, seq, m, aliases)
                 repo.add_version_tags(existing.id, tags)
                 return self._version_view(repo, m, created=False)
-            run = repo.run_by_key(run_key) if run_key else None
+            run = repo.run_by_key(actor.org_id, run_key) if run_key else None
             index = repo.allocate_index(seq.id, now)
             version = repo.add(
                 Version(
@@ -282,11 +283,17 @@ class ArtifactsMixin(ServiceBase):
             repo.add_version_tags(version.id, tags)
             return self._version_view(repo, m)
 
-        return self.db.write(fn)
+        return self.db.write(self._once(actor, idempotency_key, "log", fn))
 
     # -- link ----------------------------------------------------------------------------
     def link(
-        self, actor: Actor, membership_id: int, target: str, aliases: Sequence[str] = ()
+        self,
+        actor: Actor,
+        membership_id: int,
+        target: str,
+        aliases: Sequence[str] = (),
+        *,
+        idempotency_key: str | None = None,
     ) -> VersionView:
         """R1-R5: link the version behind ``membership_id`` into ``target``
         (``wandb-registry-R/collection``), creating the collection if missing."""
@@ -352,22 +359,47 @@ class ArtifactsMixin(ServiceBase):
             self._set_aliases(repo, actor, coll, m, aliases)
             return self._version_view(repo, m, created=created)
 
-        return self.db.write(fn)
+        return self.db.write(self._once(actor, idempotency_key, "link", fn))
 
     # -- aliases -------------------------------------------------------------------------------
-    def add_aliases(self, actor: Actor, membership_id: int, aliases: Sequence[str]) -> VersionView:
+    def add_aliases(
+        self,
+        actor: Actor,
+        membership_id: int,
+        aliases: Sequence[str],
+        *,
+        idempotency_key: str | None = None,
+    ) -> VersionView:
         """R5: add aliases to a version, moving them from other versions in one transaction."""
-        return self.change_aliases(actor, membership_id, add=aliases)
+        return self.change_aliases(
+            actor, membership_id, add=aliases, idempotency_key=idempotency_key
+        )
 
     def remove_aliases(
-        self, actor: Actor, membership_id: int, aliases: Sequence[str]
+        self,
+        actor: Actor,
+        membership_id: int,
+        aliases: Sequence[str],
+        *,
+        idempotency_key: str | None = None,
     ) -> VersionView:
         """Remove aliases from a version; AliasNotFound if the version does not hold one."""
-        return self.change_aliases(actor, membership_id, remove=aliases)
+        return self.change_aliases(
+            actor, membership_id, remove=aliases, idempotency_key=idempotency_key
+        )
 
-    def set_aliases(self, actor: Actor, membership_id: int, aliases: Sequence[str]) -> VersionView:
+    def set_aliases(
+        self,
+        actor: Actor,
+        membership_id: int,
+        aliases: Sequence[str],
+        *,
+        idempotency_key: str | None = None,
+    ) -> VersionView:
         """Make the version's custom aliases exactly ``aliases`` (``latest`` is managed)."""
-        return self.change_aliases(actor, membership_id, exactly=aliases)
+        return self.change_aliases(
+            actor, membership_id, exactly=aliases, idempotency_key=idempotency_key
+        )
 
     def change_aliases(
         self,
@@ -377,6 +409,7 @@ class ArtifactsMixin(ServiceBase):
         add: Sequence[str] = (),
         remove: Sequence[str] = (),
         exactly: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
     ) -> VersionView:
         """Remove, then add aliases of a version in one transaction; with ``exactly``,
         make its custom aliases exactly those. R5 moves, R7 protection, R11 history."""
@@ -423,7 +456,7 @@ class ArtifactsMixin(ServiceBase):
             self._set_aliases(repo, actor, coll, m, adding)
             return self._version_view(repo, m)
 
-        return self.db.write(fn)
+        return self.db.write(self._once(actor, idempotency_key, "aliases", fn))
 
     # -- tags, description, metadata (R8: they belong to the version) ----------------------------
     def update_version(
@@ -486,7 +519,9 @@ class ArtifactsMixin(ServiceBase):
         return self.db.write(fn)
 
     # -- unlink and delete -----------------------------------------------------------
-    def unlink(self, actor: Actor, membership_id: int) -> None:
+    def unlink(
+        self, actor: Actor, membership_id: int, *, idempotency_key: str | None = None
+    ) -> None:
         """R9: remove a version from a registry collection; the source version stays."""
 
         def fn(repo: Repo) -> None:
@@ -501,7 +536,7 @@ class ArtifactsMixin(ServiceBase):
             self._require(actor, ctx, Permission.VERSION_UNLINK)
             self._remove_membership(repo, actor, coll, ctx.membership, "unlink")
 
-        self.db.write(fn)
+        self.db.write(self._once(actor, idempotency_key, "unlink", fn))
 
     def delete_version(self, actor: Actor, membership_id: int) -> None:
         """R9: delete a source version, unlinking it everywhere; its files are freed

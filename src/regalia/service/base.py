@@ -17,7 +17,13 @@ from regalia.blobs.local import LocalBlobStore
 from regalia.config import DEFAULT_OWNER, Settings
 from regalia.core.names import validate_entity_name
 from regalia.core.roles import OrgRole, Visibility
-from regalia.errors import OrganizationNotFound, Unauthenticated
+from regalia.errors import (
+    Conflict,
+    InvalidRequest,
+    OrganizationNotFound,
+    Unauthenticated,
+    VersionNotFound,
+)
 from regalia.service.access import effective_roles
 from regalia.service.views import Actor, CollectionView, RegistryView, VersionView
 from regalia.store.db import Database
@@ -195,6 +201,44 @@ class ServiceBase:
             details=details,
             created_at=self.now(),
         )
+
+    # -- idempotency ------------------------------------------------------------------
+    def _once(
+        self,
+        actor: Actor,
+        key: str | None,
+        operation: str,
+        fn: Callable[[Repo], VersionView | None],
+    ) -> Callable[[Repo], Any]:
+        """Wrap a write so that a retried request (same ``key`` from the same user)
+        returns the first result instead of changing anything again. The key is
+        recorded in the change's own transaction: both happen, or neither."""
+        if key is None:
+            return fn
+        if not key or len(key) > 128:
+            raise InvalidRequest("an idempotency key has 1 to 128 characters")
+
+        def once(repo: Repo) -> VersionView | None:
+            done = repo.idempotent_result(actor.user_id, key)
+            if done is not None:
+                op, membership_id = done
+                if op != operation:
+                    raise Conflict(
+                        f"idempotency key {key!r} was already used for a {op} request",
+                        operation=op,
+                    )
+                if membership_id is None:
+                    return None
+                m = repo.get(Membership, membership_id)
+                if m is None:
+                    raise VersionNotFound(f"artifact version {membership_id} not found")
+                return self._version_view(repo, m, created=False)
+            result = fn(repo)
+            mid = result.membership_id if result is not None else None
+            repo.record_idempotent(actor.user_id, key, operation, mid, self.now())
+            return result
+
+        return once
 
     # -- views ------------------------------------------------------------------------
     def _registry_views(

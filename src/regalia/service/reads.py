@@ -122,7 +122,7 @@ class ReadsMixin(ArtifactsMixin):
         def fn(repo: Repo) -> VersionView:
             ctx = self._ctx(repo, actor, membership_id)
             self._require_download(actor, ctx)
-            run = repo.run_by_key(run_key)
+            run = repo.run_by_key(actor.org_id, run_key)
             if run is None:
                 raise InvalidRequest(f"unknown run {run_key!r}")
             repo.add_run_input(run.id, ctx.membership.version_id)
@@ -147,7 +147,8 @@ class ReadsMixin(ArtifactsMixin):
     def start_run(
         self, actor: Actor, entity: str, project: str, run_key: str, job_type: str | None = None
     ) -> str:
-        """Create a run in ``entity/project`` (the lineage record of ``init()``)."""
+        """Create a run in ``entity/project`` (the lineage record of ``init()``);
+        starting a run that exists in that project already is not an error."""
         validate_entity_name(entity, "entity name")
         validate_entity_name(project, "project name")
         require_entity(actor, entity, project, "start runs")
@@ -155,6 +156,8 @@ class ReadsMixin(ArtifactsMixin):
         def fn(repo: Repo) -> str:
             now = self.now()
             proj = repo.ensure_project(actor.org_id, entity, project, now)
+            if repo.run_in_project(proj.id, run_key) is not None:
+                return run_key
             repo.add(
                 Run(
                     project_id=proj.id,

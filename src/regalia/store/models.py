@@ -158,9 +158,10 @@ class Project(Base):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("project_id", "run_key", name="uq_run_project_key"),)
     id: Mapped[int] = _id()
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
-    run_key: Mapped[str] = mapped_column(String(64), unique=True)
+    run_key: Mapped[str] = mapped_column(String(64))
     job_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = _ts()
@@ -250,6 +251,30 @@ class Blob(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _ts()
+
+
+class BlobCheck(Base):
+    """The BLAKE3 check of a stored content, recorded when a server received it, so
+    that a client's claimed check can be verified without re-reading the blob."""
+
+    __tablename__ = "blob_checks"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    check: Mapped[str] = mapped_column(String(80))
+
+
+class IdempotencyKey(Base):
+    """A request a client may retry: the key it sent and the version it produced,
+    stored in the same transaction as the change (a retry returns that version)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),)
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    operation: Mapped[str] = mapped_column(String(32))
+    membership_id: Mapped[int | None] = mapped_column(ID, nullable=True)
     created_at: Mapped[datetime] = _ts()
 
 

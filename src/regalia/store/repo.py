@@ -25,9 +25,11 @@ from regalia.store.models import (
     Alias,
     ApiKey,
     Blob,
+    BlobCheck,
     Collection,
     CollectionTag,
     HistoryEvent,
+    IdempotencyKey,
     Membership,
     Organization,
     Project,
@@ -104,6 +106,16 @@ class Repo:
             .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
         )
 
+    def has_active_key(self, user_id: int) -> bool:
+        return (
+            self.s.scalar(
+                select(ApiKey.id)
+                .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+                .limit(1)
+            )
+            is not None
+        )
+
     def revoke_keys(self, user_id: int, when: datetime) -> int:
         res = self.s.execute(
             update(ApiKey)
@@ -137,6 +149,56 @@ class Repo:
 
     def add_team_member(self, team_id: int, user_id: int) -> None:
         self._insert_ignore(TeamMember, {"team_id": team_id, "user_id": user_id})
+
+    # -- idempotency ------------------------------------------------------------
+    def idempotent_result(self, user_id: int, key: str) -> tuple[str, int | None] | None:
+        """``(operation, membership_id)`` recorded for a request key, if any."""
+        row = self.s.execute(
+            select(IdempotencyKey.operation, IdempotencyKey.membership_id).where(
+                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
+            )
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    def record_idempotent(
+        self, user_id: int, key: str, operation: str, membership_id: int | None, when: datetime
+    ) -> None:
+        self.s.execute(
+            insert(IdempotencyKey).values(
+                user_id=user_id,
+                key=key,
+                operation=operation,
+                membership_id=membership_id,
+                created_at=when,
+            )
+        )
+
+    # -- blob checks --------------------------------------------------------------
+    def blob_checks(self, digests: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """``digest -> (size, check)`` for the contents whose check is known."""
+        if not digests:
+            return {}
+        known: dict[str, tuple[int, str]] = {}
+        rows = self.s.execute(
+            select(BlobCheck.digest, BlobCheck.size, BlobCheck.check).where(
+                BlobCheck.digest.in_(list(digests))
+            )
+        )
+        for digest, size, check in rows:
+            known[digest] = (size, check)
+        rest = [d for d in digests if d not in known]
+        if rest:
+            rows = self.s.execute(
+                select(VersionFile.digest, VersionFile.size, VersionFile.check).where(
+                    VersionFile.digest.in_(rest), VersionFile.check.is_not(None)
+                )
+            )
+            for digest, size, check in rows:
+                known.setdefault(digest, (size, check))
+        return known
+
+    def record_blob_check(self, digest: str, size: int, check: str) -> None:
+        self._insert_ignore(BlobCheck, {"digest": digest, "size": size, "check": check})
 
     # -- registries -------------------------------------------------------------
     def registry_by_name(
@@ -268,8 +330,20 @@ class Repo:
             )
         )
 
-    def run_by_key(self, run_key: str) -> Run | None:
-        return self.s.scalar(select(Run).where(Run.run_key == run_key))
+    def run_by_key(self, org_id: int, run_key: str) -> Run | None:
+        """A run of the organization by key (the newest, if projects share a key)."""
+        return self.s.scalar(
+            select(Run)
+            .join(Project, Project.id == Run.project_id)
+            .where(Project.org_id == org_id, Run.run_key == run_key)
+            .order_by(Run.id.desc())
+            .limit(1)
+        )
+
+    def run_in_project(self, project_id: int, run_key: str) -> Run | None:
+        return self.s.scalar(
+            select(Run).where(Run.project_id == project_id, Run.run_key == run_key)
+        )
 
     def add_run_input(self, run_id: int, version_id: int) -> None:
         self._insert_ignore(RunInput, {"run_id": run_id, "version_id": version_id})

@@ -1,0 +1,77 @@
+"""``regalia server``, ``regalia login`` and ``regalia logout``."""
+
+from __future__ import annotations
+
+import click
+
+from regalia.cli.context import State, pass_state
+from regalia.sdk.backend import login_path, save_login
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free one).")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the port.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log level written (JSON lines on stderr).",
+)
+@pass_state
+def server(state: State, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the REST API (and its docs at /docs) on the embedded store, or on
+    PostgreSQL when REGALIA_DATABASE_URL is set. Creates the organization on
+    first start and prints its admin's API key once."""
+    from regalia.server.runner import serve
+
+    serve(state.settings(), host=host, port=port, workers=workers, log_level=log_level)
+
+
+@click.command()
+@click.option("--base-url", required=True, metavar="URL", help="The server, e.g. http://host:8080.")
+@click.option(
+    "--api-key",
+    "key",
+    metavar="KEY",
+    help="Your API key (asked for, hidden, if not given).",
+)
+@pass_state
+def login(state: State, base_url: str, key: str | None) -> None:
+    """Check an API key against a server and remember both for the SDK and CLI."""
+    from regalia.sdk.http import HttpBackend
+
+    key = key or state.api_key or click.prompt("API key", hide_input=True)
+    settings = state.settings()
+    backend = HttpBackend(base_url, key, settings=settings)
+    try:
+        who = backend.actor
+    finally:
+        backend.close()
+    path = save_login(settings, base_url, key)
+    click.echo(
+        f"Logged in to {base_url} as {who.name} (org {who.org_name}, org role {who.org_role}); "
+        f"saved in {path}."
+    )
+
+
+@click.command()
+@pass_state
+def logout(state: State) -> None:
+    """Forget the server and key saved by ``regalia login``."""
+    path = login_path(state.settings())
+    if path.exists():
+        path.unlink()
+        click.echo(f"Logged out (removed {path}).")
+    else:
+        click.echo("Not logged in.")
+
+
+COMMANDS = [server, login, logout]

@@ -1,0 +1,247 @@
+"""Moving file contents to and from a server, streamed, resumable, verified.
+
+Upload: hash every file locally (SHA-256, its identity, and the BLAKE3 check),
+ask the server which contents it lacks, and send only those, several at once.
+A small content goes in one request; a large one goes in parts (the server
+keeps the parts it received, so a retry, even from a new process, sends only
+the missing ones). The server re-hashes what it received before storing it,
+and the client compares the server's digests with its own.
+
+Download: :class:`RemoteBlobs` gives the download cache a stream that resumes
+with an HTTP Range request where a broken connection left off; the cache
+verifies the bytes by their check.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import httpx
+
+from regalia.blobs.base import ProgressSink, StoredBlob, StreamHasher
+from regalia.errors import FileChanged, FileMissing, IntegrityError, ServerUnreachable
+
+if TYPE_CHECKING:
+    from regalia.sdk.http import HttpBackend
+
+READ_CHUNK = 1024 * 1024
+SINGLE_REQUEST_MAX = 16 * 1024 * 1024
+PARALLEL = 4
+PART_RETRIES = 4
+
+
+class Uploader:
+    def __init__(self, backend: HttpBackend, parallel: int = PARALLEL) -> None:
+        self.backend = backend
+        self.parallel = parallel
+
+    def upload(self, paths: Sequence[Path], progress: ProgressSink | None) -> list[StoredBlob]:
+        """Store ``paths`` on the server; return their digests, in order."""
+        workers = max(1, min(self.parallel, len(paths)))
+        with ThreadPoolExecutor(workers) as pool:
+            local = list(pool.map(hash_local, paths))
+        missing = set(
+            self.backend.call(
+                "POST",
+                "/blobs/missing",
+                json={"digests": [b.digest for b in local]},
+                idempotent=True,
+            )["missing"]
+        )
+        todo: dict[str, tuple[Path, StoredBlob]] = {}
+        for path, blob in zip(paths, local, strict=True):
+            if blob.digest in missing:
+                todo.setdefault(blob.digest, (path, blob))
+            elif progress is not None:
+                progress.advance(blob.size)
+        with ThreadPoolExecutor(max(1, min(self.parallel, len(todo)))) as pool:
+            list(pool.map(lambda item: self.send(*item, progress), todo.values()))
+        return local
+
+    def send(self, path: Path, blob: StoredBlob, progress: ProgressSink | None) -> None:
+        if blob.size <= SINGLE_REQUEST_MAX:
+            got = self.backend.call(
+                "PUT",
+                f"/blobs/{blob.digest}",
+                content=_FileRange(path, 0, blob.size, progress),
+                headers={"Content-Length": str(blob.size)},
+            )
+        else:
+            got = self.send_parts(path, blob, progress)
+        if got.get("stored"):
+            return
+        if got["digest"] != blob.digest or got["size"] != blob.size or got["check"] != blob.check:
+            raise IntegrityError(
+                f"the server stored {got} for {path}, which hashes to {tuple(blob)} here",
+                path=str(path),
+            )
+
+    def send_parts(
+        self, path: Path, blob: StoredBlob, progress: ProgressSink | None
+    ) -> dict[str, Any]:
+        """A resumable upload: only the parts the server lacks are sent."""
+        state = self.backend.call(
+            "POST", "/uploads", json={"digest": blob.digest, "size": blob.size}, idempotent=True
+        )
+        if state.get("stored"):
+            if progress is not None:
+                progress.advance(blob.size)
+            return dict(state)
+        size, part_size = blob.size, int(state["part_size"])
+        received = set(state["parts_received"])
+        for n in received:
+            if progress is not None:
+                progress.advance(min(part_size, size - n * part_size))
+        todo = [n for n in range(int(state["part_count"])) if n not in received]
+
+        def one(n: int) -> None:
+            start = n * part_size
+            length = min(part_size, size - start)
+            self.backend.call(
+                "PUT",
+                f"/uploads/{blob.digest}/parts/{n}",
+                content=_FileRange(path, start, length, progress),
+                headers={"Content-Length": str(length)},
+            )
+
+        with ThreadPoolExecutor(max(1, min(self.parallel, len(todo)))) as pool:
+            list(pool.map(one, todo))
+        done: dict[str, Any] = self.backend.call(
+            "POST", f"/uploads/{blob.digest}/complete", idempotent=True
+        )
+        return done
+
+
+class _FileRange:
+    """A part of a file as a request body, read in chunks (constant memory).
+
+    Iterated again on a retry, it starts over from its first byte.
+    """
+
+    def __init__(self, path: Path, start: int, length: int, progress: ProgressSink | None):
+        self.path, self.start, self.length, self.progress = path, start, length, progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        with self.path.open("rb") as f:
+            f.seek(self.start)
+            while sent < self.length:
+                chunk = f.read(min(READ_CHUNK, self.length - sent))
+                if not chunk:
+                    raise FileChanged(f"file {self.path} got shorter during upload")
+                sent += len(chunk)
+                if self.progress is not None:
+                    self.progress.advance(len(chunk))
+                yield chunk
+
+
+def hash_local(path: Path) -> StoredBlob:
+    """SHA-256 and BLAKE3 of a local file, read once."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise FileMissing(f"no such file: {str(path)!r}", path=str(path)) from None
+    with f, StreamHasher() as hasher:
+        before = os.fstat(f.fileno())
+        while chunk := f.read(READ_CHUNK):
+            hasher.update(chunk)
+        digest, check = hasher.digests()
+        after = os.fstat(f.fileno())
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or (
+        hasher.size != after.st_size
+    ):
+        raise FileChanged(f"file {str(path)!r} changed while it was read", path=str(path))
+    assert check is not None
+    return StoredBlob(digest, hasher.size, check)
+
+
+class RemoteBlobs:
+    """The contents of one version on a server, as the download cache reads them."""
+
+    def __init__(self, backend: HttpBackend, membership_id: int) -> None:
+        self.backend = backend
+        self.membership_id = membership_id
+
+    def local_path(self, digest: str) -> Path | None:
+        return None
+
+    def open(self, digest: str) -> BinaryIO:
+        url = f"/api/v1/versions/{self.membership_id}/blobs/{digest}"
+        return _ResumingReader(self.backend, url)  # type: ignore[return-value]
+
+
+class _ResumingReader(io.RawIOBase):
+    """A download as a file: a broken connection is resumed from the current
+    offset with ``Range: bytes=N-`` (a few times, with backoff)."""
+
+    def __init__(self, backend: HttpBackend, url: str) -> None:
+        super().__init__()
+        self.backend = backend
+        self.url = url
+        self.offset = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] | None = None
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _open(self) -> None:
+        from regalia.sdk.http import error_of
+
+        headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
+        request = self.backend.client.build_request("GET", self.url, headers=headers)
+        response = self.backend.client.send(request, stream=True)
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            raise error_of(response)
+        if self.offset and response.status_code != 206:
+            response.close()
+            raise ServerUnreachable("the server does not resume downloads (no Range support)")
+        self._response = response
+        self._chunks = response.iter_raw(READ_CHUNK)
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            try:
+                if self._pending:
+                    out = self._pending if size < 0 else self._pending[:size]
+                    self._pending = self._pending[len(out) :]
+                    self.offset += len(out)
+                    return out
+                if self._chunks is None:
+                    self._open()
+                assert self._chunks is not None
+                chunk = next(self._chunks, b"")
+                if not chunk:
+                    return b""
+                self._pending = chunk
+            except httpx.TransportError as exc:
+                self._drop()
+                self.failures += 1
+                if self.failures > PART_RETRIES:
+                    raise ServerUnreachable(
+                        f"download of {self.url} failed at byte {self.offset}: {exc}"
+                    ) from None
+                time.sleep(min(2.0, 0.05 * 2**self.failures))
+
+    def _drop(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response = None
+        self._chunks = None
+        self._pending = b""
+
+    def close(self) -> None:
+        self._drop()
+        super().close()

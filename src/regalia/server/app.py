@@ -1,0 +1,130 @@
+"""The ASGI application: ``create_app(settings)`` builds everything, no globals.
+
+FastAPI (over Starlette) was chosen for the OpenAPI document it derives from
+the typed routes (served at ``/openapi.json`` and browsable at ``/docs``,
+with Swagger UI vendored so it works offline) and for pydantic request
+validation; the hot paths return pre-serialized JSON so validation is the only
+per-request overhead it adds over bare Starlette.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from regalia import __version__
+from regalia.config import Settings
+from regalia.errors import RegaliaError
+from regalia.server import routes_admin, routes_blobs, routes_registries, routes_versions
+from regalia.server.auth import Authenticator
+from regalia.server.observe import Metrics, Observer
+from regalia.server.uploads import UploadArea
+from regalia.service import Service
+
+LOG = logging.getLogger("regalia.server")
+STATIC = Path(__file__).parent / "static"
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}},
+        status_code=status,
+    )
+
+
+def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
+    """The Regalia server for ``settings`` (or around an existing ``service``)."""
+    own_service = service is None
+    svc = service or Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_service:
+            svc.close()
+
+    app = FastAPI(
+        title="Regalia",
+        version=__version__,
+        description="REST API of Regalia, the registry for versioned ML artifacts. "
+        "Authenticate with `Authorization: Bearer <API key>`.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    app.state.settings = settings
+    app.state.auth = Authenticator(svc)
+    app.state.uploads = UploadArea(settings.home / "uploads", settings.upload_part_bytes)
+    metrics = Metrics()
+    app.state.metrics = metrics
+
+    @app.exception_handler(RegaliaError)
+    async def regalia_error(request: Request, exc: RegaliaError) -> JSONResponse:
+        if exc.http_status >= 500:
+            LOG.error("request failed: %s", exc, extra={"code": exc.code})
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        text = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5])
+        return error_response(
+            400, "invalid_request", f"invalid request: {text}", {"problems": problems}
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        LOG.exception("unexpected error", extra={"path": request.url.path})
+        return error_response(500, "internal_error", "internal server error (see the server log)")
+
+    @app.get("/healthz", tags=["system"], summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/metrics", tags=["system"], summary="Prometheus metrics", include_in_schema=True)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Regalia API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon.png",
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (routes_admin, routes_registries, routes_versions, routes_blobs):
+        app.include_router(module.router, prefix="/api/v1")
+    app.add_middleware(Observer, metrics=metrics)
+    return app

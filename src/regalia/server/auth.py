@@ -1,0 +1,73 @@
+"""API-key authentication: ``Authorization: Bearer KEY``, or HTTP Basic with
+user ``api`` and the key as password (the form the W&B client sends).
+
+Keys are stored hashed (SHA-256); an authenticated key is remembered for a
+couple of seconds so that a burst of requests costs one lookup. Revoking a key
+or changing a role through this process forgets every remembered key at once;
+another server process sees the change within :data:`KEY_CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import time
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from regalia.errors import Unauthenticated
+from regalia.service import Actor, Service
+
+KEY_CACHE_SECONDS = 2.0
+BASIC_USER = "api"
+
+
+def api_key_from(header: str | None) -> str:
+    """The API key carried by an ``Authorization`` header value."""
+    if not header:
+        raise Unauthenticated(
+            "send an API key: 'Authorization: Bearer KEY' (or HTTP Basic, user 'api')"
+        )
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer" and value.strip():
+        return value.strip()
+    if scheme == "basic":
+        try:
+            user, sep, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("the Basic credentials are not valid base64") from None
+        if sep and password and user == BASIC_USER:
+            return password
+        raise Unauthenticated("HTTP Basic needs user 'api' and the API key as password")
+    raise Unauthenticated("the Authorization header must be 'Bearer KEY' or HTTP Basic")
+
+
+class Authenticator:
+    """Turns a request's credentials into an :class:`Actor`."""
+
+    def __init__(self, service: Service, ttl: float = KEY_CACHE_SECONDS) -> None:
+        self.service = service
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, Actor]] = {}
+        self._lock = threading.Lock()
+
+    async def actor(self, request: Request) -> Actor:
+        key = api_key_from(request.headers.get("authorization"))
+        now = time.monotonic()
+        hit = self._known.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        actor = await run_in_threadpool(self.service.authenticate, key)
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[key] = (now + self.ttl, actor)
+        return actor
+
+    def forget(self) -> None:
+        """Drop every remembered key (after a revocation or a role change)."""
+        with self._lock:
+            self._known.clear()

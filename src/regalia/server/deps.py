@@ -1,0 +1,40 @@
+"""What every route shares: the caller, the service, and JSON out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBearer
+
+from regalia.server.auth import Authenticator
+from regalia.service import Actor, Service
+from regalia.service.views import to_jsonable
+
+# Declared for the OpenAPI document (the "Authorize" button of /docs); the
+# Authenticator reads the header itself.
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_basic = HTTPBasic(auto_error=False, description="user 'api', password: the API key")
+
+
+async def current_actor(
+    request: Request,
+    _b: Annotated[Any, Depends(_bearer)] = None,
+    _c: Annotated[Any, Depends(_basic)] = None,
+) -> Actor:
+    auth: Authenticator = request.app.state.auth
+    return await auth.actor(request)
+
+
+def service_of(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+Caller = Annotated[Actor, Depends(current_actor)]
+Svc = Annotated[Service, Depends(service_of)]
+
+
+def out(obj: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(to_jsonable(obj), status_code=status)

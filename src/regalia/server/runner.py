@@ -1,0 +1,150 @@
+"""``regalia server``: prepare the store, then serve with one or more processes.
+
+The parent migrates the database and creates the organization once, then
+either serves itself (one worker) or forks workers that each listen on the
+same port with ``SO_REUSEPORT`` (the kernel spreads connections; no shared
+accept socket, whose handling added ~40 ms per kept-alive request with
+uvicorn's own ``--workers`` here). SIGTERM or Ctrl-C stops accepting, lets
+requests in flight finish (up to ``GRACE_SECONDS``), then exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from typing import TextIO
+
+import uvicorn
+
+from regalia.config import Settings
+from regalia.server.observe import configure_logging
+from regalia.service import Service
+
+LOG = logging.getLogger("regalia.server")
+GRACE_SECONDS = 10
+
+
+def prepare(settings: Settings, out: TextIO) -> None:
+    """Migrate, create the organization on first start, and say how to get a key."""
+    svc = Service(settings)
+    try:
+        owner = svc.ensure_org()
+        key = svc.first_api_key(owner)
+    finally:
+        svc.close()
+    if key is not None:
+        print(
+            f"Organization {owner.org_name!r} is ready. API key of its admin "
+            f"{owner.name!r} (shown once, keep it):\n\n    {key}\n\n"
+            "Use it with: regalia login --base-url http://HOST:PORT --api-key KEY",
+            file=out,
+        )
+    else:
+        print(
+            f"Organization {owner.org_name!r}. A new admin API key: "
+            f"regalia --home {settings.home} init",
+            file=out,
+        )
+
+
+def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn(settings: Settings, sock: socket.socket, log_level: str) -> None:
+    from regalia.server.app import create_app
+
+    configure_logging(log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        log_level=log_level,
+        proxy_headers=False,
+    )
+    sock.listen(2048)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _worker(settings: Settings, host: str, port: int, log_level: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _uvicorn(settings, bind(host, port, reuse_port=True), log_level)
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    log_level: str = "info",
+    out: TextIO = sys.stdout,
+) -> None:
+    started = time.monotonic()
+    configure_logging(log_level)
+    prepare(settings, out)
+    if workers <= 1:
+        sock = bind(host, port, reuse_port=False)
+        sock.listen(2048)
+        print(_banner(sock, workers, started), file=out, flush=True)
+        _uvicorn(settings, sock, log_level)
+        return
+    # Reserve the port (resolving port 0) without listening: only the workers'
+    # listening sockets receive connections.
+    anchor = bind(host, port, reuse_port=True)
+    port = anchor.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_worker, args=(settings, host, port, log_level), daemon=False)
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    print(_banner(anchor, workers, started), file=out, flush=True)
+
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping and all(p.is_alive() for p in procs):
+            time.sleep(0.2)
+        if not stopping:
+            LOG.error("a worker exited; stopping the server")
+            stop(signal.SIGTERM, None)
+        for p in procs:
+            p.join(GRACE_SECONDS + 5)
+            if p.is_alive():
+                p.kill()
+    finally:
+        anchor.close()
+
+
+def _banner(sock: socket.socket, workers: int, started: float) -> str:
+    host, port = sock.getsockname()[:2]
+    return (
+        f"Regalia server on http://{host}:{port} ({workers} worker"
+        f"{'s' if workers != 1 else ''}), ready in {time.monotonic() - started:.2f} s; "
+        f"API docs at http://{host}:{port}/docs"
+    )

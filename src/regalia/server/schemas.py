@@ -1,0 +1,134 @@
+"""Request bodies of the REST API (pydantic models, so /docs shows them).
+
+Responses are the service's views as JSON (:func:`regalia.service.views.to_jsonable`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewUser(Body):
+    name: str
+    org_role: str = "member"
+    service_account: bool = False
+    exist_ok: bool = False
+
+
+class OrgRoleChange(Body):
+    org_role: str
+
+
+class NewTeam(Body):
+    name: str
+    exist_ok: bool = False
+
+
+class TeamMemberAdd(Body):
+    user: str
+
+
+class NewRegistry(Body):
+    name: str
+    visibility: str = "organization"
+    description: str = ""
+    artifact_types: list[str] | None = None
+    exist_ok: bool = False
+
+
+class RegistryChange(Body):
+    description: str | None = None
+    visibility: str | None = None
+    artifact_types: list[str] | None = None
+    clear_artifact_types: bool = False
+
+
+class RoleAssignment(Body):
+    user: str | None = None
+    team: str | None = None
+    role: str | None = Field(
+        None, description="admin, member, viewer, restricted_viewer; null removes"
+    )
+
+
+class ProtectedAliasAdd(Body):
+    alias: str
+
+
+class CollectionChange(Body):
+    description: str | None = None
+    add_tags: list[str] = []
+    remove_tags: list[str] = []
+
+
+class Search(Body):
+    registry_filter: dict[str, Any] | None = None
+    collection_filter: dict[str, Any] | None = None
+    filter: dict[str, Any] | None = None
+    order: str | None = None
+    cursor: str | None = None
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class File(Body):
+    path: str
+    digest: str
+    size: int = Field(ge=0)
+    check: str | None = None
+
+
+class NewVersion(Body):
+    entity: str
+    project: str
+    name: str
+    type: str
+    files: list[File]
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    aliases: list[str] = []
+    tags: list[str] = []
+    run_key: str | None = None
+
+
+class VersionChange(Body):
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    add_tags: list[str] = []
+    remove_tags: list[str] = []
+
+
+class NewLink(Body):
+    target: str = Field(description="wandb-registry-{registry}/{collection}")
+    aliases: list[str] = []
+
+
+class AliasChange(Body):
+    add: list[str] = []
+    remove: list[str] = []
+    exactly: list[str] | None = None
+
+
+class NewRun(Body):
+    entity: str
+    project: str
+    run_key: str
+    job_type: str | None = None
+
+
+class Use(Body):
+    run_key: str
+
+
+class DigestList(Body):
+    digests: list[str]
+
+
+class NewUpload(Body):
+    digest: str
+    size: int = Field(ge=0)

@@ -1,0 +1,117 @@
+"""Real Regalia servers on 127.0.0.1 for tests: one in a thread of the test
+process (quick, for the SDK suite) or a ``regalia server`` process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from regalia.config import Settings
+from regalia.server.app import create_app
+from regalia.service import Service
+
+
+class ThreadServer:
+    """``create_app(settings)`` served by uvicorn in a thread, on a free port;
+    around ``service`` if given (so the server shares the test's clock)."""
+
+    def __init__(self, settings: Settings, service: Service | None = None) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            create_app(settings, service=service), log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.005)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+class ServerProcess:
+    """``regalia server`` as a child process, its output in ``log``."""
+
+    def __init__(self, env: dict[str, str], *, workers: int = 1, log: Path) -> None:
+        self.env = env
+        self.workers = workers
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.api_key: str | None = None
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "regalia", "server", "--port", "0",
+             "--workers", str(self.workers), "--log-level", "warning"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        text = ""
+        while "Regalia server on" not in text:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                raise RuntimeError(f"the server exited: {self.log_path.read_text()[-2000:]}")
+            text += line
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start in time")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.url = re.search(r"http://127\.0\.0\.1:\d+", text.split("Regalia server on")[1])[0]
+        found = re.search(r"\b(rg_[A-Za-z0-9_-]+)", text)
+        self.api_key = found.group(1) if found else None
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server does not answer /healthz")
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
