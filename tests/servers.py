@@ -56,9 +56,12 @@ class ThreadServer:
 class ServerProcess:
     """``regalia server`` as a child process, its output in ``log``."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, log: Path, log_level: str = "warning"
+    ) -> None:
         self.env = env
         self.workers = workers
+        self.log_level = log_level
         self.log_path = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -67,8 +70,18 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> ServerProcess:
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "regalia", "server", "--port", "0",
-             "--workers", str(self.workers), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "regalia",
+                "server",
+                "--port",
+                "0",
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                self.log_level,
+            ],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=self.log,

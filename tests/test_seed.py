@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from servers import ServerProcess
 
 import regalia
-from servers import ServerProcess
 
 EXAMPLES = Path(__file__).parent / "seed_examples"
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed"

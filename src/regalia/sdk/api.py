@@ -142,11 +142,17 @@ class Collection:
             lambda v: Artifact._from_view(backend, v),
         )
 
+    @property
+    def _registry(self) -> str:
+        registry = self._view.registry
+        assert registry is not None, "a registry collection always has its registry"
+        return registry
+
     def save(self) -> None:
         """Persist description and tag changes (the collection's card)."""
         view = self._view
         self._view = self._backend.update_collection(
-            view.registry,
+            self._registry,
             view.name,
             description=self.description if self.description != view.description else None,
             add_tags=[t for t in self.tags if t not in view.tags],
@@ -154,14 +160,14 @@ class Collection:
         )
 
     def delete(self) -> None:
-        self._backend.delete_collection(self._view.registry, self._view.name)
+        self._backend.delete_collection(self._registry, self._view.name)
 
     def history(self, limit: int = 100) -> list[Any]:
-        return list(self._backend.history(self._view.registry, self._view.name, limit=limit).items)
+        return list(self._backend.history(self._registry, self._view.name, limit=limit).items)
 
     def alias_at(self, alias: str, when: datetime) -> int | None:
         """R11: the index of the version that held ``alias`` at ``when``."""
-        return self._backend.alias_at(self._view.registry, self._view.name, alias, when)
+        return self._backend.alias_at(self._registry, self._view.name, alias, when)
 
     def __repr__(self) -> str:
         return f"<Collection {self.path}>"
@@ -246,11 +252,11 @@ class Registry:
     def protect_alias(self, alias: str) -> list[str]:
         """Declare ``alias`` protected in this registry (admins only; R7)."""
         self._backend.protect_alias(self.name, alias)
-        return self.load().protected_aliases
+        return list(self.load().protected_aliases)
 
     def unprotect_alias(self, alias: str) -> list[str]:
         self._backend.unprotect_alias(self.name, alias)
-        return self.load().protected_aliases
+        return list(self.load().protected_aliases)
 
     def history(self, limit: int = 100) -> list[Any]:
         return list(self._backend.history(self.name, limit=limit).items)

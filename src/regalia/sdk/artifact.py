@@ -324,7 +324,8 @@ class Artifact:
 
     def logged_by(self) -> str | None:
         backend, view = self._logged()
-        return backend.lineage(view.membership_id)["logged_by"]
+        logged_by: str | None = backend.lineage(view.membership_id)["logged_by"]
+        return logged_by
 
     def used_by(self) -> list[str]:
         backend, view = self._logged()

@@ -62,7 +62,7 @@ class Uploader:
             elif progress is not None:
                 progress.advance(blob.size)
         with ThreadPoolExecutor(max(1, min(self.parallel, len(todo)))) as pool:
-            list(pool.map(lambda item: self.send(*item, progress), todo.values()))
+            list(pool.map(lambda item: self.send(item[0], item[1], progress), todo.values()))
         return local
 
     def send(self, path: Path, blob: StoredBlob, progress: ProgressSink | None) -> None:

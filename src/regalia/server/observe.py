@@ -21,7 +21,8 @@ from regalia.errors import TooLarge
 
 LOG = logging.getLogger("regalia.server")
 MAX_JSON_BODY = 16 * 1024 * 1024
-STREAMED_PREFIXES = ("/api/v1/blobs/", "/api/v1/uploads/")
+API_PREFIX = "/api/v1"
+STREAMED_PREFIXES = (f"{API_PREFIX}/blobs/", f"{API_PREFIX}/uploads/")
 
 
 class JsonFormatter(logging.Formatter):
@@ -103,24 +104,19 @@ class Observer:
                     return
         status = 500
         started = time.perf_counter()
+        recorded = False
 
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            self.metrics.in_flight.dec()
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = route_label(scope)
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
-            if status >= 500 or LOG.isEnabledFor(logging.DEBUG) or path != "/healthz":
+            if status >= 500 or path != "/healthz":
                 LOG.info(
                     "request",
                     extra={
@@ -132,6 +128,35 @@ class Observer:
                         "client": (scope.get("client") or ("", 0))[0],
                     },
                 )
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last bytes leave: a client that reads the
+                # response and then asks /metrics sees its own request.
+                record()
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.in_flight.dec()
+            record()
+
+
+def route_label(scope: Scope) -> str:
+    """The route template that matched (``/api/v1/versions/{membership_id}``), so
+    metrics have one series per route, not per URL."""
+    template = getattr(scope.get("route"), "path", None)
+    if template is None:
+        return "unmatched"
+    # Routes of an included router report their path without its prefix.
+    if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX):
+        return API_PREFIX + template
+    return str(template)
 
 
 async def _too_large(send: Send) -> None:

@@ -6,7 +6,7 @@ grow with file size. Downloads are plain files with HTTP Range support.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -141,9 +141,9 @@ def _blob_response(svc: Service, digest: str) -> Response:
         return BlobFile(path, media_type="application/octet-stream", headers=headers)
     stream = svc.blobs.open(digest)
 
-    def chunks() -> AsyncIterator[bytes] | object:
+    def chunks() -> Iterator[bytes]:
         with stream:
             while chunk := stream.read(STREAM_CHUNK):
                 yield chunk
 
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)  # type: ignore[arg-type]
+    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)

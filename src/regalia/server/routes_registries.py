@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -18,7 +19,7 @@ from regalia.server.schemas import (
 )
 
 router = APIRouter()
-REG = ["registries"]
+REG: list[str | Enum] = ["registries"]
 
 
 @router.get("/registries", tags=REG, summary="Registries the caller may see")
@@ -98,7 +99,7 @@ def history(
     return out(svc.history(actor, name, collection, alias=alias, limit=limit, cursor=cursor))
 
 
-COLL = ["collections"]
+COLL: list[str | Enum] = ["collections"]
 
 
 @router.get("/registries/{name}/collections/{collection}", tags=COLL, summary="One collection")
@@ -140,7 +141,7 @@ def alias_at(
     return out({"index": svc.alias_at(actor, name, collection, alias, when)})
 
 
-SEARCH = ["search"]
+SEARCH: list[str | Enum] = ["search"]
 
 
 def _order(body: Search, default: str) -> str | None:

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from regalia.blobs.base import BlobStore
 from regalia.blobs.local import LocalBlobStore
@@ -38,6 +38,7 @@ from regalia.store.models import (
 from regalia.store.repo import Repo
 
 T = TypeVar("T")
+V = TypeVar("V", bound="VersionView | None")
 Clock = Callable[[], datetime]
 CORE_REGISTRIES = (
     ("model", "Models: the core registry for trained models."),
@@ -208,8 +209,8 @@ class ServiceBase:
         actor: Actor,
         key: str | None,
         operation: str,
-        fn: Callable[[Repo], VersionView | None],
-    ) -> Callable[[Repo], Any]:
+        fn: Callable[[Repo], V],
+    ) -> Callable[[Repo], V]:
         """Wrap a write so that a retried request (same ``key`` from the same user)
         returns the first result instead of changing anything again. The key is
         recorded in the change's own transaction: both happen, or neither."""
@@ -218,7 +219,7 @@ class ServiceBase:
         if not key or len(key) > 128:
             raise InvalidRequest("an idempotency key has 1 to 128 characters")
 
-        def once(repo: Repo) -> VersionView | None:
+        def once(repo: Repo) -> V:
             done = repo.idempotent_result(actor.user_id, key)
             if done is not None:
                 op, membership_id = done
@@ -228,13 +229,13 @@ class ServiceBase:
                         operation=op,
                     )
                 if membership_id is None:
-                    return None
+                    return cast(V, None)
                 m = repo.get(Membership, membership_id)
                 if m is None:
                     raise VersionNotFound(f"artifact version {membership_id} not found")
-                return self._version_view(repo, m, created=False)
+                return cast(V, self._version_view(repo, m, created=False))
             result = fn(repo)
-            mid = result.membership_id if result is not None else None
+            mid = result.membership_id if isinstance(result, VersionView) else None
             repo.record_idempotent(actor.user_id, key, operation, mid, self.now())
             return result
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -411,7 +411,8 @@ class Repo:
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt, {"cid": collection_id}).first()
         assert row is not None
-        return st.detached(Collection, row._mapping)
+        coll: Collection = st.detached(Collection, row._mapping)
+        return coll
 
     def touch_collection(self, collection_id: int, when: datetime) -> None:
         self.conn.execute(
@@ -606,7 +607,8 @@ class Repo:
 
     def alias(self, collection_id: int, name: str) -> Row[Any] | None:
         """The alias row ``(id, membership_id, name)``, or None."""
-        return self.conn.execute(st.ALIAS_ROW, {"cid": collection_id, "key": name.lower()}).first()
+        result = self.conn.execute(st.ALIAS_ROW, {"cid": collection_id, "key": name.lower()})
+        return cast("Row[Any] | None", result.first())
 
     def aliases_of(self, membership_ids: Iterable[int]) -> dict[int, list[str]]:
         return views.aliases_of(self.conn, membership_ids)

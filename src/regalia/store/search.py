@@ -18,7 +18,8 @@ from regalia.store.repo import Repo
 def _run(session: Session, query) -> Page:  # type: ignore[no-untyped-def]
     try:
         with session.begin_nested():
-            return query.read(session.execute(query.stmt))
+            page: Page = query.read(session.execute(query.stmt))
+            return page
     except sa_exc.DataError as exc:
         # A regular expression Python accepted but the database rejected.
         raise InvalidFilter(

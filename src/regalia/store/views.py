@@ -113,7 +113,8 @@ def version_rows(conn: Connection, membership_ids: Sequence[int]) -> dict[int, R
 
 
 def collection_rows(conn: Connection, collection_ids: Sequence[int]) -> dict[int, Row[Any]]:
-    return {row.cid: row for row in conn.execute(_COLLECTION_ROWS, {"ids": list(collection_ids)})}
+    rows: list[Row[Any]] = list(conn.execute(_COLLECTION_ROWS, {"ids": list(collection_ids)}))
+    return {row.cid: row for row in rows}
 
 
 def _grouped(conn: Connection, stmt: Any, ids: Iterable[int]) -> dict[int, list[str]]:
