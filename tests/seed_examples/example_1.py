@@ -1,21 +1,25 @@
 import regalia as wandb
 
 # Run을 초기화합니다.
-run = wandb.init(entity="<team_entity>", project="<project_name>")
+run = wandb.init(entity = "<team_entity>", project = "<project_name>")
 
 # 아티팩트 오브젝트를 생성합니다.
 # type 파라미터는 아티팩트 오브젝트의 타입과 컬렉션 타입을 지정합니다.
-artifact = wandb.Artifact(name="<name>", type="<type>")
+artifact = wandb.Artifact(name = "<name>", type = "<type>")
 
 # 파일을 아티팩트 오브젝트에 추가합니다.
 # 로컬 머신에 있는 파일 경로를 지정합니다.
-artifact.add_file(local_path="<local_path_to_artifact>")
+artifact.add_file(local_path = "<local_path_to_artifact>")
 
 # 아티팩트를 연결할 컬렉션과 레지스트리를 지정합니다.
 REGISTRY_NAME = "<registry_name>"
 COLLECTION_NAME = "<collection_name>"
-target_path = f"wandb-registry-{REGISTRY_NAME}/{COLLECTION_NAME}"
+target_path=f"wandb-registry-{REGISTRY_NAME}/{COLLECTION_NAME}"
 
 # 아티팩트 버전을 컬렉션에 연결합니다.
 # 이 artifact 버전에 하나 이상의 에일리어스를 추가합니다.
-run.link_artifact(artifact=artifact, target_path=target_path, aliases=["<alias_1>", "<alias_2>"])
+run.link_artifact(
+    artifact = artifact, 
+    target_path = target_path, 
+    aliases = ["<alias_1>", "<alias_2>"]
+    )
