@@ -11,7 +11,6 @@ from regalia.cli.output import emit_json, table
 from regalia.core.names import validate_entity_name
 from regalia.core.roles import OrgRole, RegistryRole, Visibility
 from regalia.errors import NotFound, TeamNotFound, UserNotFound
-from regalia.service import Service
 from regalia.service.views import MemberView
 
 ORG_ROLES = click.Choice([r.value for r in OrgRole])
@@ -50,6 +49,8 @@ def init(state: State, org_name: str | None) -> None:
         settings = replace(settings, org_name=org_name)
     # The service directly, not the SDK backend: the backend would authenticate
     # REGALIA_API_KEY first, and init must work before any key exists.
+    from regalia.service import Service
+
     service = Service(settings)
     try:
         owner = service.ensure_org(settings.org_name)

@@ -24,7 +24,7 @@ from regalia.blobs.base import BlobStore, ProgressSink, StoredBlob
 from regalia.config import Settings
 from regalia.errors import InvalidRequest, Unauthenticated
 from regalia.sdk.cache import ArtifactCache, default_max_bytes
-from regalia.service import Actor, Service
+from regalia.service import Actor
 
 if TYPE_CHECKING:
     from regalia.sdk.http import HttpBackend
@@ -42,6 +42,8 @@ class InProcessBackend:
     """
 
     def __init__(self, settings: Settings | None = None, *, api_key: str | None = None) -> None:
+        from regalia.service import Service
+
         self.settings = settings or Settings.from_env()
         self.service = Service(self.settings)
         key = api_key or os.environ.get(API_KEY_ENV)

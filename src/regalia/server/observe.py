@@ -139,24 +139,53 @@ class Observer:
                 record()
             await send(message)
 
+        app_receive: Receive = receive
+        app_send: Send = sending
+        if not path.startswith(STREAMED_PREFIXES):
+            app_receive, app_send = _bounded(receive, sending)
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, app_receive, app_send)
         finally:
             self.metrics.in_flight.dec()
             record()
 
 
+def _bounded(receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """Cut a body without Content-Length (chunked) off at the JSON limit too:
+    answer 413 at once, tell the app the client left, and drop what it sends."""
+    seen = 0
+    refused = False
+
+    async def bounded() -> Message:
+        nonlocal seen, refused
+        message = await receive()
+        if message["type"] == "http.request" and not refused:
+            seen += len(message.get("body", b""))
+            if seen > MAX_JSON_BODY:
+                refused = True
+                await _too_large(send)
+                return {"type": "http.disconnect"}
+        return message
+
+    async def sending(message: Message) -> None:
+        if not refused:
+            await send(message)
+
+    return bounded, sending
+
+
 def route_label(scope: Scope) -> str:
     """The route template that matched (``/api/v1/versions/{membership_id}``), so
     metrics have one series per route, not per URL."""
-    template = getattr(scope.get("route"), "path", None)
-    if template is None:
+    found = getattr(scope.get("route"), "path", None)
+    if found is None:
         return "unmatched"
+    template = str(found)
     # Routes of an included router report their path without its prefix.
     if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX):
         return API_PREFIX + template
-    return str(template)
+    return template
 
 
 async def _too_large(send: Send) -> None:

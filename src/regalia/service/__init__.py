@@ -1,16 +1,25 @@
-"""The service layer: the only writer of Regalia's metadata and blobs."""
+"""The service layer: the only writer of Regalia's metadata and blobs.
+
+``Service`` is imported on first use, so that a program using only the views
+(the SDK talking to a server) does not load the database layer.
+"""
 
 from __future__ import annotations
 
-from regalia.service.admin import AdminMixin
-from regalia.service.history import HistoryMixin
-from regalia.service.search import SearchMixin
-from regalia.service.transfer import TransferMixin
+from typing import TYPE_CHECKING, Any
+
 from regalia.service.views import Actor
 
+if TYPE_CHECKING:
+    from regalia.service.usecases import Service
 
-class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin):
-    """Every use case of Regalia; each method takes the acting :class:`Actor` first."""
+
+def __getattr__(name: str) -> Any:
+    if name == "Service":
+        from regalia.service.usecases import Service
+
+        return Service
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Actor", "Service"]

@@ -1,0 +1,12 @@
+"""The :class:`Service`: every use case, assembled from the mixins."""
+
+from __future__ import annotations
+
+from regalia.service.admin import AdminMixin
+from regalia.service.history import HistoryMixin
+from regalia.service.search import SearchMixin
+from regalia.service.transfer import TransferMixin
+
+
+class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin):
+    """Every use case of Regalia; each method takes the acting :class:`Actor` first."""
