@@ -7,7 +7,8 @@ class from it, never from the message) and the ``http_status`` a server uses::
     ├── InvalidRequest                    400
     │   ├── InvalidName                   400
     │   ├── InvalidFilter                 400
-    │   └── FileChanged / FileMissing     400
+    │   ├── FileChanged / FileMissing     400
+    │   └── ContentMismatch               400  (uploaded bytes do not hash as announced)
     ├── Unauthenticated                   401
     ├── PermissionDenied                  403  (names the role needed)
     ├── NotFound                          404
@@ -63,6 +64,12 @@ class FileChanged(InvalidRequest):
 
 class FileMissing(InvalidRequest):
     code = "file_missing"
+
+
+class ContentMismatch(InvalidRequest):
+    """A client sent bytes that do not hash to the digest it announced."""
+
+    code = "content_mismatch"
 
 
 class Unauthenticated(RegaliaError):

@@ -78,6 +78,11 @@ _CHECK = re.compile(r"blake3:[0-9a-f]{64}")
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
+# Contents up to this size may be uploaded to a server in one request; larger
+# ones go in resumable parts (client and server agree on it).
+WHOLE_UPLOAD_MAX = 16 * 1024 * 1024
+
+
 class ProgressSink(Protocol):
     """Anything that can be told that ``n`` more bytes were processed.
 

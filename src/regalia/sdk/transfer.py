@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
-from regalia.blobs.base import ProgressSink, StoredBlob, StreamHasher
+from regalia.blobs.base import WHOLE_UPLOAD_MAX, ProgressSink, StoredBlob, StreamHasher
 from regalia.errors import FileChanged, FileMissing, IntegrityError, ServerUnreachable
 
 if TYPE_CHECKING:
     from regalia.sdk.http import HttpBackend
 
 READ_CHUNK = 1024 * 1024
-SINGLE_REQUEST_MAX = 16 * 1024 * 1024
 PARALLEL = 4
 PART_RETRIES = 4
 
@@ -66,7 +65,7 @@ class Uploader:
         return local
 
     def send(self, path: Path, blob: StoredBlob, progress: ProgressSink | None) -> None:
-        if blob.size <= SINGLE_REQUEST_MAX:
+        if blob.size <= WHOLE_UPLOAD_MAX:
             got = self.backend.call(
                 "PUT",
                 f"/blobs/{blob.digest}",
@@ -218,6 +217,7 @@ class _ResumingReader(io.RawIOBase):
                     out = self._pending if size < 0 else self._pending[:size]
                     self._pending = self._pending[len(out) :]
                     self.offset += len(out)
+                    self.failures = 0  # progress: the retry budget is per break
                     return out
                 if self._chunks is None:
                     self._open()

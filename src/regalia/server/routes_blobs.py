@@ -13,12 +13,13 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from regalia.blobs.base import STREAM_CHUNK, validate_digest
-from regalia.errors import IntegrityError
+from regalia.blobs.base import STREAM_CHUNK, WHOLE_UPLOAD_MAX, validate_digest
+from regalia.errors import ContentMismatch, NotFound, StorageUnavailable
 from regalia.server.deps import Caller, Svc, out
 from regalia.server.schemas import DigestList, NewUpload
 from regalia.server.uploads import UploadArea, UploadState, receive_file
 from regalia.service import Service
+from regalia.service.access import require_org_admin
 
 router = APIRouter(tags=["files"])
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -63,16 +64,16 @@ def missing(body: DigestList, actor: Caller, svc: Svc) -> JSONResponse:
 
 @router.put(
     "/blobs/{digest}",
-    summary="Upload a whole content (up to the part size; larger ones use /uploads)",
+    summary="Upload a whole content (up to 16 MiB or the part size; larger ones use /uploads)",
 )
 async def put_blob(digest: str, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
     validate_digest(digest)
     area = _uploads(request)
     tmp = area.temp_path()
     try:
-        blob = await receive_file(tmp, _counted(request), area.part_size)
+        blob = await receive_file(tmp, _counted(request), max(area.part_size, WHOLE_UPLOAD_MAX))
         if blob.digest != digest:
-            raise IntegrityError(
+            raise ContentMismatch(
                 f"the uploaded content hashes to {blob.digest}, expected {digest}",
                 expected=digest,
                 actual=blob.digest,
@@ -110,7 +111,19 @@ async def put_part(
 
 @router.post("/uploads/{digest}/complete", summary="Verify the whole content and store it")
 def complete_upload(digest: str, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
-    path, blob = _uploads(request).complete(digest)
+    area = _uploads(request)
+    try:
+        path, blob = area.complete(digest)
+    except NotFound:
+        # A retried complete: the first one stored the content, or is storing it.
+        if svc.blobs.has(validate_digest(digest)):
+            size, check = svc.known_check(digest)
+            return out({"digest": digest, "size": size, "check": check, "stored": True})
+        if area.completing(digest):
+            raise StorageUnavailable(
+                "this upload is being completed by another request; retry shortly"
+            ) from None
+        raise
     try:
         stored = svc.adopt_blob(path, blob)
     finally:
@@ -118,8 +131,11 @@ def complete_upload(digest: str, request: Request, actor: Caller, svc: Svc) -> J
     return out({"digest": stored.digest, "size": stored.size, "check": stored.check}, 201)
 
 
-@router.delete("/uploads/{digest}", summary="Abandon an upload")
+@router.delete("/uploads/{digest}", summary="Abandon an upload (org admins)")
 def abandon_upload(digest: str, request: Request, actor: Caller) -> JSONResponse:
+    # Uploads are shared by everyone sending the same content: only an admin
+    # may throw one away (others' parts included).
+    require_org_admin(actor, "abandon uploads")
     _uploads(request).discard(digest)
     return out({"discarded": digest})
 

@@ -23,10 +23,12 @@ import uvicorn
 
 from regalia.config import Settings
 from regalia.server.observe import configure_logging
+from regalia.server.uploads import UploadArea
 from regalia.service import Service
 
 LOG = logging.getLogger("regalia.server")
 GRACE_SECONDS = 10
+ABANDONED_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload untouched for a week is swept at start
 
 
 def prepare(settings: Settings, out: TextIO) -> None:
@@ -37,6 +39,11 @@ def prepare(settings: Settings, out: TextIO) -> None:
         key = svc.first_api_key(owner)
     finally:
         svc.close()
+    swept = UploadArea(settings.home / "uploads", settings.upload_part_bytes).sweep(
+        ABANDONED_UPLOAD_SECONDS
+    )
+    if swept:
+        LOG.info("removed abandoned uploads", extra={"count": swept})
     if key is not None:
         print(
             f"Organization {owner.org_name!r} is ready. API key of its admin "

@@ -15,13 +15,14 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from regalia.blobs.base import StoredBlob, StreamHasher, validate_digest, write_all
-from regalia.errors import IntegrityError, InvalidRequest, NotFound, StorageUnavailable, TooLarge
+from regalia.errors import ContentMismatch, InvalidRequest, NotFound, StorageUnavailable, TooLarge
 
 READ_CHUNK = 1024 * 1024
 MAX_PARTS = 10_000
@@ -98,6 +99,8 @@ class UploadArea:
         hasher = hashlib.sha256()
         written = 0
         folder = self._dir(digest)
+        # The part's bytes are about to change: it is not received until they verify.
+        (folder / "parts" / str(number)).unlink(missing_ok=True)
         try:
             fd = os.open(folder / "data", os.O_WRONLY)
         except FileNotFoundError:
@@ -117,7 +120,7 @@ class UploadArea:
             )
         got = hasher.hexdigest()
         if sha256 is not None and got != sha256.lower():
-            raise IntegrityError(
+            raise ContentMismatch(
                 f"part {number} hashes to {got}, the client sent {sha256}", part=number
             )
         marker = folder / "parts" / str(number)
@@ -153,13 +156,40 @@ class UploadArea:
         self.discard(digest)
         if blob.digest != digest:
             taken.unlink(missing_ok=True)
-            raise IntegrityError(
+            raise ContentMismatch(
                 f"the uploaded content hashes to {blob.digest}, expected {digest}; "
                 "the upload starts over",
                 expected=digest,
                 actual=blob.digest,
             )
         return taken, blob
+
+    def completing(self, digest: str) -> bool:
+        """Whether a request is hashing this upload to store it right now."""
+        return any(self.root.glob(f".complete-{validate_digest(digest)}-*"))
+
+    def sweep(self, max_age_seconds: float) -> int:
+        """Remove uploads and temporary files untouched for ``max_age_seconds``
+        (abandoned by their clients); returns how many were removed."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        for entry in self.root.iterdir():
+            try:
+                touched = [entry.stat().st_mtime]
+                if entry.is_dir():
+                    touched += [p.stat().st_mtime for p in entry.rglob("*")]
+            except FileNotFoundError:
+                continue  # completed or swept meanwhile
+            if max(touched) >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def temp_path(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)

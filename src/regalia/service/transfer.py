@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from regalia.blobs.base import STREAM_CHUNK, StoredBlob, new_check_hasher, validate_digest
-from regalia.errors import IntegrityError, InvalidRequest, NotFound
+from regalia.errors import InvalidRequest, NotFound
 from regalia.service.reads import ReadsMixin
 from regalia.service.views import Actor, FileEntry
 from regalia.store.repo import Repo
@@ -88,15 +88,20 @@ class TransferMixin(ReadsMixin):
             PermissionDenied: the caller may see but not download it (SPEC §4).
             NotFound: the version has no file with that content.
         """
-        for entry in self.files(actor, membership_id):
-            if entry.digest == digest:
-                return entry
-        raise NotFound(f"version {membership_id} has no file with content {digest}")
+        validate_digest(digest)
 
-    def check_integrity(self, blob: StoredBlob, expected: str) -> None:
-        if blob.digest != expected:
-            raise IntegrityError(
-                f"received content hashes to {blob.digest}, expected {expected}",
-                expected=expected,
-                actual=blob.digest,
-            )
+        def fn(repo: Repo) -> FileEntry | None:
+            ctx = self._ctx(repo, actor, membership_id)
+            self._require_download(actor, ctx)
+            found = repo.file_by_digest(ctx.membership.version_id, digest)
+            return None if found is None else FileEntry(*found)
+
+        entry = self.db.read(fn)
+        if entry is None:
+            raise NotFound(f"version {membership_id} has no file with content {digest}")
+        return entry
+
+    def known_check(self, digest: str) -> tuple[int, str]:
+        """Size and BLAKE3 check of a stored content."""
+        known = self.db.read(lambda repo: repo.blob_checks([digest]))
+        return known[digest] if digest in known else self._measure(digest)

@@ -511,6 +511,16 @@ class Repo:
             .with_for_update(read=True)
         )
 
+    def file_by_digest(
+        self, version_id: int, digest: str
+    ) -> tuple[str, str, int, str | None] | None:
+        row = self.s.execute(
+            select(VersionFile.path, VersionFile.digest, VersionFile.size, VersionFile.check)
+            .where(VersionFile.version_id == version_id, VersionFile.digest == digest)
+            .limit(1)
+        ).first()
+        return None if row is None else (row[0], row[1], int(row[2]), row[3])
+
     def files(self, version_id: int) -> list[tuple[str, str, int, str | None]]:
         return [
             (p, d, int(n), c)
