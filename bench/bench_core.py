@@ -296,12 +296,12 @@ def bench_transfers(args: argparse.Namespace, work: Path, rows: list[Row]) -> di
         )
         digest = art.files()[0].digest
         art.delete()  # frees the blob, so the next repetition stores it again (R9)
-        assert not run._backend.blobs.has(digest), "the blob must be stored anew each time"
+        assert not run._backend.service.blobs.has(digest), "the blob must be stored anew each time"
 
     logged = regalia.Artifact("big", type="model")
     logged.add_file(src, name="big.bin")
     run.log_artifact(logged)
-    blob = run._backend.blobs.local_path(logged.files()[0].digest)
+    blob = run._backend.service.blobs.local_path(logged.files()[0].digest)
     assert blob is not None
     read_once(blob)
     artifact = api.artifact(f"{ENTITY}/{PROJECT}/big:latest")

@@ -1,7 +1,7 @@
 """Figures of ``regalia server`` measured over HTTP, through the SDK's HTTP backend.
 
     .venv/bin/python bench/bench_server.py --quick      # small N, 64 MiB file (~1 min)
-    .venv/bin/python bench/bench_server.py              # full run (1 GiB file, a few minutes)
+    .venv/bin/python bench/bench_server.py              # full run (1 GiB file, ~5 minutes)
     .venv/bin/python bench/bench_server.py --quick \\
         --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
@@ -29,15 +29,17 @@ Measured, in this order:
   drifting machine load hits all alike: ``HttpBackend.resolve(coll:alias)``,
   a raw ``httpx`` GET of ``/api/v1/resolve`` (no SDK decoding), and a GET of
   ``/healthz`` (the HTTP stack's floor). The server's own time per request
-  (its Prometheus histogram: middleware to last byte) and server CPU per
-  request are shown next to them;
+  (its Prometheus histogram: middleware to last byte) and the CPU per request
+  of the server's process tree and of this client are shown next to them (and
+  next to the links and moves);
 * a large random file logged through the SDK (``log_artifact``: hash, upload
   in resumable parts, server re-hash, fsync) and downloaded
   (``Api().artifact(...).download(root=new folder)``, client cache emptied
   first, so the bytes cross HTTP), each against ``cp`` + ``fsync`` and ``cp``
   of the same file on the same disk in the same run (page cache warm on both
   sides, dirty pages written back before each measurement, median of
-  ``--repeats``). A download served from the client cache is shown too.
+  ``--repeats``). A download served from the client cache is shown too;
+* a restart of the server on the store it has just filled, for information.
 
 This is a benchmark, not a test: it prints figures and never fails on them.
 """
@@ -91,8 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     p.add_argument("--links", type=int, help="versions to link (default 1000; quick 100)")
     p.add_argument("--moves", type=int, help="alias moves (default 2000; quick 200)")
-    p.add_argument("--resolves", type=int, help="requests per latency figure (default 2000; quick 200)")
-    p.add_argument("--threads", type=int, default=4, help="client threads for the concurrent figures")
+    p.add_argument(
+        "--resolves", type=int, help="requests per latency figure (default 2000; quick 200)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=4, help="client threads for the concurrent figures"
+    )
     p.add_argument("--file-mib", type=int, help="size of the large file (default 1024; quick 64)")
     p.add_argument("--repeats", type=int, default=3, help="repetitions per transfer (median)")
     p.add_argument("--dir", help="where to make the temporary folder (default: the system temp)")
@@ -151,7 +157,7 @@ class ScratchDatabase:
         import psycopg
 
         with psycopg.connect(self.admin, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql.encode())
 
     def drop(self) -> None:
         self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
@@ -177,19 +183,28 @@ class Server:
         self.url = ""
         self.api_key = ""
         self.banner = ""
+        self.banner_after = 0.0
 
     def start(self, timeout: float = 60) -> float:
         """Start it; return the seconds from Popen to the first 200 of /healthz."""
         import httpx
 
-        self._log = self.log_path.open("wb")
+        self._log = self.log_path.open("ab")
         lines: queue.Queue[str | None] = queue.Queue()
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "regalia", "server", "--port", "0",
-                "--log-level", "warning", "--workers", str(self.workers),
-            ],  # fmt: skip
+                sys.executable,
+                "-m",
+                "regalia",
+                "server",
+                "--port",
+                "0",
+                "--log-level",
+                "warning",
+                "--workers",
+                str(self.workers),
+            ],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -214,11 +229,14 @@ class Server:
             if line is None:
                 raise RuntimeError(f"the server exited:\n{self.log_path.read_text()[-3000:]}")
             text += line
+        self.banner_after = time.perf_counter() - t0
         found = re.search(r"http://[\d.]+:\d+", text.split("Regalia server on", 1)[1])
         key = re.search(r"\b(rg_[A-Za-z0-9_-]+)", text)
-        if found is None or key is None:
+        if found is None or (key is None and not self.api_key):
             raise RuntimeError(f"unexpected server output:\n{text}")
-        self.url, self.api_key = found.group(0), key.group(1)
+        self.url = found.group(0)
+        if key is not None:  # printed on the first start only
+            self.api_key = key.group(1)
         self.banner = next(ln for ln in text.splitlines() if "Regalia server on" in ln)
         with httpx.Client(base_url=self.url, timeout=1.0) as probe:
             while True:
@@ -232,7 +250,7 @@ class Server:
                 time.sleep(0.005)
 
     def processes(self) -> list[Any]:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         assert self.proc is not None
         root = psutil.Process(self.proc.pid)
@@ -279,7 +297,8 @@ class Server:
 
 class ServerClock:
     """Server-side time and CPU over a stretch of requests: the Prometheus
-    histogram's sum/count per route, and the server tree's CPU seconds."""
+    histogram's sum/count per route, the server tree's CPU seconds, and this
+    (client) process's CPU seconds."""
 
     def __init__(self, server: Server) -> None:
         import httpx
@@ -287,7 +306,8 @@ class ServerClock:
         self.server = server
         self.client = httpx.Client(base_url=server.url, timeout=30)
 
-    def snapshot(self) -> tuple[dict[str, tuple[float, float]], float]:
+    def snapshot(self) -> tuple[dict[str, tuple[float, float]], float, float]:
+        client_cpu = time.process_time()
         text = self.client.get("/metrics").text
         per_route: dict[str, list[float]] = {}
         for m in re.finditer(
@@ -300,11 +320,15 @@ class ServerClock:
             slot = per_route.setdefault(f"{method} {route}", [0.0, 0.0])
             slot[0 if kind == "sum" else 1] += float(value)
         # With several workers /metrics shows one worker's registry: an estimate only.
-        return {k: (v[0], v[1]) for k, v in per_route.items()}, self.server.cpu_seconds()
+        routes = {k: (v[0], v[1]) for k, v in per_route.items()}
+        return routes, self.server.cpu_seconds(), client_cpu
 
     @staticmethod
-    def mean_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],
-                route: str) -> float | None:  # fmt: skip
+    def mean_ms(
+        before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], route: str
+    ) -> float | None:
+        if route not in after:  # labelled without the /api/v1 prefix
+            route = route.replace(" /api/v1/", " /", 1)
         s0, c0 = before.get(route, (0.0, 0.0))
         s1, c1 = after.get(route, (0.0, 0.0))
         return (s1 - s0) / (c1 - c0) * 1000 if c1 > c0 else None
@@ -325,11 +349,14 @@ def set_client_environment(home: Path, server: Server) -> None:
     os.environ["REGALIA_API_KEY"] = server.api_key
 
 
-def per_call(clock: ServerClock, before: Any, after: Any, route: str, n: int) -> str:
-    ms = ServerClock.mean_ms(before[0], after[0], route)
-    cpu = (after[1] - before[1]) / n * 1000
+def per_call(before: Any, after: Any, n: int, route: str | None = None) -> str:
+    """What one call cost: the server's own time (its histogram), the server's
+    CPU and this client's CPU (both machines' CPUs are the same two here)."""
+    ms = ServerClock.mean_ms(before[0], after[0], route) if route else None
     server = f"server {ms:.2f} ms/req, " if ms is not None else ""
-    return f"{server}server CPU {cpu:.2f} ms/call"
+    cpu = (after[1] - before[1]) / n * 1000
+    client = (after[2] - before[2]) / n * 1000
+    return f"{server}CPU server {cpu:.2f} + client {client:.2f} ms/call"
 
 
 def in_threads(n_threads: int, items: Sequence[Any], fn: Callable[[Any], object]) -> float:
@@ -381,8 +408,7 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
         Row(
             "log small versions (SDK, for links)",
             f"{len(drafts) / t:,.0f} /s",
-            note=f"N={len(drafts)}; 3 requests each; "
-            + per_call(clock, b, a, "POST /api/v1/versions", len(drafts)),
+            note=f"N={len(drafts)}; 3 requests each; " + per_call(b, a, len(drafts)),
         )
     )
     shutil.rmtree(small)
@@ -400,7 +426,7 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
             goal=">= 400/s",
             ok=rate >= 400,
             note=f"N={n_seq}; run.link_artifact; "
-            + per_call(clock, b, a, "POST /api/v1/versions/{membership_id}/links", n_seq),
+            + per_call(b, a, n_seq, "POST /api/v1/versions/{membership_id}/links"),
         )
     )
     mt_links: list[Any] = []
@@ -421,8 +447,7 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
             f"{rate:,.0f} /s",
             goal=">= 400/s",
             ok=rate >= 400,
-            note=f"N={n_mt}, same collection; server CPU "
-            f"{(a[1] - b[1]) / n_mt * 1000:.2f} ms/call",
+            note=f"N={n_mt}, same collection; " + per_call(b, a, n_mt),
         )
     )
     versions = sorted(int(x.version[1:]) for x in [*links, *mt_links])
@@ -448,12 +473,14 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
             f"{rate:,.0f} /s",
             goal=">= 400/s",
             ok=rate >= 400,
-            note=f"N={args.moves}; " + per_call(clock, b, a, route, args.moves),
+            note=f"N={args.moves}; " + per_call(b, a, args.moves, route),
         )
     )
     b = clock.snapshot()
     t = in_threads(
-        args.threads, list(range(args.moves)), lambda i: backend.add_aliases(ids[i % count], [ALIAS])
+        args.threads,
+        list(range(args.moves)),
+        lambda i: backend.add_aliases(ids[i % count], [ALIAS]),
     )
     a = clock.snapshot()
     rate = args.moves / t
@@ -463,8 +490,7 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
             f"{rate:,.0f} /s",
             goal=">= 400/s",
             ok=rate >= 400,
-            note=f"N={args.moves}, one alias; server CPU "
-            f"{(a[1] - b[1]) / args.moves * 1000:.2f} ms/call",
+            note=f"N={args.moves}, one alias; " + per_call(b, a, args.moves),
         )
     )
     api = regalia.Api()
@@ -524,6 +550,7 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
     lat: dict[str, list[float]] = {k: [] for k in kinds}
     server_ms: dict[str, list[float]] = {k: [] for k in kinds}
     cpu: dict[str, float] = dict.fromkeys(kinds, 0.0)
+    client_cpu: dict[str, float] = dict.fromkeys(kinds, 0.0)
     block = 100
     routes = {
         "sdk": "GET /api/v1/resolve",
@@ -545,6 +572,7 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
             if ms is not None:
                 server_ms[k].append(ms)
             cpu[k] += a[1] - b[1]
+            client_cpu[k] += a[2] - b[2]
         done += n
     health.close()
     raw.close()
@@ -555,7 +583,8 @@ def bench_metadata(args: argparse.Namespace, work: Path, server: Server, rows: l
 
     def srv(k: str) -> str:
         s = f"server {statistics.mean(server_ms[k]):.2f} ms/req, " if server_ms[k] else ""
-        return s + f"server CPU {cpu[k] / len(lat[k]) * 1000:.2f} ms/req"
+        n = len(lat[k])
+        return s + f"CPU server {cpu[k] / n * 1000:.2f} + client {client_cpu[k] / n * 1000:.2f} ms"
 
     ratio = med["sdk"] / med["healthz"]
     rows += [
@@ -651,6 +680,10 @@ def bench_transfers(
     log(f"transfers: {args.file_mib} MiB file, {args.repeats} repeats")
     make_random_file(src, size)
     read_once(src)
+    # One untimed copy first: here the first copy after a while costs up to 3x the
+    # next ones (memory touched for the first time), which would flatter the ratios.
+    cp(src, xfer / "warm.bin", fsync=True)
+    remove(xfer / "warm.bin")
     run = regalia.init(entity=ENTITY, project=PROJECT)
     backend = run._backend
     api = regalia.Api()
@@ -665,9 +698,12 @@ def bench_transfers(
 
         settle()
         art = regalia.Artifact(f"big-{rep}", type="model")
-        upload.append(
-            timed(lambda art=art: (art.add_file(src, name="big.bin"), run.log_artifact(art)))
-        )
+
+        def log_big(art: regalia.Artifact = art) -> None:
+            art.add_file(src, name="big.bin")
+            run.log_artifact(art)
+
+        upload.append(timed(log_big))
         digest = art.files()[0].digest
         art.delete()  # frees the blob, so the next repetition uploads it again (R9)
         missing = backend.call("POST", "/blobs/missing", json={"digests": [digest]})["missing"]
@@ -702,8 +738,13 @@ def bench_transfers(
     remove(src)
     settle()
 
-    samples = {"cp_sync": cp_sync, "upload": upload, "cp": cp_plain, "download": down,
-               "cached": cached}  # fmt: skip
+    samples = {
+        "cp_sync": cp_sync,
+        "upload": upload,
+        "cp": cp_plain,
+        "download": down,
+        "cached": cached,
+    }
     if args.verbose:
         for k, v in samples.items():
             print(f"{k:>10}: " + "  ".join(f"{x:.3f}" for x in v) + " s", file=sys.stderr)
@@ -741,7 +782,7 @@ def bench_transfers(
         )
     rows.append(
         Row(
-            f"  download from the client cache / cp",
+            "  download from the client cache / cp",
             f"{m['cached'] / m['cp']:.2f}",
             note=f"{speed('cached')}; verified copy, no HTTP transfer; for information",
         )
@@ -780,7 +821,9 @@ def main(argv: list[str] | None = None) -> int:
     scratch = ScratchDatabase(args.database_url) if args.database_url else None
     db = f"PostgreSQL (database {scratch.name})" if scratch else "SQLite (embedded)"
     rows: list[Row] = []
-    server = Server(server_home, args.workers, scratch.url if scratch else None, work / "server.log")
+    server = Server(
+        server_home, args.workers, scratch.url if scratch else None, work / "server.log"
+    )
     header = ""
     try:
         log(f"starting the server ({args.workers} worker(s), {db}) in {work}")
@@ -800,7 +843,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{took:.2f} s",
                 goal="<= 2 s",
                 ok=took <= 2,
-                note=f"server says ready in {ready.group(1)} s" if ready else "",
+                note=f"banner after {server.banner_after:.2f} s (it says ready in "
+                f"{ready.group(1) if ready else '?'} s), "
+                f"/healthz {took - server.banner_after:.2f} s later",
             ),
             Row(
                 "idle RSS of the server process tree",
@@ -823,6 +868,16 @@ def main(argv: list[str] | None = None) -> int:
         bench_transfers(args, work, server, server_home, rows)
         rss, _ = server.memory()
         rows.append(Row("  RSS after the transfers", f"{rss:.0f} MB", note="for information"))
+        server.stop()
+        log("restarting the server on the same store")
+        took = server.start()
+        rows.append(
+            Row(
+                "  restart on the existing store",
+                f"{took:.2f} s",
+                note=f"banner after {server.banner_after:.2f} s; for information",
+            )
+        )
     finally:
         code = server.stop()
         if code not in (0, None, -signal.SIGTERM):
