@@ -156,9 +156,7 @@ def test_login_points_the_cli_at_the_server(server_env, tmp_path, monkeypatch):
 def test_a_revoked_key_is_refused_at_once(server_env, tmp_path):
     with ServerProcess(server_env, log=tmp_path / "server.log") as server:
         admin = ("api", server.api_key)
-        made = httpx.post(
-            server.url + "/api/v1/users", json={"name": "carol"}, auth=admin
-        ).json()
+        made = httpx.post(server.url + "/api/v1/users", json={"name": "carol"}, auth=admin).json()
         carol = ("api", made["api_key"])
         assert httpx.get(server.url + "/api/v1/viewer", auth=carol).status_code == 200
         httpx.delete(server.url + "/api/v1/users/carol/api-keys", auth=admin).raise_for_status()

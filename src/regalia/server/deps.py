@@ -27,7 +27,8 @@ async def current_actor(
     return await auth.actor(request)
 
 
-def service_of(request: Request) -> Service:
+# async: a plain function dependency would cost a trip through the thread pool.
+async def service_of(request: Request) -> Service:
     svc: Service = request.app.state.service
     return svc
 

@@ -272,19 +272,26 @@ class ServiceBase:
     def _version_views(
         self, repo: Repo, memberships: Sequence[Membership], *, created: bool = True
     ) -> list[VersionView]:
-        if not memberships:
+        return self._version_views_by_id(repo, [m.id for m in memberships], created=created)
+
+    def _version_views_by_id(
+        self, repo: Repo, membership_ids: Sequence[int], *, created: bool = True
+    ) -> list[VersionView]:
+        if not membership_ids:
             return []
-        rows = repo.version_rows([m.id for m in memberships])
-        aliases = repo.aliases_of(rows)
-        tags = repo.version_tags(r.vid for r in rows.values())
-        ctags = repo.collection_tags(r.cid for r in rows.values())
-        protected = repo.protected_keys(
-            {r.cregistry_id for r in rows.values() if r.cregistry_id is not None}
+        rows = repo.version_rows(membership_ids)
+        extras = repo.version_extras(
+            rows,
+            (r.vid for r in rows.values()),
+            (r.cid for r in rows.values()),
+            (r.cregistry_id for r in rows.values() if r.cregistry_id is not None),
         )
+        aliases, tags, ctags = extras.aliases, extras.version_tags, extras.collection_tags
+        protected = extras.protected
         out = []
-        for m in memberships:
-            r = rows[m.id]
-            names = aliases[m.id]
+        for mid in membership_ids:
+            r = rows[mid]
+            names = aliases[mid]
             prot = protected.get(r.cregistry_id, set()) if r.cregistry_id is not None else set()
             out.append(
                 VersionView(

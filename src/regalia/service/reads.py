@@ -12,17 +12,22 @@ from regalia.core.names import (
     version_index_from_ref,
 )
 from regalia.core.roles import Permission
-from regalia.errors import ArtifactNotFound, CollectionNotFound, InvalidRequest, VersionNotFound
+from regalia.errors import (
+    ArtifactNotFound,
+    CollectionNotFound,
+    InvalidRequest,
+    RegistryNotFound,
+    VersionNotFound,
+)
 from regalia.service.access import (
     can_use_entity,
     check,
     registry_role,
     require_entity,
-    visible_registry,
 )
 from regalia.service.artifacts import ArtifactsMixin, _Ctx
 from regalia.service.views import Actor, FileEntry, VersionView
-from regalia.store.models import Collection, Membership, Registry, Run, Version
+from regalia.store.models import Collection, Registry, Run, Version
 from regalia.store.repo import Repo
 
 
@@ -33,15 +38,23 @@ class ReadsMixin(ArtifactsMixin):
         parsed = parse_path(path)
 
         def fn(repo: Repo) -> VersionView:
-            return self._version_view(repo, self._resolve(repo, actor, parsed))
+            return self._version_views_by_id(repo, [self._resolve(repo, actor, parsed)])[0]
 
         return self.db.read(fn)
 
-    def _resolve(self, repo: Repo, actor: Actor, parsed: RegistryPath | SourcePath) -> Membership:
+    def _resolve(self, repo: Repo, actor: Actor, parsed: RegistryPath | SourcePath) -> int:
+        """The id of the membership ``parsed`` names (404 if none the caller may see)."""
+        index = version_index_from_ref(parsed.ref)
+        ref: str | int = index if index is not None else parsed.ref
         if isinstance(parsed, RegistryPath):
-            reg, _role = visible_registry(repo, actor, parsed.registry)
-            coll = repo.find_collection(registry_id=reg.id, name=parsed.collection)
-            if coll is None:
+            reg, cid, mid = repo.registry_path(
+                actor.org_id, parsed.registry, parsed.collection, ref
+            )
+            if reg is None or registry_role(repo, actor, reg) is None:
+                raise RegistryNotFound(
+                    f"registry {parsed.registry!r} not found", registry=parsed.registry
+                )
+            if cid is None:
                 raise CollectionNotFound(
                     f"collection {parsed.collection!r} not found in registry {reg.name!r}",
                     registry=reg.name,
@@ -55,16 +68,16 @@ class ReadsMixin(ArtifactsMixin):
                 raise ArtifactNotFound(
                     f"artifact {parsed.entity}/{parsed.project}/{parsed.name} not found"
                 )
+            m = (
+                repo.membership_by_index(coll.id, ref)
+                if isinstance(ref, int)
+                else repo.membership_by_alias(coll.id, ref)
+            )
+            mid = None if m is None else m.id
             where = f"{parsed.entity}/{parsed.project}/{parsed.name}"
-        index = version_index_from_ref(parsed.ref)
-        m = (
-            repo.membership_by_index(coll.id, index)
-            if index is not None
-            else repo.membership_by_alias(coll.id, parsed.ref)
-        )
-        if m is None:
+        if mid is None:
             raise VersionNotFound(f"no version {parsed.ref!r} in {where}", ref=parsed.ref)
-        return m
+        return mid
 
     def get_version(self, actor: Actor, membership_id: int) -> VersionView:
         def fn(repo: Repo) -> VersionView:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -170,10 +170,17 @@ class Page:
     next_cursor: str | None
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def to_jsonable(obj: Any) -> Any:
-    """Views as JSON-ready dicts (datetimes as ISO-8601)."""
+    """Views as JSON-ready dicts (datetimes as ISO-8601). One walk, no copies
+    of the leaves (``dataclasses.asdict`` would deep-copy every value first)."""
     if hasattr(obj, "__dataclass_fields__"):
-        return to_jsonable(asdict(obj))
+        names = _FIELD_NAMES.get(type(obj))
+        if names is None:
+            names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+        return {name: to_jsonable(getattr(obj, name)) for name in names}
     if isinstance(obj, dict):
         return {k: to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,7 +51,9 @@ def make_engine(url: str) -> Engine:
             )
             _configure_sqlite(engine)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            # No pre-ping (a round trip per checkout): a connection the server
+            # dropped fails its unit of work, which is retried (see _is_transient).
+            engine = create_engine(url, pool_size=5, max_overflow=10)
     except (sa_exc.ArgumentError, ImportError) as exc:
         raise StorageUnavailable(f"cannot use database URL {url!r}: {exc}") from None
     return engine
@@ -71,13 +74,19 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get("regalia_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if write else "BEGIN"
+        try:  # straight to the driver: this runs for every transaction
+            conn.connection.dbapi_connection.execute(statement)
+        except sqlite3.Error as exc:  # wrapped so that it is retried or translated
+            raise sa_exc.OperationalError(statement, None, exc) from None
 
 
 def _is_transient(exc: BaseException) -> bool:
     text = str(getattr(exc, "orig", exc)).lower()
     if isinstance(exc, sa_exc.IntegrityError):
         return True  # a lost race on a unique key: the retry sees the winner's row
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True  # the database server dropped the connection (no pre-ping)
     return isinstance(exc, sa_exc.OperationalError | sa_exc.DBAPIError) and any(
         s in text
         for s in (

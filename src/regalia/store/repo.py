@@ -29,7 +29,6 @@ from regalia.store.models import (
     Collection,
     CollectionTag,
     HistoryEvent,
-    IdempotencyKey,
     Membership,
     Organization,
     Project,
@@ -68,6 +67,11 @@ class Repo:
 
     def version_rows(self, membership_ids: Sequence[int]) -> dict[int, Row[Any]]:
         return views.version_rows(self.conn, membership_ids)
+
+    def version_extras(
+        self, mids: Iterable[int], vids: Iterable[int], cids: Iterable[int], rids: Iterable[int]
+    ) -> views.VersionExtras:
+        return views.VersionExtras(self.conn, mids, vids, cids, rids)
 
     def collection_rows(self, collection_ids: Sequence[int]) -> dict[int, Row[Any]]:
         return views.collection_rows(self.conn, collection_ids)
@@ -153,24 +157,21 @@ class Repo:
     # -- idempotency ------------------------------------------------------------
     def idempotent_result(self, user_id: int, key: str) -> tuple[str, int | None] | None:
         """``(operation, membership_id)`` recorded for a request key, if any."""
-        row = self.s.execute(
-            select(IdempotencyKey.operation, IdempotencyKey.membership_id).where(
-                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
-            )
-        ).first()
+        row = self.conn.execute(st.IDEMPOTENT_RESULT, {"uid": user_id, "key": key}).first()
         return None if row is None else (row[0], row[1])
 
     def record_idempotent(
         self, user_id: int, key: str, operation: str, membership_id: int | None, when: datetime
     ) -> None:
-        self.s.execute(
-            insert(IdempotencyKey).values(
-                user_id=user_id,
-                key=key,
-                operation=operation,
-                membership_id=membership_id,
-                created_at=when,
-            )
+        self.conn.execute(
+            st.RECORD_IDEMPOTENT,
+            {
+                "user_id": user_id,
+                "key": key,
+                "operation": operation,
+                "membership_id": membership_id,
+                "created_at": when,
+            },
         )
 
     # -- blob checks --------------------------------------------------------------
@@ -212,6 +213,24 @@ class Repo:
             )
         row = self.conn.execute(st.REGISTRY_BY_NAME, {"org": org_id, "key": name.lower()}).first()
         return None if row is None else st.detached(Registry, row._mapping)
+
+    def registry_path(
+        self, org_id: int, registry: str, collection: str, ref: str | int
+    ) -> tuple[Registry | None, int | None, int | None]:
+        """The registry named ``registry``, the id of its collection ``collection``
+        and of the membership ``ref`` (an alias, or a version index) names there:
+        each None when missing. One query (the resolve hot path)."""
+        stmt = st.REGISTRY_PATH_BY_INDEX if isinstance(ref, int) else st.REGISTRY_PATH_BY_ALIAS
+        params = {
+            "org": org_id,
+            "rkey": registry.lower(),
+            "ckey": collection.lower(),
+            "ref": ref if isinstance(ref, int) else ref.lower(),
+        }
+        row = self.conn.execute(stmt, params).first()
+        if row is None:
+            return None, None, None
+        return st.detached(Registry, row._mapping), row.path_cid, row.path_mid
 
     def registries(self, org_id: int) -> Sequence[Registry]:
         return self.s.scalars(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from regalia.store.models import (
     Alias,
     Collection,
+    IdempotencyKey,
     Membership,
     Project,
     Registry,
@@ -71,6 +72,10 @@ GRANTS = select(RegistryMember.registry_id, RegistryMember.role).where(
     ),
 )
 INSERT_MEMBERSHIP = insert(Membership).returning(Membership.id)
+IDEMPOTENT_RESULT = select(IdempotencyKey.operation, IdempotencyKey.membership_id).where(
+    IdempotencyKey.user_id == bindparam("uid"), IdempotencyKey.key == bindparam("key")
+)
+RECORD_IDEMPOTENT = insert(IdempotencyKey)
 
 
 CONTEXT = (
@@ -98,6 +103,31 @@ MEMBERSHIP_OF_VERSION = select(*columns(Membership)).where(
 )
 MEMBERSHIP_BY_INDEX = select(*columns(Membership)).where(
     Membership.collection_id == bindparam("cid"), Membership.version_index == bindparam("idx")
+)
+# A registry path in one query: the registry (if it exists), whether the collection
+# exists, and the membership the alias or index names (if any).
+_PATH_COLLECTION = aliased(Collection, name="path_coll")
+_PATH_MEMBER = aliased(Membership, name="path_member")
+_PATH_BASE = (
+    select(
+        *columns(Registry), _PATH_COLLECTION.id.label("path_cid"), _PATH_MEMBER.id.label("path_mid")
+    )
+    .select_from(Registry)
+    .outerjoin(
+        _PATH_COLLECTION,
+        (_PATH_COLLECTION.registry_id == Registry.id)
+        & (_PATH_COLLECTION.name_key == bindparam("ckey")),
+    )
+    .where(Registry.org_id == bindparam("org"), Registry.name_key == bindparam("rkey"))
+)
+REGISTRY_PATH_BY_ALIAS = _PATH_BASE.outerjoin(
+    Alias,
+    (Alias.collection_id == _PATH_COLLECTION.id) & (Alias.name_key == bindparam("ref")),
+).outerjoin(_PATH_MEMBER, _PATH_MEMBER.id == Alias.membership_id)
+REGISTRY_PATH_BY_INDEX = _PATH_BASE.outerjoin(
+    _PATH_MEMBER,
+    (_PATH_MEMBER.collection_id == _PATH_COLLECTION.id)
+    & (_PATH_MEMBER.version_index == bindparam("ref")),
 )
 MEMBERSHIP_BY_ALIAS = (
     select(*columns(Membership))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, bindparam, literal, select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -105,6 +105,53 @@ _COLLECTION_TAGS = (
 _PROTECTED = select(ProtectedAliasName.registry_id, ProtectedAliasName.name_key).where(
     ProtectedAliasName.registry_id.in_(bindparam("ids", expanding=True))
 )
+
+
+# The four lists a version view needs besides its row, in one round trip:
+# (kind, owner id, value, order) with kind a(lias)/v(ersion tag)/c(ollection
+# tag)/p(rotected alias key); aliases keep their order of addition.
+_VERSION_EXTRAS = union_all(
+    select(literal("a"), Alias.membership_id, Alias.name, Alias.id).where(
+        Alias.membership_id.in_(bindparam("mids", expanding=True))
+    ),
+    select(literal("v"), VersionTag.version_id, VersionTag.tag, literal(0)).where(
+        VersionTag.version_id.in_(bindparam("vids", expanding=True))
+    ),
+    select(literal("c"), CollectionTag.collection_id, CollectionTag.tag, literal(0)).where(
+        CollectionTag.collection_id.in_(bindparam("cids", expanding=True))
+    ),
+    select(
+        literal("p"), ProtectedAliasName.registry_id, ProtectedAliasName.name_key, literal(0)
+    ).where(ProtectedAliasName.registry_id.in_(bindparam("rids", expanding=True))),
+)
+
+
+class VersionExtras:
+    """Aliases per membership, tags per version and per collection, protected
+    alias keys per registry: every id asked for has an entry."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        mids: Iterable[int],
+        vids: Iterable[int],
+        cids: Iterable[int],
+        rids: Iterable[int],
+    ) -> None:
+        keys = {k: list(dict.fromkeys(ids)) for k, ids in
+                (("a", mids), ("v", vids), ("c", cids), ("p", rids))}  # fmt: skip
+        found: dict[str, dict[int, list[tuple[Any, str]]]] = {
+            k: {i: [] for i in ids} for k, ids in keys.items()
+        }
+        params = {"mids": keys["a"], "vids": keys["v"], "cids": keys["c"], "rids": keys["p"]}
+        for kind, owner, value, order in conn.execute(_VERSION_EXTRAS, params):
+            found[kind][owner].append((order if kind == "a" else value, value))
+        sort = {k: {i: [v for _o, v in sorted(rows)] for i, rows in d.items()}
+                for k, d in found.items()}  # fmt: skip
+        self.aliases = sort["a"]
+        self.version_tags = sort["v"]
+        self.collection_tags = sort["c"]
+        self.protected = {i: set(v) for i, v in sort["p"].items()}
 
 
 def version_rows(conn: Connection, membership_ids: Sequence[int]) -> dict[int, Row[Any]]:
