@@ -11,11 +11,36 @@ wandb.Api().artifact("wandb-registry-model/zoo:staging").download()
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from regalia import errors
 from regalia.errors import RegaliaError
-from regalia.sdk.api import Api, Collection, Registry
-from regalia.sdk.artifact import Artifact
-from regalia.sdk.run import Run, init
+
+if TYPE_CHECKING:
+    from regalia.sdk.api import Api, Collection, Registry
+    from regalia.sdk.artifact import Artifact
+    from regalia.sdk.run import Run, init
+
+# The SDK loads on first use, so that the server and the CLI start without it.
+_SDK = {
+    "Api": "regalia.sdk.api",
+    "Collection": "regalia.sdk.api",
+    "Registry": "regalia.sdk.api",
+    "Artifact": "regalia.sdk.artifact",
+    "Run": "regalia.sdk.run",
+    "init": "regalia.sdk.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _SDK.get(name)
+    if module is None:
+        raise AttributeError(f"module 'regalia' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import uvicorn
@@ -70,7 +71,12 @@ def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _uvicorn(settings: Settings, sock: socket.socket, log_level: str) -> None:
+def _uvicorn(
+    settings: Settings,
+    sock: socket.socket,
+    log_level: str,
+    ready: Callable[[], None] | None = None,
+) -> None:
     from regalia.server.app import create_app
 
     configure_logging(log_level)
@@ -84,6 +90,8 @@ def _uvicorn(settings: Settings, sock: socket.socket, log_level: str) -> None:
         proxy_headers=False,
     )
     sock.listen(2048)
+    if ready is not None:
+        ready()  # the app is built and the socket listens: requests wait for the loop
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -107,8 +115,11 @@ def serve(
     if workers <= 1:
         sock = bind(host, port, reuse_port=False)
         sock.listen(2048)
-        print(_banner(sock, workers, started), file=out, flush=True)
-        _uvicorn(settings, sock, log_level)
+
+        def ready() -> None:
+            print(_banner(sock, workers, started), file=out, flush=True)
+
+        _uvicorn(settings, sock, log_level, ready)
         return
     # Reserve the port (resolving port 0) without listening: only the workers'
     # listening sockets receive connections.
