@@ -26,6 +26,12 @@ class Settings:
     * ``REGALIA_SILENT=1``: no progress bars.
     * ``REGALIA_UPLOAD_PART_BYTES``: the part size of resumable uploads a server
       asks for (default 64 MiB).
+    * ``REGALIA_AUTOMATION_ALLOW_PRIVATE=1``: automations may call loopback and
+      private addresses (refused by default).
+    * ``REGALIA_AUTOMATION_WORKER=0``: ``regalia server`` sends no automation
+      deliveries itself (run ``regalia worker`` processes instead).
+    * ``REGALIA_PUBLIC_URL``: the server's address as users reach it (links in
+      Slack messages).
     """
 
     home: Path
@@ -35,6 +41,9 @@ class Settings:
     org_name: str = DEFAULT_ORG
     silent: bool = False
     upload_part_bytes: int = DEFAULT_UPLOAD_PART_BYTES
+    automation_allow_private: bool = False
+    public_url: str | None = None
+    automation_worker: bool = True
 
     @classmethod
     def from_env(cls, home: Path | str | None = None) -> Settings:
@@ -53,4 +62,7 @@ class Settings:
             upload_part_bytes=int(
                 os.environ.get("REGALIA_UPLOAD_PART_BYTES") or DEFAULT_UPLOAD_PART_BYTES
             ),
+            automation_allow_private=_truthy(os.environ.get("REGALIA_AUTOMATION_ALLOW_PRIVATE")),
+            public_url=os.environ.get("REGALIA_PUBLIC_URL") or None,
+            automation_worker=os.environ.get("REGALIA_AUTOMATION_WORKER", "1") != "0",
         )

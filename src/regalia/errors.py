@@ -15,6 +15,7 @@ class from it, never from the message) and the ``http_status`` a server uses::
     │   ├── OrganizationNotFound, UserNotFound, TeamNotFound
     │   ├── RegistryNotFound, CollectionNotFound
     │   ├── ArtifactNotFound, VersionNotFound, AliasNotFound
+    │   └── AutomationNotFound
     ├── Conflict                          409
     │   ├── AlreadyExists
     │   ├── TypeMismatch
@@ -117,6 +118,10 @@ class VersionNotFound(NotFound):
 
 class AliasNotFound(NotFound):
     code = "alias_not_found"
+
+
+class AutomationNotFound(NotFound):
+    code = "automation_not_found"
 
 
 class Conflict(RegaliaError):

@@ -573,11 +573,14 @@ class StreamHasher:
     so the two overlap.
 
     Use as a context manager (which ends the helper thread); :meth:`digests`
-    returns ``(sha256 hex, check or None)``.
+    returns ``(sha256 hex, check or None)``. With ``sha256=False`` only the check
+    is computed (:meth:`check_digest`).
     """
 
-    def __init__(self, *, check: bool = True) -> None:
-        self._sha = hashlib.sha256()
+    def __init__(self, *, check: bool = True, sha256: bool = True) -> None:
+        if not (check or sha256):
+            raise ValueError("a StreamHasher computes at least one digest")
+        self._sha = hashlib.sha256() if sha256 else None
         self._relay = _HashRelay(new_check_hasher(), STREAM_RELAY_DEPTH) if check else None
         self.size = 0
 
@@ -596,17 +599,26 @@ class StreamHasher:
             if not isinstance(chunk, bytes):  # a reused buffer would change under the helper
                 chunk = bytes(chunk)
             self._relay.feed(chunk)
-        self._sha.update(chunk)
+        if self._sha is not None:
+            self._sha.update(chunk)
         self.size += len(chunk)
 
     def digests(self) -> tuple[str, str | None]:
         """``(sha256 hex, "blake3:<hex>" or None)`` of everything fed."""
+        if self._sha is None:
+            raise ValueError("this StreamHasher computes the check only: use check_digest()")
         if self._relay is None:
             return self._sha.hexdigest(), None
+        return self._sha.hexdigest(), self.check_digest()
+
+    def check_digest(self) -> str:
+        """``"blake3:<hex>"`` of everything fed."""
+        if self._relay is None:
+            raise ValueError("this StreamHasher computes no check")
         self._relay.finish()
         if self._relay.error is not None:
             raise self._relay.error
-        return self._sha.hexdigest(), CHECK_PREFIX + self._relay.hasher.hexdigest()
+        return CHECK_PREFIX + self._relay.hasher.hexdigest()
 
 
 def _pread_upto(fd: int, size: int) -> bytes:

@@ -1,4 +1,4 @@
-"""``regalia server``, ``regalia login`` and ``regalia logout``."""
+"""``regalia server``, ``regalia worker``, ``regalia login`` and ``regalia logout``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,42 @@ def server(state: State, host: str, port: int, workers: int, log_level: str) -> 
     from regalia.server.runner import serve
 
     serve(state.settings(), host=host, port=port, workers=workers, log_level=log_level)
+
+
+@click.command()
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log level written (JSON lines on stderr).",
+)
+@pass_state
+def worker(state: State, log_level: str) -> None:
+    """Send automation deliveries (Slack, webhooks) from the store's outbox until
+    stopped (SIGTERM or Ctrl-C). Any number may run beside the servers: they
+    share the work through leases."""
+    import asyncio
+    import signal
+
+    from regalia.server.observe import configure_logging
+    from regalia.service import Service
+    from regalia.worker import DeliveryWorker
+
+    configure_logging(log_level)
+    svc = Service(state.settings())
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await DeliveryWorker(svc).run(stop)
+
+    try:
+        asyncio.run(run())
+    finally:
+        svc.close()
 
 
 @click.command()
@@ -74,4 +110,4 @@ def logout(state: State) -> None:
         click.echo("Not logged in.")
 
 
-COMMANDS = [server, login, logout]
+COMMANDS = [server, worker, login, logout]

@@ -142,11 +142,11 @@ class ArtifactCache:
     ) -> Path:
         """Cache the content of ``stream`` (e.g. a download) after verifying it.
 
-        The SHA-256 is always verified: it is the entry's identity, whatever
-        version later uses it. When ``check`` is given it is verified too, in
-        a helper thread over the same chunks (a download is bound by the
-        network, not by hashing), so that the version's manifest and the
-        entry agree and later uses verified by ``check`` succeed.
+        With ``check`` (the BLAKE3 digest the server took of the same bytes
+        when they were uploaded, from the version's manifest), the content is
+        verified against it alone, in a helper thread over the chunks: the
+        manifest binds the check to ``digest``, and BLAKE3 costs a fraction of
+        SHA-256. Without one, the SHA-256 is verified.
 
         Raises:
             IntegrityError: the content is not ``size`` bytes hashing to ``digest``
@@ -160,21 +160,25 @@ class ArtifactCache:
         tmp_fd: int | None
         tmp_fd, tmp = create_temp(self._tmp)
         try:
-            with StreamHasher(check=check is not None) as hasher:
+            with StreamHasher(check=check is not None, sha256=check is None) as hasher:
                 while chunk := stream.read(STREAM_CHUNK):
                     hasher.update(chunk)
                     write_all(tmp_fd, chunk)
                     if progress is not None:
                         progress.advance(len(chunk))
-                actual, actual_check = hasher.digests()
-            _verify(digest, actual, size, hasher.size, what="downloaded content")
-            if check is not None and actual_check != check:
-                raise IntegrityError(
-                    f"downloaded content of {digest} has the check {actual_check}; "
-                    f"the version's manifest says {check}",
-                    expected=check,
-                    actual=actual_check,
-                )
+                if check is None:
+                    actual, _ = hasher.digests()
+                    _verify(digest, actual, size, hasher.size, what="downloaded content")
+                else:
+                    actual_check = hasher.check_digest()
+                    if actual_check != check or hasher.size != size:
+                        raise IntegrityError(
+                            f"downloaded content of {digest} is {hasher.size} bytes with the "
+                            f"check {actual_check}; the version's manifest says {size} bytes "
+                            f"with the check {check}",
+                            expected=check,
+                            actual=actual_check,
+                        )
             # No fsync: a cache entry is re-verified on every use, so a torn
             # write after a crash is caught and dropped, never delivered.
             os.close(tmp_fd)

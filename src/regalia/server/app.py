@@ -9,6 +9,7 @@ per-request overhead it adds over bare Starlette.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,14 +52,31 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     )
 
 
-def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
-    """The Regalia server for ``settings`` (or around an existing ``service``)."""
+def create_app(
+    settings: Settings, *, service: Service | None = None, worker: bool | None = None
+) -> FastAPI:
+    """The Regalia server for ``settings`` (or around an existing ``service``).
+    It runs a delivery worker for the automations when ``worker`` says so
+    (default: with its own service, unless ``REGALIA_AUTOMATION_WORKER=0``)."""
     own_service = service is None
     svc = service or Service(settings)
+    run_worker = (own_service and settings.automation_worker) if worker is None else worker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = None
+        if run_worker:
+            from regalia.worker import DeliveryWorker
+
+            task = asyncio.create_task(DeliveryWorker(svc).run(stop))
         yield
+        if task is not None:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, timeout=15)
+            except TimeoutError:
+                LOG.warning("the delivery worker did not stop in 15 s")
         if own_service:
             svc.close()
 

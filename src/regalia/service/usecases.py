@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from regalia.service.admin import AdminMixin
+from regalia.service.delivery import DeliveryMixin
 from regalia.service.history import HistoryMixin
 from regalia.service.search import SearchMixin
 from regalia.service.transfer import TransferMixin
 
 
-class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin):
+class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin, DeliveryMixin):
     """Every use case of Regalia; each method takes the acting :class:`Actor` first."""

@@ -163,6 +163,49 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class AutomationView:
+    """An automation as its users see it: secrets are never shown again, only
+    which ones are set; the target shows its scheme and host only."""
+
+    id: int
+    name: str
+    description: str
+    registry: str
+    collection: str | None  # None: every collection of the registry, later ones too
+    event: str
+    filter_kind: str | None
+    filter_value: str | None
+    action: str  # slack | webhook
+    target: str  # e.g. "https://hooks.slack.com/…"
+    has_access_token: bool
+    has_signing_secret: bool
+    secret_names: list[str]
+    payload_template: str | None
+    enabled: bool
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """One delivery of an automation and where it stands."""
+
+    id: str  # the id sent with it (X-Regalia-Delivery): receivers deduplicate on it
+    automation_id: int
+    event: str
+    status: str  # pending | succeeded | failed
+    attempts: int
+    payload: str  # as sent, secrets masked ("" until the first try)
+    response_code: int | None
+    error: str | None
+    is_test: bool
+    created_at: datetime
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing, with the cursor of the next page (None at the end)."""
 

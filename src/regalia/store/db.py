@@ -38,8 +38,10 @@ def sqlite_url(home: Path) -> str:
     return f"sqlite:///{home / 'regalia.db'}"
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for ``url`` with Regalia's connection settings."""
+def make_engine(url: str, *, snapshot_reads: bool = False) -> Engine:
+    """Create an engine for ``url`` with Regalia's connection settings. On
+    PostgreSQL, ``snapshot_reads`` makes a pool of read-only REPEATABLE READ
+    connections (set once per connection, not on every checkout)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
@@ -53,7 +55,15 @@ def make_engine(url: str) -> Engine:
         else:
             # No pre-ping (a round trip per checkout): a connection the server
             # dropped fails its unit of work, which is retried (see _is_transient).
-            engine = create_engine(url, pool_size=5, max_overflow=10)
+            options: dict[str, Any] = (
+                {
+                    "isolation_level": "REPEATABLE READ",
+                    "execution_options": {"postgresql_readonly": True},
+                }
+                if snapshot_reads
+                else {}
+            )
+            engine = create_engine(url, pool_size=5, max_overflow=10, **options)
     except (sa_exc.ArgumentError, ImportError) as exc:
         raise StorageUnavailable(f"cannot use database URL {url!r}: {exc}") from None
     return engine
@@ -109,16 +119,18 @@ class Database:
         # Reads see one snapshot (an alias and its version's alias list agree);
         # writes stay READ COMMITTED and serialize on row locks.
         self._read_engine = (
-            self.engine.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
+            make_engine(url, snapshot_reads=True)
             if self.engine.dialect.name == "postgresql"
             else self.engine
         )
         self.dialect = self.engine.dialect.name
+        # Called after a commit that queued automation deliveries (a worker's wake-up).
+        self.on_deliveries: list[Callable[[], None]] = []
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not self.engine:
+            self._read_engine.dispose()
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:
@@ -158,13 +170,20 @@ class Database:
     def write(self, fn: Callable[[Repo], T]) -> T:
         """Run ``fn`` with a repository in a write transaction (retried if transient)."""
 
+        queued = 0
+
         def unit(session: Session) -> T:
+            nonlocal queued
             repo = Repo(session)
             result = fn(repo)
-            repo.finish()
+            queued = repo.finish()
             return result
 
-        return self.run(unit, write=True)
+        result = self.run(unit, write=True)
+        if queued:
+            for wake in self.on_deliveries:
+                wake()
+        return result
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""

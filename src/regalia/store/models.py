@@ -343,3 +343,92 @@ class HistoryEvent(Base):
     alias_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = _ts()
+
+
+class Automation(Base):
+    """SPEC §5: on an event in a registry (``collection_id`` None: every collection,
+    later ones included) or in one collection, when the filter matches, act.
+    Target URL, access token and secrets are stored encrypted (``*_enc``)."""
+
+    __tablename__ = "automations"
+    __table_args__ = (
+        UniqueConstraint("registry_id", "name_key", name="uq_automation_name"),
+        Index("ix_automation_scope", "registry_id", "event", "enabled"),
+    )
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    event: Mapped[str] = mapped_column(String(32))
+    filter_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    filter_value: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    action: Mapped[str] = mapped_column(String(16))  # slack | webhook
+    target_enc: Mapped[str] = mapped_column(Text)
+    target_hint: Mapped[str] = mapped_column(String(256))  # scheme://host/… for display
+    token_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    signing_secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    secrets_enc: Mapped[str | None] = mapped_column(Text, nullable=True)  # {NAME: value}
+    secret_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    payload_template: Mapped[str | None] = mapped_column(Text, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class Delivery(Base):
+    """One event to send for one automation (the outbox row), written in the same
+    transaction as the change. ``public_id`` is sent with every try: receivers
+    deduplicate on it. A worker holds it while ``lease_until`` is ahead."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+        Index("ix_delivery_automation", "automation_id", "id"),
+    )
+    id: Mapped[int] = _id()
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    automation_id: Mapped[int] = mapped_column(ForeignKey("automations.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON)  # the event, for the payload
+    payload: Mapped[str] = mapped_column(Text)  # as rendered, secrets masked
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = _ts()
+    lease_owner: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    response_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = _ts()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DeliveryAttempt(Base):
+    """One try of a delivery: when, how long, the response code and an excerpt
+    of the response or the error."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_attempt_delivery", "delivery_id", "attempt"),)
+    id: Mapped[int] = _id()
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = _ts()
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    response_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    excerpt: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String(40))
+
+
+class AutomationTarget(Base):
+    """Per-target pacing shared by every worker: the next time a message may go to
+    this URL (Slack allows about one message per second per channel)."""
+
+    __tablename__ = "automation_targets"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the URL
+    next_send_at: Mapped[datetime] = _ts()

@@ -19,8 +19,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from regalia.store import outbox, views
 from regalia.store import statements as st
-from regalia.store import views
 from regalia.store.models import (
     Alias,
     ApiKey,
@@ -54,6 +54,8 @@ class Repo:
         self.dialect = session.get_bind().dialect.name
         self._conn: Connection | None = None
         self._history: list[dict[str, Any]] = []
+        # Automation deliveries queued in this unit of work (the worker is woken after commit).
+        self.queued_deliveries = 0
 
     @property
     def conn(self) -> Connection:
@@ -728,11 +730,14 @@ class Repo:
             values.setdefault(key, None)
         self._history.append(values)
 
-    def finish(self) -> None:
-        """Write what is buffered (history events) before the transaction commits."""
+    def finish(self) -> int:
+        """Write what is buffered (history events, and the automation deliveries
+        they call for) before the transaction commits; return how many deliveries."""
         if self._history:
             self.conn.execute(insert(HistoryEvent), self._history)
+            self.queued_deliveries += outbox.enqueue(self.conn, self._history)
             self._history = []
+        return self.queued_deliveries
 
     def history(
         self,

@@ -1,0 +1,271 @@
+"""The worker's side of the outbox: claim due deliveries under a lease, and
+record how each try went (SPEC §5).
+
+A worker takes deliveries whose time has come and that nobody holds, sets
+``lease_owner``/``lease_until`` on them in one transaction (PostgreSQL skips
+rows another worker is claiming: ``FOR UPDATE SKIP LOCKED``; SQLite writers are
+serialized anyway), sends them, and records the result only if it still holds
+the lease. A worker that dies leaves its leases to expire: the deliveries go
+again (at least once; receivers deduplicate on the delivery id).
+
+Targets are paced across workers: a target (one URL) gets at most one message
+per ``1 / rate`` seconds (``automation_targets.next_send_at``), Slack's limit
+being about one per second per channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from regalia.core.automations import (
+    MASK,
+    EventType,
+    body_bytes,
+    parse_template,
+    render,
+    retry_delay,
+)
+from regalia.service.automations import ACCESS_TOKEN, AutomationsMixin
+from regalia.service.base import as_utc
+from regalia.store.models import (
+    Automation,
+    AutomationTarget,
+    Delivery,
+    DeliveryAttempt,
+)
+from regalia.store.repo import Repo
+
+EXCERPT = 500  # characters of a response or error kept per try
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How hard a worker tries: ``max_attempts`` tries in all, waits from
+    ``retry_base_s`` doubling to ``retry_cap_s`` (with jitter), ``timeout_s`` per
+    request, a lease of ``lease_s``, and per-target rates (messages per second)."""
+
+    max_attempts: int = 8
+    retry_base_s: float = 2.0
+    retry_cap_s: float = 600.0
+    timeout_s: float = 10.0
+    lease_s: float = 60.0
+    slack_rate: float = 1.0
+    webhook_rate: float = 20.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed delivery with what it takes to send it (secrets in the clear:
+    keep it in memory only)."""
+
+    delivery_id: int
+    public_id: str
+    event: str
+    attempt: int  # this try's number, from 1
+    action: str
+    target: str
+    body: bytes
+    masked_payload: str
+    access_token: str | None = None
+    signing_secret: str | None = None
+    is_test: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one try went."""
+
+    ok: bool
+    response_code: int | None
+    excerpt: str
+    duration_ms: int
+    retry_after_s: float | None = None
+    permanent: bool = False  # a refusal that retrying will not change (e.g. 404)
+
+
+def target_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+class DeliveryMixin(AutomationsMixin):
+    def claim_deliveries(
+        self, worker: str, policy: DeliveryPolicy, *, limit: int = 20
+    ) -> list[Job]:
+        """Lease up to ``limit`` due deliveries for ``worker`` (one per target,
+        each target at its pace) and return them ready to send."""
+        box = self.secret_box
+
+        def fn(repo: Repo) -> list[Job]:
+            now = self.now()
+            due = (
+                select(Delivery, Automation)
+                .join(Automation, Automation.id == Delivery.automation_id)
+                .where(
+                    Delivery.status == "pending",
+                    Delivery.next_attempt_at <= now,
+                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                )
+                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .limit(limit * 5)
+            )
+            if repo.dialect == "postgresql":
+                due = due.with_for_update(of=Delivery, skip_locked=True)
+            jobs: list[Job] = []
+            taken: set[str] = set()
+            for d, a in repo.s.execute(due).all():
+                if len(jobs) >= limit:
+                    break
+                target = box.open(a.target_enc)
+                key = target_key(target)
+                if key in taken or not self._pace(repo, key, a.action, policy, now):
+                    continue
+                taken.add(key)
+                d.lease_owner = worker
+                d.lease_until = now + timedelta(seconds=policy.lease_s)
+                jobs.append(self._job(d, a, target))
+            return jobs
+
+        return self.db.write(fn)
+
+    def _pace(
+        self, repo: Repo, key: str, action: str, policy: DeliveryPolicy, now: datetime
+    ) -> bool:
+        """Take the target's next sending slot if it has come."""
+        rate = policy.slack_rate if action == "slack" else policy.webhook_rate
+        gap = timedelta(seconds=1.0 / rate) if rate > 0 else timedelta(0)
+        row = repo.s.get(AutomationTarget, key)
+        if row is None:
+            repo.add(AutomationTarget(key=key, next_send_at=now + gap))
+            return True
+        if as_utc(row.next_send_at) > now:
+            return False
+        row.next_send_at = now + gap
+        return True
+
+    def _job(self, d: Delivery, a: Automation, target: str) -> Job:
+        box = self.secret_box
+        token = box.open(a.token_enc) if a.token_enc else None
+        signing = box.open(a.signing_secret_enc) if a.signing_secret_enc else None
+        named: dict[str, str] = json.loads(box.open(a.secrets_enc)) if a.secrets_enc else {}
+        if token:
+            named[ACCESS_TOKEN] = token
+        variables = dict(d.variables)
+        if a.action == "slack":
+            payload: Any = {"text": self.slack_text(variables, test=bool(d.is_test))}
+            masked = payload
+        else:
+            template = a.payload_template
+            doc = parse_template(template, set(named)) if template else None
+            if doc is None:
+                payload = masked = {k: v for k, v in variables.items()}
+            else:
+                payload = render(doc, variables | named)
+                masked = render(doc, variables | dict.fromkeys(named, MASK))
+        return Job(
+            delivery_id=d.id,
+            public_id=d.public_id,
+            event=d.event,
+            attempt=d.attempts + 1,
+            action=a.action,
+            target=target,
+            body=body_bytes(payload),
+            masked_payload=body_bytes(masked).decode(),
+            access_token=token,
+            signing_secret=signing,
+            is_test=bool(d.is_test),
+        )
+
+    def slack_text(self, v: dict[str, Any], *, test: bool = False) -> str:
+        """A readable Slack message: who did what to which version, linked to it."""
+        path = v.get("artifact_version_string") or ""
+        base = (self.settings.public_url or "").rstrip("/")
+        registry, collection = v.get("registry_name"), v.get("artifact_collection_name")
+        version = v.get("artifact_version") or ""
+        link = f"{base}/registries/{registry}/{collection}/{version}" if base else ""
+        name = f"<{link}|{path}>" if link else f"`{path}`"
+        who = f"*{v.get('event_author')}*"
+        what = {
+            EventType.LINK_ARTIFACT.value: f"linked {name}",
+            EventType.ADD_ARTIFACT_ALIAS.value: f"added the alias `{v.get('alias')}` to {name}",
+            EventType.REMOVE_ARTIFACT_ALIAS.value: f"removed the alias `{v.get('alias')}` "
+            f"from {name}",
+            EventType.UNLINK_ARTIFACT.value: f"unlinked {name}",
+            EventType.ADD_ARTIFACT_TAG.value: f"tagged {name} with `{v.get('tag')}`",
+        }.get(v.get("event_type") or "", f"changed {name}")
+        return ("[test] " if test else "") + f"{who} {what}"
+
+    def finish_delivery(
+        self, worker: str, job: Job, outcome: Outcome, policy: DeliveryPolicy
+    ) -> str | None:
+        """Record a try (if ``worker`` still holds the lease); return the
+        delivery's status, or None when the lease was lost."""
+
+        def fn(repo: Repo) -> str | None:
+            now = self.now()
+            d = repo.s.get(Delivery, job.delivery_id, with_for_update=True)
+            if d is None or d.lease_owner != worker or d.status != "pending":
+                return None
+            repo.add(
+                DeliveryAttempt(
+                    delivery_id=d.id,
+                    attempt=job.attempt,
+                    started_at=now - timedelta(milliseconds=outcome.duration_ms),
+                    duration_ms=outcome.duration_ms,
+                    response_code=outcome.response_code,
+                    excerpt=outcome.excerpt[:EXCERPT],
+                    worker=worker,
+                )
+            )
+            d.attempts = job.attempt
+            d.payload = job.masked_payload
+            d.response_code = outcome.response_code
+            d.error = None if outcome.ok else outcome.excerpt[:EXCERPT]
+            d.lease_owner = None
+            d.lease_until = None
+            if outcome.ok:
+                d.status, d.finished_at = "succeeded", now
+            elif outcome.permanent or job.attempt >= policy.max_attempts:
+                d.status, d.finished_at = "failed", now
+            else:
+                wait = retry_delay(
+                    job.attempt,
+                    base_s=policy.retry_base_s,
+                    cap_s=policy.retry_cap_s,
+                    retry_after_s=outcome.retry_after_s,
+                )
+                d.next_attempt_at = now + timedelta(seconds=wait)
+            return d.status
+
+        return self.db.write(fn)
+
+    def pending_deliveries(self) -> int:
+        """How many deliveries wait (for the worker's idle decisions and tests)."""
+        from sqlalchemy import func
+
+        return int(
+            self.db.read(
+                lambda repo: repo.s.scalar(
+                    select(func.count()).select_from(Delivery).where(Delivery.status == "pending")
+                )
+            )
+            or 0
+        )
+
+    def release_leases(self, worker: str) -> None:
+        """Give back what ``worker`` holds (on a clean stop)."""
+
+        def fn(repo: Repo) -> None:
+            repo.s.execute(
+                update(Delivery)
+                .where(Delivery.lease_owner == worker, Delivery.status == "pending")
+                .values(lease_owner=None, lease_until=None)
+            )
+
+        self.db.write(fn)

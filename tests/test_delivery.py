@@ -1,0 +1,212 @@
+"""SPEC §5 deliveries, sent by the worker to real HTTP receivers on 127.0.0.1:
+retries with backoff, Retry-After, the final failed state, signatures,
+access tokens and payload templates, Slack messages."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from regalia.core.automations import verify_signature
+from regalia.service import Service
+from regalia.service.delivery import DeliveryPolicy
+from regalia.worker import DeliveryWorker
+
+FAST = DeliveryPolicy(max_attempts=4, retry_base_s=0.05, retry_cap_s=0.2, timeout_s=2,
+                      lease_s=10, slack_rate=100, webhook_rate=100)  # fmt: skip
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records requests and answers from a script
+    (a list of (status, headers) used in turn; the last one repeats)."""
+
+    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
+        self.script = script
+        self.requests: list[tuple[float, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((time.monotonic(), dict(self.headers), body))
+                status, headers = outer.script[min(len(outer.requests), len(outer.script)) - 1]
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def live(settings) -> Iterator[Service]:
+    """A service on the real clock (retries wait real time), loopback allowed."""
+    svc = Service(dataclasses.replace(settings, automation_allow_private=True))
+    yield svc
+    svc.close()
+
+
+def drain(svc: Service, done: Callable[[], bool], timeout: float = 20) -> None:
+    """Run a worker until ``done()`` or ``timeout`` seconds."""
+    worker = DeliveryWorker(svc, FAST)
+
+    async def go() -> None:
+        async with httpx.AsyncClient(timeout=FAST.timeout_s) as client:
+            deadline = time.monotonic() + timeout
+            while not done():
+                assert time.monotonic() < deadline, "deliveries did not settle in time"
+                if await worker.run_once(client) == 0:
+                    await asyncio.sleep(0.02)
+
+    asyncio.run(go())
+
+
+def setup(svc: Service, make_version, **automation) -> tuple[int, int]:
+    owner = svc.ensure_org()
+    if "filter_kind" not in automation:  # not the `latest` the link moves
+        automation |= {"filter_kind": "alias_regex", "filter_value": "^(production|staging)$"}
+    auto = svc.create_automation(owner, registry="model", name="hook",
+                                 event="ADD_ARTIFACT_ALIAS", **automation)  # fmt: skip
+    v = make_version.__class__(svc, make_version.root)(owner, metadata={"epochs": 3})
+    link = svc.link(owner, v.membership_id, "wandb-registry-model/zoo")
+    return auto.id, link.membership_id
+
+
+def only(svc: Service, automation_id: int):
+    owner = svc.ensure_org()
+    return [d for d in svc.deliveries(owner, automation_id) if not d.is_test]
+
+
+def test_a_receiver_failing_three_times_gets_one_success_after_four_tries(live, make_version):
+    with Receiver([(500, {}), (502, {}), (503, {}), (200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url,
+                          filter_kind="alias_regex", filter_value="^prod")  # fmt: skip
+        live.add_aliases(live.ensure_org(), mid, ["production"])
+        drain(live, lambda: only(live, auto)[0].status != "pending")
+    [d] = only(live, auto)
+    assert (d.status, d.attempts, d.response_code, d.error) == ("succeeded", 4, 200, None)
+    assert len(rx.requests) == 4
+    ids = {h["X-Regalia-Delivery"] for _t, h, _b in rx.requests}
+    assert ids == {d.id}  # every try carries the same id: the receiver deduplicates on it
+
+
+def test_a_receiver_down_for_the_whole_budget_ends_failed_with_the_error(live, make_version):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    auto, mid = setup(live, make_version, action="webhook", target=f"http://127.0.0.1:{port}/x")
+    live.add_aliases(live.ensure_org(), mid, ["staging"])
+    drain(live, lambda: only(live, auto)[0].status != "pending")
+    [d] = only(live, auto)
+    assert (d.status, d.attempts, d.response_code) == ("failed", FAST.max_attempts, None)
+    assert "ConnectError" in (d.error or "")
+
+
+def test_a_client_error_is_final_and_shows_the_answer(live, make_version):
+    with Receiver([(404, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url)
+        live.add_aliases(live.ensure_org(), mid, ["staging"])
+        drain(live, lambda: only(live, auto)[0].status != "pending")
+    [d] = only(live, auto)
+    assert (d.status, d.attempts, d.response_code) == ("failed", 1, 404)
+    assert d.error == "HTTP 404: ok"
+
+
+def test_429_with_retry_after_is_obeyed(live, make_version):
+    with Receiver([(429, {"Retry-After": "1"}), (200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url)
+        live.add_aliases(live.ensure_org(), mid, ["staging"])
+        drain(live, lambda: only(live, auto)[0].status != "pending")
+    [d] = only(live, auto)
+    assert (d.status, d.attempts) == ("succeeded", 2)
+    waited = rx.requests[1][0] - rx.requests[0][0]
+    assert 1.0 <= waited < 5, waited  # not the 0.05 s backoff: what the receiver asked for
+
+
+def test_signature_token_and_template_as_the_receiver_sees_them(live, make_version):
+    template = json.dumps(
+        {
+            "text": "${event_author} moved ${alias} to ${artifact_version_string}",
+            "epochs": "${artifact_metadata.epochs}",
+            "key": "${DEPLOY_KEY}",
+        }
+    )
+    with Receiver([(200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url,
+                          access_token="tok-1", signing_secret="sign-2",
+                          secrets={"DEPLOY_KEY": "dk-3"}, payload_template=template)  # fmt: skip
+        live.add_aliases(live.ensure_org(), mid, ["staging"])
+        drain(live, lambda: only(live, auto)[0].status != "pending")
+    [(_t, headers, body)] = rx.requests
+    assert verify_signature("sign-2", headers, body)  # the documented recipe
+    assert headers["Authorization"] == "Bearer tok-1"
+    assert headers["X-Regalia-Event"] == "ADD_ARTIFACT_ALIAS"
+    owner = live.ensure_org().name
+    assert json.loads(body) == {"text": f"{owner} moved staging to wandb-registry-model/zoo:v0",
+                                "epochs": 3, "key": "dk-3"}  # fmt: skip
+    [d] = only(live, auto)
+    assert "dk-3" not in d.payload and "********" in d.payload  # history masks secrets
+
+
+def test_slack_gets_a_readable_message_and_test_sends_a_sample(live, make_version):
+    live.settings = dataclasses.replace(live.settings, public_url="http://regalia.example")
+    with Receiver([(200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="slack", target=rx.url)
+        owner = live.ensure_org()
+        live.add_aliases(owner, mid, ["production"])
+        live.test_automation(owner, auto)
+        drain(live, lambda: all(d.status != "pending" for d in live.deliveries(owner, auto)))
+    texts = sorted(json.loads(b)["text"] for _t, _h, b in rx.requests)
+    assert texts[0] == (f"*{owner.name}* added the alias `production` to "
+                        "<http://regalia.example/registries/model/zoo/v0|"
+                        "wandb-registry-model/zoo:v0>")  # fmt: skip
+    assert texts[1].startswith("[test] ")
+
+
+def test_regalia_server_sends_deliveries_itself(settings, tmp_path, make_version):
+    """The worker inside a `regalia server` process picks up what a change queued."""
+    import os
+
+    from servers import ServerProcess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGALIA_")}
+    env |= {"REGALIA_HOME": str(settings.home), "REGALIA_DATABASE_URL": settings.database_url,
+            "REGALIA_ORG": settings.org_name, "REGALIA_AUTOMATION_ALLOW_PRIVATE": "1"}  # fmt: skip
+    with Receiver([(200, {})]) as rx, ServerProcess(env, log=tmp_path / "server.log"):
+        svc = Service(dataclasses.replace(settings, automation_allow_private=True))
+        try:
+            auto, mid = setup(svc, make_version, action="webhook", target=rx.url)
+            svc.add_aliases(svc.ensure_org(), mid, ["production"])
+            deadline = time.monotonic() + 20
+            while only(svc, auto)[0].status == "pending":
+                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-2000:]
+                time.sleep(0.05)
+            [d] = only(svc, auto)
+        finally:
+            svc.close()
+    assert (d.status, d.attempts) == ("succeeded", 1)
+    assert json.loads(rx.requests[0][2])["alias"] == "production"
