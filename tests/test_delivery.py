@@ -19,6 +19,7 @@ import pytest
 from regalia.core.automations import verify_signature
 from regalia.service import Service
 from regalia.service.delivery import DeliveryPolicy
+from regalia.store.models import Delivery
 from regalia.worker import DeliveryWorker
 
 FAST = DeliveryPolicy(max_attempts=4, retry_base_s=0.05, retry_cap_s=0.2, timeout_s=2,
@@ -210,3 +211,26 @@ def test_regalia_server_sends_deliveries_itself(settings, tmp_path, make_version
             svc.close()
     assert (d.status, d.attempts) == ("succeeded", 1)
     assert json.loads(rx.requests[0][2])["alias"] == "production"
+
+
+def test_a_worker_without_the_key_leaves_deliveries_to_one_that_has_it(
+    live, make_version, settings, tmp_path
+):
+    with Receiver([(200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url)
+        live.add_aliases(live.ensure_org(), mid, ["production"])
+        other_home = dataclasses.replace(live.settings, home=tmp_path / "other-home")
+        stranger = Service(other_home)  # same database, a different secret key
+        try:
+            jobs = stranger.claim_deliveries("stranger", FAST)
+        finally:
+            stranger.close()
+        assert jobs == []
+        [d] = only(live, auto)
+        assert (d.status, d.attempts) == ("pending", 0)  # not failed: its key is elsewhere
+        assert rx.requests == []
+        live.db.write(lambda repo: repo.s.execute(  # skip the wait the stranger imposed
+            Delivery.__table__.update().values(next_attempt_at=Delivery.created_at)
+            .where(Delivery.public_id == d.id)))  # fmt: skip
+        drain(live, lambda: only(live, auto)[0].status != "pending")
+    assert only(live, auto)[0].status == "succeeded"

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from regalia.core.automations import (
     render,
     retry_delay,
 )
+from regalia.errors import IntegrityError
 from regalia.service.automations import ACCESS_TOKEN, AutomationsMixin
 from regalia.service.base import as_utc
 from regalia.store.models import (
@@ -42,6 +44,7 @@ from regalia.store.models import (
 from regalia.store.repo import Repo
 
 EXCERPT = 500  # characters of a response or error kept per try
+LOG = logging.getLogger("regalia.worker")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,6 @@ class Job:
     access_token: str | None = None
     signing_secret: str | None = None
     is_test: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,14 +124,23 @@ class DeliveryMixin(AutomationsMixin):
             for d, a in repo.s.execute(due).all():
                 if len(jobs) >= limit:
                     break
-                target = box.open(a.target_enc)
-                key = target_key(target)
-                if key in taken or not self._pace(repo, key, a.action, policy, now):
+                try:
+                    target = box.open(a.target_enc)
+                    key = target_key(target)
+                    if key in taken or not self._pace(repo, key, a.action, policy, now):
+                        continue
+                    job = self._job(d, a, target)
+                except IntegrityError as exc:
+                    # Sealed with another key: this worker is misconfigured (or shares the
+                    # database with another deployment). Leave it to a worker that has the
+                    # key, out of this worker's way for a lease's time.
+                    LOG.error("delivery %s skipped: %s", d.public_id, exc.message)
+                    d.next_attempt_at = now + timedelta(seconds=policy.lease_s)
                     continue
                 taken.add(key)
                 d.lease_owner = worker
                 d.lease_until = now + timedelta(seconds=policy.lease_s)
-                jobs.append(self._job(d, a, target))
+                jobs.append(job)
             return jobs
 
         return self.db.write(fn)
@@ -244,19 +255,6 @@ class DeliveryMixin(AutomationsMixin):
             return d.status
 
         return self.db.write(fn)
-
-    def pending_deliveries(self) -> int:
-        """How many deliveries wait (for the worker's idle decisions and tests)."""
-        from sqlalchemy import func
-
-        return int(
-            self.db.read(
-                lambda repo: repo.s.scalar(
-                    select(func.count()).select_from(Delivery).where(Delivery.status == "pending")
-                )
-            )
-            or 0
-        )
 
     def release_leases(self, worker: str) -> None:
         """Give back what ``worker`` holds (on a clean stop)."""
