@@ -134,7 +134,7 @@ class DeliveryMixin(AutomationsMixin):
                     # Sealed with another key: this worker is misconfigured (or shares the
                     # database with another deployment). Leave it to a worker that has the
                     # key, out of this worker's way for a lease's time.
-                    LOG.error("delivery %s skipped: %s", d.public_id, exc.message)
+                    LOG.warning("delivery %s skipped: %s", d.public_id, exc.message)
                     d.next_attempt_at = now + timedelta(seconds=policy.lease_s)
                     continue
                 taken.add(key)
