@@ -30,6 +30,8 @@ class Settings:
       private addresses (refused by default).
     * ``REGALIA_AUTOMATION_WORKER=0``: ``regalia server`` sends no automation
       deliveries itself (run ``regalia worker`` processes instead).
+    * ``REGALIA_SECRET_KEY``: the Fernet key sealing automation secrets (default:
+      one made once in ``$REGALIA_HOME/secret.key``).
     * ``REGALIA_PUBLIC_URL``: the server's address as users reach it (links in
       Slack messages).
     """
@@ -44,6 +46,7 @@ class Settings:
     automation_allow_private: bool = False
     public_url: str | None = None
     automation_worker: bool = True
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls, home: Path | str | None = None) -> Settings:
@@ -65,4 +68,5 @@ class Settings:
             automation_allow_private=_truthy(os.environ.get("REGALIA_AUTOMATION_ALLOW_PRIVATE")),
             public_url=os.environ.get("REGALIA_PUBLIC_URL") or None,
             automation_worker=os.environ.get("REGALIA_AUTOMATION_WORKER", "1") != "0",
+            secret_key=os.environ.get("REGALIA_SECRET_KEY") or None,
         )

@@ -10,10 +10,10 @@ created (mode 0600) the first time it is needed.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from regalia.config import Settings
 from regalia.errors import IntegrityError, InvalidRequest
 
 KEY_FILE = "secret.key"
@@ -31,10 +31,11 @@ class SecretBox:
             ) from None
 
     @classmethod
-    def for_home(cls, home: Path) -> SecretBox:
-        env = os.environ.get("REGALIA_SECRET_KEY")
-        if env:
-            return cls(env.encode())
+    def for_settings(cls, settings: Settings) -> SecretBox:
+        """The key of ``settings.secret_key``, else of the home's key file (made if missing)."""
+        if settings.secret_key:
+            return cls(settings.secret_key.encode())
+        home = settings.home
         path = home / KEY_FILE
         try:
             return cls(path.read_bytes().strip())

@@ -7,6 +7,14 @@ import click
 from regalia.cli.context import State, pass_state
 from regalia.sdk.backend import login_path, save_login
 
+LOG_LEVEL = click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log level written (JSON lines on stderr).",
+)
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -18,13 +26,7 @@ from regalia.sdk.backend import login_path, save_login
     type=click.IntRange(1, 64),
     help="Server processes sharing the port.",
 )
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    help="Least severe log level written (JSON lines on stderr).",
-)
+@LOG_LEVEL
 @pass_state
 def server(state: State, host: str, port: int, workers: int, log_level: str) -> None:
     """Serve the REST API (and its docs at /docs) on the embedded store, or on
@@ -36,13 +38,7 @@ def server(state: State, host: str, port: int, workers: int, log_level: str) -> 
 
 
 @click.command()
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    help="Least severe log level written (JSON lines on stderr).",
-)
+@LOG_LEVEL
 @pass_state
 def worker(state: State, log_level: str) -> None:
     """Send automation deliveries (Slack, webhooks) from the store's outbox until

@@ -170,15 +170,8 @@ class ArtifactCache:
                     actual, _ = hasher.digests()
                     _verify(digest, actual, size, hasher.size, what="downloaded content")
                 else:
-                    actual_check = hasher.check_digest()
-                    if actual_check != check or hasher.size != size:
-                        raise IntegrityError(
-                            f"downloaded content of {digest} is {hasher.size} bytes with the "
-                            f"check {actual_check}; the version's manifest says {size} bytes "
-                            f"with the check {check}",
-                            expected=check,
-                            actual=actual_check,
-                        )
+                    what = f"downloaded content of {digest} (the manifest's check)"
+                    _verify(check, hasher.check_digest(), size, hasher.size, what=what)
             # No fsync: a cache entry is re-verified on every use, so a torn
             # write after a crash is caught and dropped, never delivered.
             os.close(tmp_fd)

@@ -52,15 +52,13 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     )
 
 
-def create_app(
-    settings: Settings, *, service: Service | None = None, worker: bool | None = None
-) -> FastAPI:
+def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
     """The Regalia server for ``settings`` (or around an existing ``service``).
-    It runs a delivery worker for the automations when ``worker`` says so
-    (default: with its own service, unless ``REGALIA_AUTOMATION_WORKER=0``)."""
+    With its own service it also runs a delivery worker for the automations,
+    unless ``REGALIA_AUTOMATION_WORKER=0``."""
     own_service = service is None
     svc = service or Service(settings)
-    run_worker = (own_service and settings.automation_worker) if worker is None else worker
+    run_worker = own_service and settings.automation_worker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

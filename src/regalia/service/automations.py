@@ -9,7 +9,6 @@ queued by the outbox (``store/outbox.py``) in the transaction of each change.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -38,7 +37,7 @@ from regalia.service.access import check, registry_role, visible_registry
 from regalia.service.base import ServiceBase, as_utc
 from regalia.service.views import Actor, AutomationView, DeliveryView
 from regalia.store.models import Automation, Collection, Delivery, Registry, User
-from regalia.store.outbox import event_variables
+from regalia.store.outbox import delivery_row, event_variables
 from regalia.store.repo import Repo
 
 ACTIONS = ("slack", "webhook")
@@ -48,7 +47,7 @@ ACCESS_TOKEN = "ACCESS_TOKEN"  # the access token, as a payload variable (as in 
 class AutomationsMixin(ServiceBase):
     @cached_property
     def secret_box(self) -> SecretBox:
-        return SecretBox.for_home(self.settings.home)
+        return SecretBox.for_settings(self.settings)
 
     # -- create, list, change ------------------------------------------------------------
     def create_automation(
@@ -253,19 +252,7 @@ class AutomationsMixin(ServiceBase):
         self, repo: Repo, automation_id: int, event: str, variables: dict[str, Any], *,
         is_test: bool,
     ) -> DeliveryView:  # fmt: skip
-        now = self.now()
-        row = Delivery(
-            public_id=uuid.uuid4().hex,
-            automation_id=automation_id,
-            event=event,
-            variables=variables,
-            payload="",
-            is_test=is_test,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        row = Delivery(**delivery_row(automation_id, event, variables, self.now(), is_test=is_test))
         repo.add(row)
         repo.s.flush()
         repo.queued_deliveries += 1

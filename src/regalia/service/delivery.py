@@ -175,7 +175,7 @@ class DeliveryMixin(AutomationsMixin):
             template = a.payload_template
             doc = parse_template(template, set(named)) if template else None
             if doc is None:
-                payload = masked = {k: v for k, v in variables.items()}
+                payload = masked = variables
             else:
                 payload = render(doc, variables | named)
                 masked = render(doc, variables | dict.fromkeys(named, MASK))

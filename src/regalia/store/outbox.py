@@ -5,7 +5,7 @@ that automations listen to are matched against the enabled automations of their
 registry, and one ``deliveries`` row per match is inserted, in the same
 transaction as the change: the change and its deliveries commit together or
 not at all, so a crash loses no event and sends nothing for a change that did
-not happen. Workers send them later (``regalia.automations.worker``).
+not happen. Workers send them later (``regalia.worker``).
 
 A delivery keeps the event's variables (``${...}`` of the payload template),
 not a rendered payload: the worker renders it when it sends, with the
@@ -98,22 +98,35 @@ def enqueue(conn: Connection, events: Sequence[dict[str, Any]]) -> int:
     conn.execute(
         insert(Delivery),
         [
-            {
-                "public_id": uuid.uuid4().hex,
-                "automation_id": r["automation_id"],
-                "event": r["event"].value,
-                "variables": context.variables(r["event"], r["source"]),
-                "payload": "",
-                "is_test": False,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
+            delivery_row(
+                r["automation_id"],
+                r["event"].value,
+                context.variables(r["event"], r["source"]),
+                now,
+            )  # fmt: skip
             for r in rows
         ],
     )
     return len(rows)
+
+
+def delivery_row(
+    automation_id: int, event: str, variables: dict[str, Any], now: datetime, *,
+    is_test: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """A new pending delivery, due now, with a fresh id receivers deduplicate on."""
+    return {
+        "public_id": uuid.uuid4().hex,
+        "automation_id": automation_id,
+        "event": event,
+        "variables": variables,
+        "payload": "",
+        "is_test": is_test,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 class _Context:
