@@ -71,9 +71,11 @@ def live(settings) -> Iterator[Service]:
     svc.close()
 
 
-def drain(svc: Service, done: Callable[[], bool], timeout: float = 20) -> None:
+def drain(
+    svc: Service, done: Callable[[], bool], timeout: float = 20, policy: DeliveryPolicy = FAST
+) -> None:
     """Run a worker until ``done()`` or ``timeout`` seconds."""
-    worker = DeliveryWorker(svc, FAST)
+    worker = DeliveryWorker(svc, policy)
 
     async def go() -> None:
         async with httpx.AsyncClient(timeout=FAST.timeout_s) as client:
@@ -146,6 +148,19 @@ def test_429_with_retry_after_is_obeyed(live, make_version):
     assert (d.status, d.attempts) == ("succeeded", 2)
     waited = rx.requests[1][0] - rx.requests[0][0]
     assert 1.0 <= waited < 5, waited  # not the 0.05 s backoff: what the receiver asked for
+
+
+def test_one_target_gets_messages_no_faster_than_its_rate(live, make_version):
+    paced = dataclasses.replace(FAST, webhook_rate=10)  # one message per 0.1 s
+    with Receiver([(200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url,
+                          filter_kind="alias_regex", filter_value="^s[0-9]$")  # fmt: skip
+        owner = live.ensure_org()
+        live.add_aliases(owner, mid, [f"s{i}" for i in range(5)])  # five events, one target
+        drain(live, lambda: all(d.status != "pending" for d in only(live, auto)), policy=paced)
+    assert len(rx.requests) == 5
+    gaps = [b[0] - a[0] for a, b in zip(rx.requests, rx.requests[1:], strict=False)]
+    assert min(gaps) >= 0.09, gaps
 
 
 def test_signature_token_and_template_as_the_receiver_sees_them(live, make_version):
@@ -222,7 +237,7 @@ def test_a_worker_without_the_key_leaves_deliveries_to_one_that_has_it(
         other_home = dataclasses.replace(live.settings, home=tmp_path / "other-home")
         stranger = Service(other_home)  # same database, a different secret key
         try:
-            jobs = stranger.claim_deliveries("stranger", FAST)
+            jobs = stranger.claim_deliveries("stranger", FAST).jobs
         finally:
             stranger.close()
         assert jobs == []

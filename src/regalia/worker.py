@@ -52,6 +52,7 @@ class DeliveryWorker:
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
         self.concurrency = concurrency
         self._wake = asyncio.Event()
+        self._next_slot_s: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
@@ -75,11 +76,14 @@ class DeliveryWorker:
                         LOG.warning("delivery worker: %s", exc)
                         sent = 0
                     if sent == 0:
+                        # Nothing to send: wait for a commit, a paced target's next
+                        # slot, or the poll (deliveries queued by other processes).
+                        wait = min(POLL_SECONDS, self._next_slot_s or POLL_SECONDS)
                         self._wake.clear()
                         waiters = [asyncio.create_task(self._wake.wait()),
                                    asyncio.create_task(stop.wait())]  # fmt: skip
                         _done, pending = await asyncio.wait(
-                            waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                            waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                         )
                         for task in pending:
                             task.cancel()
@@ -90,12 +94,13 @@ class DeliveryWorker:
 
     async def run_once(self, client: httpx.AsyncClient) -> int:
         """Claim what is due and send it; return how many tries were made."""
-        jobs = await asyncio.to_thread(
+        claim = await asyncio.to_thread(
             self.service.claim_deliveries, self.name, self.policy, limit=self.concurrency
         )
-        if jobs:
-            await asyncio.gather(*(self._deliver(client, job) for job in jobs))
-        return len(jobs)
+        self._next_slot_s = claim.next_slot_s
+        if claim.jobs:
+            await asyncio.gather(*(self._deliver(client, job) for job in claim.jobs))
+        return len(claim.jobs)
 
     async def _deliver(self, client: httpx.AsyncClient, job: Job) -> None:
         outcome = await self.send(client, job)

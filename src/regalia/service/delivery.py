@@ -80,6 +80,18 @@ class Job:
     is_test: bool = False
 
 
+@dataclass
+class Claim:
+    """What a worker leased, and in how many seconds a target that had to wait
+    for its pace gets its next slot (None: no target waits)."""
+
+    jobs: list[Job]
+    next_slot_s: float | None
+
+    def paced(self, wait_s: float) -> None:
+        self.next_slot_s = wait_s if self.next_slot_s is None else min(self.next_slot_s, wait_s)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How one try went."""
@@ -97,14 +109,13 @@ def target_key(url: str) -> str:
 
 
 class DeliveryMixin(AutomationsMixin):
-    def claim_deliveries(
-        self, worker: str, policy: DeliveryPolicy, *, limit: int = 20
-    ) -> list[Job]:
+    def claim_deliveries(self, worker: str, policy: DeliveryPolicy, *, limit: int = 20) -> Claim:
         """Lease up to ``limit`` due deliveries for ``worker`` (one per target,
-        each target at its pace) and return them ready to send."""
+        each target at its pace) and return them ready to send, with how soon a
+        target that had to wait gets its next slot."""
         box = self.secret_box
 
-        def fn(repo: Repo) -> list[Job]:
+        def fn(repo: Repo) -> Claim:
             now = self.now()
             due = (
                 select(Delivery, Automation)
@@ -119,15 +130,17 @@ class DeliveryMixin(AutomationsMixin):
             )
             if repo.dialect == "postgresql":
                 due = due.with_for_update(of=Delivery, skip_locked=True)
-            jobs: list[Job] = []
+            claim = Claim([], None)
             taken: set[str] = set()
             for d, a in repo.s.execute(due).all():
-                if len(jobs) >= limit:
+                if len(claim.jobs) >= limit:
                     break
                 try:
                     target = box.open(a.target_enc)
                     key = target_key(target)
-                    if key in taken or not self._pace(repo, key, a.action, policy, now):
+                    wait = self._pace(repo, key, a.action, policy, now, taken)
+                    if wait is not None:
+                        claim.paced(wait)
                         continue
                     job = self._job(d, a, target)
                 except IntegrityError as exc:
@@ -140,25 +153,35 @@ class DeliveryMixin(AutomationsMixin):
                 taken.add(key)
                 d.lease_owner = worker
                 d.lease_until = now + timedelta(seconds=policy.lease_s)
-                jobs.append(job)
-            return jobs
+                claim.jobs.append(job)
+            return claim
 
         return self.db.write(fn)
 
     def _pace(
-        self, repo: Repo, key: str, action: str, policy: DeliveryPolicy, now: datetime
-    ) -> bool:
-        """Take the target's next sending slot if it has come."""
+        self,
+        repo: Repo,
+        key: str,
+        action: str,
+        policy: DeliveryPolicy,
+        now: datetime,
+        taken: set[str],
+    ) -> float | None:
+        """Take the target's next sending slot if it has come (None); else the
+        seconds until it comes."""
         rate = policy.slack_rate if action == "slack" else policy.webhook_rate
         gap = timedelta(seconds=1.0 / rate) if rate > 0 else timedelta(0)
+        if key in taken:  # this claim already took its slot
+            return gap.total_seconds()
         row = repo.s.get(AutomationTarget, key)
         if row is None:
             repo.add(AutomationTarget(key=key, next_send_at=now + gap))
-            return True
-        if as_utc(row.next_send_at) > now:
-            return False
+            return None
+        free_at = as_utc(row.next_send_at)
+        if free_at > now:
+            return (free_at - now).total_seconds()
         row.next_send_at = now + gap
-        return True
+        return None
 
     def _job(self, d: Delivery, a: Automation, target: str) -> Job:
         box = self.secret_box
