@@ -4,63 +4,20 @@ access tokens and payload templates, Slack messages."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
+import re
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from pathlib import Path
 
-import httpx
 import pytest
+from automation_helpers import FAST, Receiver, drain
 
 from regalia.core.automations import verify_signature
 from regalia.service import Service
-from regalia.service.delivery import DeliveryPolicy
 from regalia.store.models import Delivery
-from regalia.worker import DeliveryWorker
-
-FAST = DeliveryPolicy(max_attempts=4, retry_base_s=0.05, retry_cap_s=0.2, timeout_s=2,
-                      lease_s=10, slack_rate=100, webhook_rate=100)  # fmt: skip
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that records requests and answers from a script
-    (a list of (status, headers) used in turn; the last one repeats)."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
-        self.script = script
-        self.requests: list[tuple[float, dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append((time.monotonic(), dict(self.headers), body))
-                status, headers = outer.script[min(len(outer.requests), len(outer.script)) - 1]
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -69,23 +26,6 @@ def live(settings) -> Iterator[Service]:
     svc = Service(dataclasses.replace(settings, automation_allow_private=True))
     yield svc
     svc.close()
-
-
-def drain(
-    svc: Service, done: Callable[[], bool], timeout: float = 20, policy: DeliveryPolicy = FAST
-) -> None:
-    """Run a worker until ``done()`` or ``timeout`` seconds."""
-    worker = DeliveryWorker(svc, policy)
-
-    async def go() -> None:
-        async with httpx.AsyncClient(timeout=FAST.timeout_s) as client:
-            deadline = time.monotonic() + timeout
-            while not done():
-                assert time.monotonic() < deadline, "deliveries did not settle in time"
-                if await worker.run_once(client) == 0:
-                    await asyncio.sleep(0.02)
-
-    asyncio.run(go())
 
 
 def setup(svc: Service, make_version, **automation) -> tuple[int, int]:
@@ -151,16 +91,32 @@ def test_429_with_retry_after_is_obeyed(live, make_version):
 
 
 def test_one_target_gets_messages_no_faster_than_its_rate(live, make_version):
-    paced = dataclasses.replace(FAST, webhook_rate=10)  # one message per 0.1 s
+    """Slack's pace (no burst): one message per 1/rate seconds."""
+    paced = dataclasses.replace(FAST, slack_rate=2)  # one message per 0.5 s
     with Receiver([(200, {})]) as rx:
-        auto, mid = setup(live, make_version, action="webhook", target=rx.url,
+        auto, mid = setup(live, make_version, action="slack", target=rx.url,
                           filter_kind="alias_regex", filter_value="^s[0-9]$")  # fmt: skip
         owner = live.ensure_org()
-        live.add_aliases(owner, mid, [f"s{i}" for i in range(5)])  # five events, one target
+        live.add_aliases(owner, mid, [f"s{i}" for i in range(4)])  # four events, one target
         drain(live, lambda: all(d.status != "pending" for d in only(live, auto)), policy=paced)
-    assert len(rx.requests) == 5
+    assert len(rx.requests) == 4
     gaps = [b[0] - a[0] for a, b in zip(rx.requests, rx.requests[1:], strict=False)]
-    assert min(gaps) >= 0.09, gaps
+    assert min(gaps) >= 0.45, gaps
+
+
+def test_a_fast_webhook_keeps_its_rate_after_a_half_second_burst(live, make_version):
+    paced = dataclasses.replace(FAST, webhook_rate=10)  # burst of 5, then one per 0.1 s
+    with Receiver([(200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url,
+                          filter_kind="alias_regex", filter_value="^s[0-9]+$")  # fmt: skip
+        owner = live.ensure_org()
+        live.add_aliases(owner, mid, [f"s{i}" for i in range(20)])
+        drain(live, lambda: all(d.status != "pending" for d in only(live, auto)), policy=paced)
+    times = [t for t, _h, _b in rx.requests]
+    assert len(times) == 20
+    assert times[-1] - times[0] >= (20 - 5) * 0.1 - 0.05
+    for start in times:  # no one-second window holds more than rate + burst
+        assert sum(1 for t in times if start <= t < start + 1.0) <= 15
 
 
 def test_signature_token_and_template_as_the_receiver_sees_them(live, make_version):
@@ -178,7 +134,11 @@ def test_signature_token_and_template_as_the_receiver_sees_them(live, make_versi
         live.add_aliases(live.ensure_org(), mid, ["staging"])
         drain(live, lambda: only(live, auto)[0].status != "pending")
     [(_t, headers, body)] = rx.requests
-    assert verify_signature("sign-2", headers, body)  # the documented recipe
+    assert verify_signature("sign-2", headers, body)
+    recipe = documented_verify()
+    assert recipe("sign-2", headers, body)  # the recipe in docs/automations.md, as written
+    assert not recipe("sign-2", headers, body + b" ")
+    assert not recipe("other", headers, body)
     assert headers["Authorization"] == "Bearer tok-1"
     assert headers["X-Regalia-Event"] == "ADD_ARTIFACT_ALIAS"
     owner = live.ensure_org().name
@@ -186,6 +146,15 @@ def test_signature_token_and_template_as_the_receiver_sees_them(live, make_versi
                                 "epochs": 3, "key": "dk-3"}  # fmt: skip
     [d] = only(live, auto)
     assert "dk-3" not in d.payload and "********" in d.payload  # history masks secrets
+
+
+def documented_verify():
+    """The ``verify`` function of docs/automations.md, run as a receiver would copy it."""
+    docs = (Path(__file__).parent.parent / "docs" / "automations.md").read_text()
+    [code] = [b for b in re.findall(r"```python\n(.*?)```", docs, re.S) if "def verify" in b]
+    scope: dict[str, object] = {}
+    exec(code, scope)
+    return scope["verify"]
 
 
 def test_slack_gets_a_readable_message_and_test_sends_a_sample(live, make_version):

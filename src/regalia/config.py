@@ -15,6 +15,23 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _number(name: str, default: float, *, low: float, integer: bool = False) -> float:
+    """A numeric setting from the environment, at least ``low``; a clear error if not."""
+    from regalia.errors import InvalidRequest
+
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = low - 1
+    if not value >= low:
+        kind = "an integer" if integer else "a number"
+        raise InvalidRequest(f"{name}={text!r}: it must be {kind} of at least {low:g}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Regalia keeps its data.
@@ -32,6 +49,10 @@ class Settings:
       deliveries itself (run ``regalia worker`` processes instead).
     * ``REGALIA_SECRET_KEY``: the Fernet key sealing automation secrets (default:
       one made once in ``$REGALIA_HOME/secret.key``).
+    * ``REGALIA_AUTOMATION_MAX_ATTEMPTS`` (8): tries before a delivery is ``failed``;
+      ``REGALIA_AUTOMATION_TIMEOUT`` (10 s) per try; ``REGALIA_AUTOMATION_WEBHOOK_RATE``
+      (20) and ``REGALIA_AUTOMATION_SLACK_RATE`` (1): messages per second per target
+      (0: no limit).
     * ``REGALIA_PUBLIC_URL``: the server's address as users reach it (links in
       Slack messages).
     """
@@ -47,6 +68,10 @@ class Settings:
     public_url: str | None = None
     automation_worker: bool = True
     secret_key: str | None = None
+    automation_max_attempts: int = 8
+    automation_timeout_s: float = 10.0
+    automation_webhook_rate: float = 20.0
+    automation_slack_rate: float = 1.0
 
     @classmethod
     def from_env(cls, home: Path | str | None = None) -> Settings:
@@ -69,4 +94,10 @@ class Settings:
             public_url=os.environ.get("REGALIA_PUBLIC_URL") or None,
             automation_worker=os.environ.get("REGALIA_AUTOMATION_WORKER", "1") != "0",
             secret_key=os.environ.get("REGALIA_SECRET_KEY") or None,
+            automation_max_attempts=int(
+                _number("REGALIA_AUTOMATION_MAX_ATTEMPTS", 8, low=1, integer=True)
+            ),
+            automation_timeout_s=_number("REGALIA_AUTOMATION_TIMEOUT", 10.0, low=0.1),
+            automation_webhook_rate=_number("REGALIA_AUTOMATION_WEBHOOK_RATE", 20.0, low=0),
+            automation_slack_rate=_number("REGALIA_AUTOMATION_SLACK_RATE", 1.0, low=0),
         )

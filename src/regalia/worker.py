@@ -48,7 +48,7 @@ class DeliveryWorker:
         self, service: Service, policy: DeliveryPolicy | None = None, *, concurrency: int = 16
     ) -> None:
         self.service = service
-        self.policy = policy or DeliveryPolicy()
+        self.policy = policy or DeliveryPolicy.for_settings(service.settings)
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
         self.concurrency = concurrency
         self._wake = asyncio.Event()

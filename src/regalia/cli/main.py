@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from regalia.cli import admin, local, serve, versions
+from regalia.cli import admin, automations, local, serve, versions
 from regalia.cli.context import CliError, State
 from regalia.errors import RegaliaError
 
@@ -58,7 +58,13 @@ def cli(ctx: click.Context, home: Path | None, api_key: str | None) -> None:
     ctx.call_on_close(state.close)
 
 
-for _command in [*admin.COMMANDS, *versions.COMMANDS, *local.COMMANDS, *serve.COMMANDS]:
+for _command in [
+    *admin.COMMANDS,
+    *versions.COMMANDS,
+    *automations.COMMANDS,
+    *local.COMMANDS,
+    *serve.COMMANDS,
+]:
     cli.add_command(_command)
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from regalia.sdk.artifact import Artifact
+from regalia.sdk.automations import Automation
 from regalia.sdk.backend import connect
 from regalia.service.views import CollectionView, MemberView, Page, RegistryView
 
@@ -261,6 +262,52 @@ class Registry:
     def history(self, limit: int = 100) -> list[Any]:
         return list(self._backend.history(self.name, limit=limit).items)
 
+    # -- automations ------------------------------------------------------------------------
+    def automations(self) -> list[Automation]:
+        return [Automation(self._backend, v) for v in self._backend.automations(self.name)]
+
+    def create_automation(
+        self,
+        name: str,
+        *,
+        event: str,
+        action: str,
+        target: str,
+        collection: str | None = None,
+        filter_kind: str | None = None,
+        filter_value: str | None = None,
+        access_token: str | None = None,
+        signing_secret: str | None = None,
+        secrets: dict[str, str] | None = None,
+        payload_template: str | None = None,
+        description: str = "",
+        enabled: bool = True,
+    ) -> Automation:
+        """A new automation on this registry (or one of its collections); see SPEC §5.
+
+        ``event``: ``LINK_ARTIFACT``, ``ADD_ARTIFACT_ALIAS``, ``REMOVE_ARTIFACT_ALIAS``,
+        ``UNLINK_ARTIFACT`` or ``ADD_ARTIFACT_TAG``. ``filter_kind``: ``alias``,
+        ``alias_regex`` or ``tag_regex``. ``action``: ``slack`` (``target`` is the
+        incoming-webhook URL) or ``webhook``. Secrets are never shown again.
+        """
+        view = self._backend.create_automation(
+            registry=self.name,
+            name=name,
+            event=event,
+            action=action,
+            target=target,
+            collection=collection,
+            filter_kind=filter_kind,
+            filter_value=filter_value,
+            access_token=access_token,
+            signing_secret=signing_secret,
+            secrets=secrets,
+            payload_template=payload_template,
+            description=description,
+            enabled=enabled,
+        )
+        return Automation(self._backend, view)
+
     def __repr__(self) -> str:
         return f"<Registry {self.full_name}>"
 
@@ -311,6 +358,10 @@ class Api:
 
     def registry(self, name: str, organization: str | None = None) -> Registry:
         return Registry(self._backend, self._backend.get_registry(name))
+
+    def automation(self, automation_id: int) -> Automation:
+        """One automation, by its id (``registry.automations()`` lists them)."""
+        return Automation(self._backend, self._backend.get_automation(automation_id))
 
     def create_registry(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,9 @@ from regalia.sdk import wire
 from regalia.sdk.cache import ArtifactCache, default_max_bytes
 from regalia.sdk.transfer import RemoteBlobs, Uploader
 from regalia.service.views import (
+    AttemptView,
+    AutomationView,
+    DeliveryView,
     FileEntry,
     MemberView,
     Page,
@@ -486,6 +489,82 @@ class HttpBackend:
             "limit": limit,
         }
         return self._search("versions", body, wire.version)
+
+    # -- automations -----------------------------------------------------------------
+    def create_automation(
+        self,
+        *,
+        registry: str,
+        name: str,
+        event: str,
+        action: str,
+        target: str,
+        collection: str | None = None,
+        filter_kind: str | None = None,
+        filter_value: str | None = None,
+        access_token: str | None = None,
+        signing_secret: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        payload_template: str | None = None,
+        description: str = "",
+        enabled: bool = True,
+    ) -> AutomationView:
+        body = {
+            "name": name,
+            "event": event,
+            "action": action,
+            "target": target,
+            "collection": collection,
+            "filter_kind": filter_kind,
+            "filter_value": filter_value,
+            "access_token": access_token,
+            "signing_secret": signing_secret,
+            "secrets": dict(secrets or {}),
+            "payload_template": payload_template,
+            "description": description,
+            "enabled": enabled,
+        }
+        # Not retried once sent: a second create would meet the first's name.
+        d = self.call("POST", f"/registries/{_seg(registry)}/automations", json=body)
+        return wire.automation(d)
+
+    def automations(self, registry: str) -> list[AutomationView]:
+        d = self.call("GET", f"/registries/{_seg(registry)}/automations")
+        return wire.many(d, wire.automation)
+
+    def get_automation(self, automation_id: int) -> AutomationView:
+        return wire.automation(self.call("GET", f"/automations/{int(automation_id)}"))
+
+    def set_automation_enabled(self, automation_id: int, enabled: bool) -> AutomationView:
+        d = self.call(
+            "PATCH",
+            f"/automations/{int(automation_id)}",
+            json={"enabled": enabled},
+            idempotent=True,
+        )
+        return wire.automation(d)
+
+    def delete_automation(self, automation_id: int) -> None:
+        self.call("DELETE", f"/automations/{int(automation_id)}")
+
+    def test_automation(self, automation_id: int) -> DeliveryView:
+        return wire.delivery(self.call("POST", f"/automations/{int(automation_id)}/test"))
+
+    def deliveries(self, automation_id: int, *, limit: int = 100) -> list[DeliveryView]:
+        d = self.call(
+            "GET", f"/automations/{int(automation_id)}/deliveries", params={"limit": limit}
+        )
+        return wire.many(d, wire.delivery)
+
+    def get_delivery(self, delivery_id: str) -> DeliveryView:
+        return wire.delivery(self.call("GET", f"/deliveries/{_seg(delivery_id)}"))
+
+    def delivery_attempts(self, delivery_id: str) -> list[AttemptView]:
+        d = self.call("GET", f"/deliveries/{_seg(delivery_id)}/attempts")
+        return wire.many(d, wire.attempt)
+
+    def redeliver(self, delivery_id: str) -> DeliveryView:
+        return wire.delivery(self.call("POST", f"/deliveries/{_seg(delivery_id)}/redeliver"))
 
 
 def error_of(response: httpx.Response) -> RegaliaError:

@@ -9,7 +9,10 @@ from typing import Any, TypeVar
 
 from regalia.service.views import (
     Actor,
+    AttemptView,
+    AutomationView,
     CollectionView,
+    DeliveryView,
     FileEntry,
     HistoryEntry,
     MemberView,
@@ -86,3 +89,28 @@ def page(d: dict[str, Any], item: Callable[[dict[str, Any]], T]) -> Page:
 
 def many(items: list[dict[str, Any]], item: Callable[[dict[str, Any]], T]) -> list[T]:
     return [item(x) for x in items]
+
+
+def _maybe_when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def automation(d: dict[str, Any]) -> AutomationView:
+    return AutomationView(
+        **{**d, "created_at": _when(d["created_at"]), "updated_at": _when(d["updated_at"])}
+    )
+
+
+def delivery(d: dict[str, Any]) -> DeliveryView:
+    return DeliveryView(
+        **{
+            **d,
+            "created_at": _when(d["created_at"]),
+            "next_attempt_at": _maybe_when(d["next_attempt_at"]),
+            "finished_at": _maybe_when(d["finished_at"]),
+        }
+    )
+
+
+def attempt(d: dict[str, Any]) -> AttemptView:
+    return AttemptView(**{**d, "started_at": _when(d["started_at"])})

@@ -26,7 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from regalia import __version__
 from regalia.config import Settings
 from regalia.errors import RegaliaError
-from regalia.server import routes_admin, routes_blobs, routes_registries, routes_versions
+from regalia.server import (
+    routes_admin,
+    routes_automations,
+    routes_blobs,
+    routes_registries,
+    routes_versions,
+)
 from regalia.server.auth import Authenticator
 from regalia.server.observe import Metrics, Observer
 from regalia.server.uploads import UploadArea
@@ -140,7 +146,13 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         )
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (routes_admin, routes_registries, routes_versions, routes_blobs):
+    for module in (
+        routes_admin,
+        routes_registries,
+        routes_versions,
+        routes_blobs,
+        routes_automations,
+    ):
         app.include_router(module.router, prefix="/api/v1")
     app.add_middleware(Observer, metrics=metrics)
     return app

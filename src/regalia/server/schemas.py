@@ -132,3 +132,28 @@ class DigestList(Body):
 class NewUpload(Body):
     digest: str
     size: int = Field(ge=0)
+
+
+class NewAutomation(Body):
+    name: str
+    event: str = Field(
+        description="LINK_ARTIFACT, ADD_ARTIFACT_ALIAS, REMOVE_ARTIFACT_ALIAS, "
+        "UNLINK_ARTIFACT or ADD_ARTIFACT_TAG"
+    )
+    action: str = Field(description="slack or webhook")
+    target: str = Field(description="the Slack incoming-webhook URL, or the webhook's URL")
+    collection: str | None = Field(None, description="null: every collection of the registry")
+    filter_kind: str | None = Field(None, description="alias, alias_regex or tag_regex")
+    filter_value: str | None = None
+    access_token: str | None = Field(None, description="sent as Authorization: Bearer")
+    signing_secret: str | None = Field(None, description="signs each body (HMAC-SHA256)")
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="usable as ${NAME} in the payload template"
+    )
+    payload_template: str | None = Field(None, description="JSON with ${variables}")
+    description: str = ""
+    enabled: bool = True
+
+
+class AutomationChange(Body):
+    enabled: bool

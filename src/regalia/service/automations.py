@@ -35,8 +35,15 @@ from regalia.errors import (
 from regalia.secretbox import SecretBox
 from regalia.service.access import check, registry_role, visible_registry
 from regalia.service.base import ServiceBase, as_utc
-from regalia.service.views import Actor, AutomationView, DeliveryView
-from regalia.store.models import Automation, Collection, Delivery, Registry, User
+from regalia.service.views import Actor, AttemptView, AutomationView, DeliveryView
+from regalia.store.models import (
+    Automation,
+    Collection,
+    Delivery,
+    DeliveryAttempt,
+    Registry,
+    User,
+)
 from regalia.store.outbox import delivery_row, event_variables
 from regalia.store.repo import Repo
 
@@ -211,6 +218,34 @@ class AutomationsMixin(ServiceBase):
 
         return self.db.read(fn)
 
+    def get_delivery(self, actor: Actor, delivery_id: str) -> DeliveryView:
+        """One delivery, by the id it is sent with."""
+        return self.db.read(lambda repo: _delivery_view(self._delivery(repo, actor, delivery_id)))
+
+    def delivery_attempts(self, actor: Actor, delivery_id: str) -> list[AttemptView]:
+        """Every try of a delivery, first first."""
+
+        def fn(repo: Repo) -> list[AttemptView]:
+            found = self._delivery(repo, actor, delivery_id)
+            rows = repo.s.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == found.id)
+                .order_by(DeliveryAttempt.attempt, DeliveryAttempt.id)
+            ).all()
+            return [
+                AttemptView(
+                    attempt=a.attempt,
+                    started_at=as_utc(a.started_at),
+                    duration_ms=a.duration_ms,
+                    response_code=a.response_code,
+                    excerpt=a.excerpt,
+                    worker=a.worker,
+                )
+                for a in rows
+            ]
+
+        return self.db.read(fn)
+
     def test_automation(self, actor: Actor, automation_id: int) -> DeliveryView:
         """Queue a sample event for the automation (sent even if it is disabled)."""
 
@@ -240,10 +275,8 @@ class AutomationsMixin(ServiceBase):
         """Send a delivery's event again, as a new delivery (with a new id)."""
 
         def fn(repo: Repo) -> DeliveryView:
-            old = repo.s.scalar(select(Delivery).where(Delivery.public_id == delivery_id))
-            if old is None:
-                raise NotFound(f"delivery {delivery_id!r} not found")
-            row = self._automation(repo, actor, old.automation_id, Permission.AUTOMATION_EDIT)
+            old = self._delivery(repo, actor, delivery_id, Permission.AUTOMATION_EDIT)
+            row = repo.get(Automation, old.automation_id)
             return self._queue(repo, row.id, old.event, dict(old.variables), is_test=old.is_test)
 
         return self.db.write(fn)
@@ -273,6 +306,23 @@ class AutomationsMixin(ServiceBase):
             raise AutomationNotFound(f"automation {automation_id} not found")
         check(role, permission, reg)
         return row
+
+    def _delivery(
+        self,
+        repo: Repo,
+        actor: Actor,
+        delivery_id: str,
+        permission: Permission = Permission.REGISTRY_VIEW,
+    ) -> Delivery:
+        """The delivery, if the actor may see (or, with ``permission``, act on) its automation."""
+        found = repo.s.scalar(select(Delivery).where(Delivery.public_id == delivery_id))
+        if found is None:
+            raise NotFound(f"delivery {delivery_id!r} not found")
+        try:
+            self._automation(repo, actor, found.automation_id, permission)
+        except AutomationNotFound:
+            raise NotFound(f"delivery {delivery_id!r} not found") from None
+        return found
 
     def _automation_view(self, repo: Repo, row: Automation) -> AutomationView:
         reg = repo.get(Registry, row.registry_id)

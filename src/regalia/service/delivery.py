@@ -8,9 +8,12 @@ serialized anyway), sends them, and records the result only if it still holds
 the lease. A worker that dies leaves its leases to expire: the deliveries go
 again (at least once; receivers deduplicate on the delivery id).
 
-Targets are paced across workers: a target (one URL) gets at most one message
-per ``1 / rate`` seconds (``automation_targets.next_send_at``), Slack's limit
-being about one per second per channel.
+Targets are paced across workers: a target (one URL) gets ``rate`` messages
+per second on average (``automation_targets.next_send_at`` is the time the
+next one is due, as in the generic cell rate algorithm). A target may run up
+to half a second ahead of that (a burst of ``rate / 2`` messages), so a fast
+webhook has several deliveries in flight; at Slack's one message per second
+per channel there is no burst.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from regalia.config import Settings
 from regalia.core.automations import (
     MASK,
     EventType,
@@ -44,6 +48,7 @@ from regalia.store.models import (
 from regalia.store.repo import Repo
 
 EXCERPT = 500  # characters of a response or error kept per try
+BURST_S = 0.5  # a target may run this far ahead of its pace
 LOG = logging.getLogger("regalia.worker")
 
 
@@ -51,15 +56,28 @@ LOG = logging.getLogger("regalia.worker")
 class DeliveryPolicy:
     """How hard a worker tries: ``max_attempts`` tries in all, waits from
     ``retry_base_s`` doubling to ``retry_cap_s`` (with jitter), ``timeout_s`` per
-    request, a lease of ``lease_s``, and per-target rates (messages per second)."""
+    request, a lease of ``lease_s`` (a dead worker's deliveries go again after
+    it), and per-target rates in messages per second (0: no limit)."""
 
     max_attempts: int = 8
     retry_base_s: float = 2.0
     retry_cap_s: float = 600.0
     timeout_s: float = 10.0
-    lease_s: float = 60.0
+    lease_s: float = 30.0
     slack_rate: float = 1.0
     webhook_rate: float = 20.0
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> DeliveryPolicy:
+        """The policy the settings ask for; a lease outlasts two timeouts and the
+        bookkeeping around them, so a live worker never loses one."""
+        return cls(
+            max_attempts=settings.automation_max_attempts,
+            timeout_s=settings.automation_timeout_s,
+            lease_s=2 * settings.automation_timeout_s + 10,
+            slack_rate=settings.automation_slack_rate,
+            webhook_rate=settings.automation_webhook_rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -131,14 +149,14 @@ class DeliveryMixin(AutomationsMixin):
             if repo.dialect == "postgresql":
                 due = due.with_for_update(of=Delivery, skip_locked=True)
             claim = Claim([], None)
-            taken: set[str] = set()
+            paces: dict[str, AutomationTarget] = {}
             for d, a in repo.s.execute(due).all():
                 if len(claim.jobs) >= limit:
                     break
                 try:
                     target = box.open(a.target_enc)
                     key = target_key(target)
-                    wait = self._pace(repo, key, a.action, policy, now, taken)
+                    wait = self._pace(repo, paces, key, a.action, policy, now)
                     if wait is not None:
                         claim.paced(wait)
                         continue
@@ -150,7 +168,6 @@ class DeliveryMixin(AutomationsMixin):
                     LOG.warning("delivery %s skipped: %s", d.public_id, exc.message)
                     d.next_attempt_at = now + timedelta(seconds=policy.lease_s)
                     continue
-                taken.add(key)
                 d.lease_owner = worker
                 d.lease_until = now + timedelta(seconds=policy.lease_s)
                 claim.jobs.append(job)
@@ -161,26 +178,28 @@ class DeliveryMixin(AutomationsMixin):
     def _pace(
         self,
         repo: Repo,
+        paces: dict[str, AutomationTarget],
         key: str,
         action: str,
         policy: DeliveryPolicy,
         now: datetime,
-        taken: set[str],
     ) -> float | None:
-        """Take the target's next sending slot if it has come (None); else the
-        seconds until it comes."""
+        """Take a sending slot of the target if one is free (None); else the
+        seconds until one is. ``paces`` keeps the rows this claim touched."""
         rate = policy.slack_rate if action == "slack" else policy.webhook_rate
-        gap = timedelta(seconds=1.0 / rate) if rate > 0 else timedelta(0)
-        if key in taken:  # this claim already took its slot
-            return gap.total_seconds()
-        row = repo.s.get(AutomationTarget, key)
-        if row is None:
-            repo.add(AutomationTarget(key=key, next_send_at=now + gap))
+        if rate <= 0:
             return None
-        free_at = as_utc(row.next_send_at)
-        if free_at > now:
-            return (free_at - now).total_seconds()
-        row.next_send_at = now + gap
+        gap = timedelta(seconds=1.0 / rate)
+        ahead = gap * max(0, int(rate * BURST_S) - 1)  # how far ahead of its pace it may run
+        row = paces.get(key) or repo.s.get(AutomationTarget, key)
+        if row is None:
+            row = AutomationTarget(key=key, next_send_at=now)
+            repo.add(row)
+        paces[key] = row
+        due = max(as_utc(row.next_send_at), now)
+        if due - ahead > now:
+            return (due - ahead - now).total_seconds()
+        row.next_send_at = due + gap
         return None
 
     def _job(self, d: Delivery, a: Automation, target: str) -> Job:

@@ -206,6 +206,18 @@ class DeliveryView:
 
 
 @dataclass(frozen=True)
+class AttemptView:
+    """One try of a delivery."""
+
+    attempt: int  # 1, 2, ...
+    started_at: datetime
+    duration_ms: int
+    response_code: int | None  # None: no answer (connection refused, timeout...)
+    excerpt: str  # the start of the response body, or the error
+    worker: str
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing, with the cursor of the next page (None at the end)."""
 

@@ -1,0 +1,104 @@
+"""Automations (SPEC §5): create, list, enable or disable, delete, test; their
+deliveries, each try of one, and redelivery."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from regalia.server.deps import Caller, Svc, out
+from regalia.server.schemas import AutomationChange, NewAutomation
+
+router = APIRouter()
+TAGS: list[str | Enum] = ["automations"]
+
+
+@router.get("/registries/{name}/automations", tags=TAGS, summary="A registry's automations")
+def list_automations(name: str, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.automations(actor, name))
+
+
+@router.post(
+    "/registries/{name}/automations",
+    tags=TAGS,
+    status_code=201,
+    summary="Create an automation (members and admins)",
+)
+def create_automation(name: str, body: NewAutomation, actor: Caller, svc: Svc) -> JSONResponse:
+    view = svc.create_automation(
+        actor,
+        registry=name,
+        name=body.name,
+        event=body.event,
+        action=body.action,
+        target=body.target,
+        collection=body.collection,
+        filter_kind=body.filter_kind,
+        filter_value=body.filter_value,
+        access_token=body.access_token,
+        signing_secret=body.signing_secret,
+        secrets=body.secrets,
+        payload_template=body.payload_template,
+        description=body.description,
+        enabled=body.enabled,
+    )
+    return out(view, 201)
+
+
+@router.get("/automations/{automation_id}", tags=TAGS, summary="One automation")
+def get_automation(automation_id: int, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.get_automation(actor, automation_id))
+
+
+@router.patch("/automations/{automation_id}", tags=TAGS, summary="Enable or disable")
+def change_automation(
+    automation_id: int, body: AutomationChange, actor: Caller, svc: Svc
+) -> JSONResponse:
+    return out(svc.set_automation_enabled(actor, automation_id, body.enabled))
+
+
+@router.delete("/automations/{automation_id}", tags=TAGS, summary="Delete an automation")
+def delete_automation(automation_id: int, actor: Caller, svc: Svc) -> JSONResponse:
+    svc.delete_automation(actor, automation_id)
+    return out({"deleted": automation_id})
+
+
+@router.post(
+    "/automations/{automation_id}/test",
+    tags=TAGS,
+    status_code=202,
+    summary="Queue a sample event (sent even when disabled)",
+)
+def test_automation(automation_id: int, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.test_automation(actor, automation_id), 202)
+
+
+@router.get(
+    "/automations/{automation_id}/deliveries", tags=TAGS, summary="Deliveries, newest first"
+)
+def deliveries(
+    automation_id: int, actor: Caller, svc: Svc, limit: int = Query(100, ge=1, le=1000)
+) -> JSONResponse:
+    return out(svc.deliveries(actor, automation_id, limit=limit))
+
+
+@router.get("/deliveries/{delivery_id}", tags=TAGS, summary="One delivery")
+def get_delivery(delivery_id: str, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.get_delivery(actor, delivery_id))
+
+
+@router.get("/deliveries/{delivery_id}/attempts", tags=TAGS, summary="Each try of a delivery")
+def delivery_attempts(delivery_id: str, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.delivery_attempts(actor, delivery_id))
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redeliver",
+    tags=TAGS,
+    status_code=202,
+    summary="Send the event again, as a new delivery",
+)
+def redeliver(delivery_id: str, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.redeliver(actor, delivery_id), 202)
