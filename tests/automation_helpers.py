@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
-
 from regalia.service import Service
 from regalia.service.delivery import DeliveryPolicy
 from regalia.worker import DeliveryWorker
@@ -63,11 +61,16 @@ def drain(
     worker = DeliveryWorker(svc, policy)
 
     async def go() -> None:
-        async with httpx.AsyncClient(timeout=FAST.timeout_s) as client:
-            deadline = time.monotonic() + timeout
-            while not done():
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        deadline = time.monotonic() + timeout
+        try:
+            while not await asyncio.to_thread(done):
+                assert not task.done(), task.exception()
                 assert time.monotonic() < deadline, "deliveries did not settle in time"
-                if await worker.run_once(client) == 0:
-                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
 
     asyncio.run(go())

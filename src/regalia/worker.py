@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,6 +45,10 @@ POLL_SECONDS = 0.5
 
 
 class DeliveryWorker:
+    """Claims due deliveries, keeps up to ``concurrency`` tries in flight (a slow
+    target holds one slot, not the others), and records finished tries in
+    batches (one transaction for all that finished meanwhile)."""
+
     def __init__(
         self, service: Service, policy: DeliveryPolicy | None = None, *, concurrency: int = 16
     ) -> None:
@@ -51,9 +56,13 @@ class DeliveryWorker:
         self.policy = policy or DeliveryPolicy.for_settings(service.settings)
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
         self.concurrency = concurrency
+        self.claim_at_least = max(1, concurrency // 4)  # free slots worth a claim
+        self.tries = 0  # tries recorded so far
         self._wake = asyncio.Event()
-        self._next_slot_s: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._finished: asyncio.Queue[tuple[Job, Outcome]] = asyncio.Queue()
+        self._checked: dict[str, tuple[float, str | None]] = {}  # host -> (until, refusal)
 
     def wake(self) -> None:
         """Thread-safe: new deliveries were committed."""
@@ -61,60 +70,115 @@ class DeliveryWorker:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until ``stop`` is set."""
+        """Send until ``stop`` is set; then finish the tries in flight, record
+        them, and give back the leases of what was not tried."""
         self._loop = asyncio.get_running_loop()
         self.service.db.on_deliveries.append(self.wake)
         limits = httpx.Limits(max_connections=self.concurrency)
+        recorder = asyncio.create_task(self._record())
         try:
             async with httpx.AsyncClient(
                 timeout=self.policy.timeout_s, limits=limits, follow_redirects=False
             ) as client:
                 while not stop.is_set():
-                    try:
-                        sent = await self.run_once(client)
-                    except RegaliaError as exc:  # the database is away: try again soon
-                        LOG.warning("delivery worker: %s", exc)
-                        sent = 0
-                    if sent == 0:
-                        # Nothing to send: wait for a commit, a paced target's next
-                        # slot, or the poll (deliveries queued by other processes).
-                        wait = min(POLL_SECONDS, self._next_slot_s or POLL_SECONDS)
-                        self._wake.clear()
-                        waiters = [asyncio.create_task(self._wake.wait()),
-                                   asyncio.create_task(stop.wait())]  # fmt: skip
-                        _done, pending = await asyncio.wait(
-                            waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        for task in pending:
-                            task.cancel()
+                    await self._step(client, stop)
+                if self._inflight:
+                    await asyncio.wait(self._inflight)
+            await self._finished.join()
         finally:
+            recorder.cancel()
             if self.wake in self.service.db.on_deliveries:
                 self.service.db.on_deliveries.remove(self.wake)
             await asyncio.to_thread(self.service.release_leases, self.name)
 
-    async def run_once(self, client: httpx.AsyncClient) -> int:
-        """Claim what is due and send it; return how many tries were made."""
-        claim = await asyncio.to_thread(
-            self.service.claim_deliveries, self.name, self.policy, limit=self.concurrency
+    async def _step(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """Claim into the free slots, then wait for a reason to look again."""
+        free = self.concurrency - len(self._inflight)
+        if free < self.claim_at_least and self._inflight:  # too few slots for a claim
+            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+            return
+        self._wake.clear()  # a commit from now on wakes the wait below
+        next_slot_s: float | None = None
+        try:
+            claim = await asyncio.to_thread(
+                self.service.claim_deliveries, self.name, self.policy, limit=free
+            )
+        except RegaliaError as exc:  # the database is away: try again soon
+            LOG.warning("delivery worker: %s", exc)
+        else:
+            next_slot_s = claim.next_slot_s
+            for job in claim.jobs:
+                task = asyncio.create_task(self._deliver(client, job))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if len(claim.jobs) == free:  # there may be more: claim when slots free up
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                return
+        # Nothing more is due: wait for a commit, a try to end, a paced target's
+        # next slot, or the poll (deliveries queued by other processes).
+        wait = min(POLL_SECONDS, next_slot_s or POLL_SECONDS)
+        waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
+        await asyncio.wait(
+            [*waiters, *self._inflight], timeout=wait, return_when=asyncio.FIRST_COMPLETED
         )
-        self._next_slot_s = claim.next_slot_s
-        if claim.jobs:
-            await asyncio.gather(*(self._deliver(client, job) for job in claim.jobs))
-        return len(claim.jobs)
+        for waiter in waiters:
+            waiter.cancel()
 
     async def _deliver(self, client: httpx.AsyncClient, job: Job) -> None:
         outcome = await self.send(client, job)
-        status = await asyncio.to_thread(
-            self.service.finish_delivery, self.name, job, outcome, self.policy
-        )
-        LOG.info(
-            "delivery %s try %d to %s: %s",
-            job.public_id,
-            job.attempt,
-            redact_url(job.target),
-            status or "lease lost",
-            extra={"code": outcome.response_code},
-        )
+        await self._finished.put((job, outcome))
+
+    async def _record(self) -> None:
+        """Record finished tries: whatever finished meanwhile, in one transaction."""
+        while True:
+            batch = [await self._finished.get()]
+            while not self._finished.empty() and len(batch) < 200:
+                batch.append(self._finished.get_nowait())
+            statuses: list[str | None] = [None] * len(batch)
+            for attempt in range(3):
+                try:
+                    statuses = await asyncio.to_thread(
+                        self.service.finish_deliveries, self.name, batch, self.policy
+                    )
+                    break
+                except RegaliaError as exc:  # the leases expire and the deliveries go again
+                    LOG.warning("delivery worker: cannot record %d tries: %s", len(batch), exc)
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            self.tries += len(batch)
+            for (job, outcome), status in zip(batch, statuses, strict=True):
+                LOG.info(
+                    "delivery %s try %d to %s: %s",
+                    job.public_id,
+                    job.attempt,
+                    redact_url(job.target),
+                    status or "lease lost",
+                    extra={"code": outcome.response_code},
+                )
+            for _ in batch:
+                self._finished.task_done()
+
+    async def _refusal(self, url: str) -> str | None:
+        """Why the target may not be called now (None: it may); host checks are
+        kept 30 s (they resolve the host name)."""
+        allow = self.service.settings.automation_allow_private
+        if allow:
+            try:
+                check_target(url, allow_private=True)  # no name lookup: no thread
+                return None
+            except InvalidRequest as exc:
+                return exc.message
+        host = urlsplit(url).netloc
+        now = time.monotonic()
+        cached = self._checked.get(host)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            await asyncio.to_thread(check_target, url, allow_private=False)
+            refusal = None
+        except InvalidRequest as exc:
+            refusal = exc.message
+        self._checked[host] = (now + 30, refusal)
+        return refusal
 
     async def send(self, client: httpx.AsyncClient, job: Job) -> Outcome:
         started = time.monotonic()
@@ -122,14 +186,9 @@ class DeliveryWorker:
         def took() -> int:
             return int((time.monotonic() - started) * 1000)
 
-        try:
-            await asyncio.to_thread(
-                check_target,
-                job.target,
-                allow_private=self.service.settings.automation_allow_private,
-            )
-        except InvalidRequest as exc:
-            return Outcome(False, None, exc.message, took(), permanent=True)
+        refusal = await self._refusal(job.target)
+        if refusal is not None:
+            return Outcome(False, None, refusal, took(), permanent=True)
         stamp = int(time.time())
         headers = {
             "Content-Type": "application/json",

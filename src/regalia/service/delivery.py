@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 
 from regalia.config import Settings
 from regalia.core.automations import (
@@ -128,9 +129,11 @@ def target_key(url: str) -> str:
 
 class DeliveryMixin(AutomationsMixin):
     def claim_deliveries(self, worker: str, policy: DeliveryPolicy, *, limit: int = 20) -> Claim:
-        """Lease up to ``limit`` due deliveries for ``worker`` (one per target,
-        each target at its pace) and return them ready to send, with how soon a
-        target that had to wait gets its next slot."""
+        """Lease up to ``limit`` due deliveries for ``worker`` (each target at its
+        pace) and return them ready to send, with how soon a target that had to
+        wait gets its next slot. A delivery whose target must wait is put off to
+        that time, so a backlog for a slow-paced target (a Slack channel) does not
+        hold up the others behind it."""
         box = self.secret_box
 
         def fn(repo: Repo) -> Claim:
@@ -144,12 +147,13 @@ class DeliveryMixin(AutomationsMixin):
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
                 )
                 .order_by(Delivery.next_attempt_at, Delivery.id)
-                .limit(limit * 5)
+                .limit(limit * 2)
             )
             if repo.dialect == "postgresql":
                 due = due.with_for_update(of=Delivery, skip_locked=True)
             claim = Claim([], None)
             paces: dict[str, AutomationTarget] = {}
+            put_off: list[dict[str, Any]] = []
             for d, a in repo.s.execute(due).all():
                 if len(claim.jobs) >= limit:
                     break
@@ -159,6 +163,9 @@ class DeliveryMixin(AutomationsMixin):
                     wait = self._pace(repo, paces, key, a.action, policy, now)
                     if wait is not None:
                         claim.paced(wait)
+                        put_off.append(
+                            {"id": d.id, "next_attempt_at": now + timedelta(seconds=wait)}
+                        )
                         continue
                     job = self._job(d, a, target)
                 except IntegrityError as exc:
@@ -166,11 +173,20 @@ class DeliveryMixin(AutomationsMixin):
                     # database with another deployment). Leave it to a worker that has the
                     # key, out of this worker's way for a lease's time.
                     LOG.warning("delivery %s skipped: %s", d.public_id, exc.message)
-                    d.next_attempt_at = now + timedelta(seconds=policy.lease_s)
+                    later = now + timedelta(seconds=policy.lease_s)
+                    put_off.append({"id": d.id, "next_attempt_at": later})
                     continue
-                d.lease_owner = worker
-                d.lease_until = now + timedelta(seconds=policy.lease_s)
                 claim.jobs.append(job)
+            repo.s.flush()  # the pacing rows, before the Core statements below
+            if put_off:
+                repo.s.execute(update(Delivery), put_off)
+            if claim.jobs:
+                repo.s.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_([job.delivery_id for job in claim.jobs]))
+                    .values(lease_owner=worker, lease_until=now + timedelta(seconds=policy.lease_s))
+                    .execution_options(synchronize_session=False)
+                )
             return claim
 
         return self.db.write(fn)
@@ -254,49 +270,92 @@ class DeliveryMixin(AutomationsMixin):
         }.get(v.get("event_type") or "", f"changed {name}")
         return ("[test] " if test else "") + f"{who} {what}"
 
+    def finish_deliveries(
+        self, worker: str, done: Sequence[tuple[Job, Outcome]], policy: DeliveryPolicy
+    ) -> list[str | None]:
+        """Record tries in one transaction, each only if ``worker`` still holds
+        its lease; return each delivery's status (None: the lease was lost)."""
+
+        def fn(repo: Repo) -> list[str | None]:
+            now = self.now()
+            ids = sorted(job.delivery_id for job, _ in done)
+            held = {
+                row.id
+                for row in repo.s.execute(
+                    select(Delivery.id)
+                    .where(
+                        Delivery.id.in_(ids),
+                        Delivery.lease_owner == worker,
+                        Delivery.status == "pending",
+                    )
+                    .with_for_update()
+                )
+            }
+            changes: list[dict[str, Any]] = []
+            attempts: list[dict[str, Any]] = []
+            statuses: list[str | None] = []
+            for job, outcome in done:
+                if job.delivery_id not in held:
+                    statuses.append(None)
+                    continue
+                held.discard(job.delivery_id)  # a job listed twice counts once
+                change = self._outcome(job, outcome, policy, now)
+                changes.append(change)
+                statuses.append(change["status"])
+                attempts.append(
+                    {
+                        "delivery_id": job.delivery_id,
+                        "attempt": job.attempt,
+                        "started_at": now - timedelta(milliseconds=outcome.duration_ms),
+                        "duration_ms": outcome.duration_ms,
+                        "response_code": outcome.response_code,
+                        "excerpt": outcome.excerpt[:EXCERPT],
+                        "worker": worker,
+                    }
+                )
+            if changes:  # two batched statements, whatever the number of tries
+                repo.s.execute(update(Delivery), changes)
+                repo.s.execute(insert(DeliveryAttempt), attempts)
+            return statuses
+
+        return self.db.write(fn) if done else []
+
     def finish_delivery(
         self, worker: str, job: Job, outcome: Outcome, policy: DeliveryPolicy
     ) -> str | None:
-        """Record a try (if ``worker`` still holds the lease); return the
-        delivery's status, or None when the lease was lost."""
+        """Record one try; see :meth:`finish_deliveries`."""
+        return self.finish_deliveries(worker, [(job, outcome)], policy)[0]
 
-        def fn(repo: Repo) -> str | None:
-            now = self.now()
-            d = repo.s.get(Delivery, job.delivery_id, with_for_update=True)
-            if d is None or d.lease_owner != worker or d.status != "pending":
-                return None
-            repo.add(
-                DeliveryAttempt(
-                    delivery_id=d.id,
-                    attempt=job.attempt,
-                    started_at=now - timedelta(milliseconds=outcome.duration_ms),
-                    duration_ms=outcome.duration_ms,
-                    response_code=outcome.response_code,
-                    excerpt=outcome.excerpt[:EXCERPT],
-                    worker=worker,
-                )
+    @staticmethod
+    def _outcome(
+        job: Job, outcome: Outcome, policy: DeliveryPolicy, now: datetime
+    ) -> dict[str, Any]:
+        """The delivery's columns after this try (the same keys every time, so the
+        updates of a batch go as one statement)."""
+        if outcome.ok:
+            status, next_at = "succeeded", now
+        elif outcome.permanent or job.attempt >= policy.max_attempts:
+            status, next_at = "failed", now
+        else:
+            wait = retry_delay(
+                job.attempt,
+                base_s=policy.retry_base_s,
+                cap_s=policy.retry_cap_s,
+                retry_after_s=outcome.retry_after_s,
             )
-            d.attempts = job.attempt
-            d.payload = job.masked_payload
-            d.response_code = outcome.response_code
-            d.error = None if outcome.ok else outcome.excerpt[:EXCERPT]
-            d.lease_owner = None
-            d.lease_until = None
-            if outcome.ok:
-                d.status, d.finished_at = "succeeded", now
-            elif outcome.permanent or job.attempt >= policy.max_attempts:
-                d.status, d.finished_at = "failed", now
-            else:
-                wait = retry_delay(
-                    job.attempt,
-                    base_s=policy.retry_base_s,
-                    cap_s=policy.retry_cap_s,
-                    retry_after_s=outcome.retry_after_s,
-                )
-                d.next_attempt_at = now + timedelta(seconds=wait)
-            return d.status
-
-        return self.db.write(fn)
+            status, next_at = "pending", now + timedelta(seconds=wait)
+        return {
+            "id": job.delivery_id,
+            "attempts": job.attempt,
+            "payload": job.masked_payload,
+            "response_code": outcome.response_code,
+            "error": None if outcome.ok else outcome.excerpt[:EXCERPT],
+            "lease_owner": None,
+            "lease_until": None,
+            "status": status,
+            "next_attempt_at": next_at,
+            "finished_at": None if status == "pending" else now,
+        }
 
     def release_leases(self, worker: str) -> None:
         """Give back what ``worker`` holds (on a clean stop)."""
