@@ -134,28 +134,36 @@ class DeliveryWorker:
             batch = [await self._finished.get()]
             while not self._finished.empty() and len(batch) < 200:
                 batch.append(self._finished.get_nowait())
-            statuses: list[str | None] = [None] * len(batch)
-            for attempt in range(3):
-                try:
-                    statuses = await asyncio.to_thread(
-                        self.service.finish_deliveries, self.name, batch, self.policy
+            try:
+                statuses = await self._record_batch(batch)
+                self.tries += len(batch)
+                for (job, outcome), status in zip(batch, statuses, strict=True):
+                    LOG.info(
+                        "delivery %s try %d to %s: %s",
+                        job.public_id,
+                        job.attempt,
+                        redact_url(job.target),
+                        status or "not recorded (lease lost)",
+                        extra={"code": outcome.response_code},
                     )
-                    break
-                except RegaliaError as exc:  # the leases expire and the deliveries go again
-                    LOG.warning("delivery worker: cannot record %d tries: %s", len(batch), exc)
-                    await asyncio.sleep(0.5 * (attempt + 1))
-            self.tries += len(batch)
-            for (job, outcome), status in zip(batch, statuses, strict=True):
-                LOG.info(
-                    "delivery %s try %d to %s: %s",
-                    job.public_id,
-                    job.attempt,
-                    redact_url(job.target),
-                    status or "lease lost",
-                    extra={"code": outcome.response_code},
+            except Exception:  # a bug: say so, and keep recording the others
+                LOG.exception("delivery worker: recording %d tries failed", len(batch))
+            finally:
+                for _ in batch:
+                    self._finished.task_done()
+
+    async def _record_batch(self, batch: list[tuple[Job, Outcome]]) -> list[str | None]:
+        """Record the batch, retrying while the database is away; after that its
+        leases expire and the deliveries go again (at least once)."""
+        for attempt in range(3):
+            try:
+                return await asyncio.to_thread(
+                    self.service.finish_deliveries, self.name, batch, self.policy
                 )
-            for _ in batch:
-                self._finished.task_done()
+            except RegaliaError as exc:
+                LOG.warning("delivery worker: cannot record %d tries: %s", len(batch), exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        return [None] * len(batch)
 
     async def _refusal(self, url: str) -> str | None:
         """Why the target may not be called now (None: it may); host checks are
