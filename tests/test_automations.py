@@ -94,6 +94,24 @@ def test_each_event_kind_and_its_filter(service, owner, make_version):
     assert counts == {linked: 2, linked_staging: 1, removed: 1, unlinked: 1, gold: 1}
 
 
+def test_a_tag_added_through_the_source_artifact_fires_for_its_registry_version(
+    service, owner, make_version
+):
+    gold = service.create_automation(owner, registry="model", name="gold", action="webhook",
+                                     event="ADD_ARTIFACT_TAG", target=HOOK)  # fmt: skip
+    source = make_version(owner)
+    service.link(owner, source.membership_id, "wandb-registry-model/zoo")
+    service.link(owner, make_version(owner).membership_id, "wandb-registry-model/zoo")
+    service.update_version(owner, source.membership_id, add_tags=["gold"])  # on the source
+    [d] = deliveries(service, owner, gold.id)
+    with service.db.engine.connect() as conn:
+        variables = conn.execute(
+            select(Delivery.variables).where(Delivery.public_id == d.id)
+        ).scalar_one()
+    assert (variables["tag"], variables["artifact_version_string"]) == (
+        "gold", "wandb-registry-model/zoo:v0")  # fmt: skip
+
+
 def test_moving_a_protected_alias_fires_alias_added_for_the_new_version(
     service, owner, make_version
 ):

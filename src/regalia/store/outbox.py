@@ -23,7 +23,15 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 
 from regalia.core.automations import EVENT_OF_ACTION, EventFilter, EventType, FilterKind
-from regalia.store.models import Automation, Collection, Delivery, Project, Registry, Version
+from regalia.store.models import (
+    Automation,
+    Collection,
+    Delivery,
+    Membership,
+    Project,
+    Registry,
+    Version,
+)
 
 _AUTOMATIONS = select(
     Automation.id,
@@ -51,6 +59,39 @@ _VERSIONS = (
 )
 
 
+_LINKS = (
+    select(
+        Membership.version_id,
+        Membership.collection_id,
+        Membership.version_index,
+        Collection.registry_id,
+    )  # fmt: skip
+    .join(Collection, Collection.id == Membership.collection_id)
+    .where(
+        Membership.version_id.in_(bindparam("vids", expanding=True)),
+        Collection.registry_id.is_not(None),
+    )
+)
+
+
+def _via_links(conn: Connection, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A tag added through the source artifact shows on every registry version
+    linked to it: the same event, once per such registry collection."""
+    tagged = [
+        e for e in events
+        if e["action"] == "tag_add" and e.get("registry_id") is None
+        and e.get("version_id") is not None
+    ]  # fmt: skip
+    if not tagged:
+        return []
+    links = conn.execute(_LINKS, {"vids": sorted({e["version_id"] for e in tagged})}).all()
+    return [
+        {**e, "registry_id": link.registry_id, "collection_id": link.collection_id,
+         "version_index": link.version_index}
+        for e in tagged for link in links if link.version_id == e["version_id"]
+    ]  # fmt: skip
+
+
 def enqueue(conn: Connection, events: Sequence[dict[str, Any]]) -> int:
     """Insert the deliveries the history ``events`` of this unit of work call
     for; return how many."""
@@ -60,7 +101,7 @@ def enqueue(conn: Connection, events: Sequence[dict[str, Any]]) -> int:
         if e["action"] in EVENT_OF_ACTION
         and e.get("registry_id") is not None
         and e.get("collection_id") is not None
-    ]
+    ] + _via_links(conn, events)
     if not relevant:
         return 0
     kinds = sorted({EVENT_OF_ACTION[e["action"]].value for e in relevant})
