@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from automation_helpers import FAST, Receiver, drain
 
-from regalia.core.automations import verify_signature
+from regalia.core.automations import VARIABLES, verify_signature
 from regalia.service import Service
 from regalia.store.models import Delivery
 
@@ -146,6 +146,41 @@ def test_signature_token_and_template_as_the_receiver_sees_them(live, make_versi
                                 "epochs": 3, "key": "dk-3"}  # fmt: skip
     [d] = only(live, auto)
     assert "dk-3" not in d.payload and "********" in d.payload  # history masks secrets
+
+
+def test_a_template_with_every_variable_arrives_rendered(live, make_version):
+    """Each SPEC §5 variable, a metadata key, a secret and the access token, as
+    the receiver gets them (a whole-placeholder string keeps the value's type)."""
+    names = [*VARIABLES, "artifact_metadata.epochs", "artifact_metadata.missing",
+             "DEPLOY_KEY", "ACCESS_TOKEN"]  # fmt: skip
+    template = {name: f"${{{name}}}" for name in names} | {
+        "line": "${alias} on v=${artifact_version}"
+    }
+    with Receiver([(200, {})]) as rx:
+        auto, mid = setup(live, make_version, action="webhook", target=rx.url,
+                          access_token="tok-1", secrets={"DEPLOY_KEY": "dk-3"},
+                          payload_template=json.dumps(template))  # fmt: skip
+        live.add_aliases(live.ensure_org(), mid, ["production"])
+        drain(live, lambda: only(live, auto)[0].status != "pending")
+    [(_t, _headers, body)] = rx.requests
+    owner = live.ensure_org().name
+    assert json.loads(body) == {
+        "event_type": "ADD_ARTIFACT_ALIAS",
+        "event_author": owner,
+        "alias": "production",
+        "tag": None,
+        "registry_name": "model",
+        "artifact_collection_name": "zoo",
+        "artifact_version": "v0",
+        "artifact_version_string": "wandb-registry-model/zoo:v0",
+        "entity_name": owner,
+        "project_name": "proj",
+        "artifact_metadata.epochs": 3,
+        "artifact_metadata.missing": None,
+        "DEPLOY_KEY": "dk-3",
+        "ACCESS_TOKEN": "tok-1",
+        "line": "production on v=v0",
+    }
 
 
 def documented_verify():
