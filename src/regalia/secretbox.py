@@ -21,6 +21,7 @@ KEY_FILE = "secret.key"
 
 class SecretBox:
     def __init__(self, key: bytes) -> None:
+        self.key = key  # other uses derive their own keys from it (see server/ui/session.py)
         try:
             self._fernet = Fernet(key)
         except ValueError:

@@ -32,9 +32,11 @@ from regalia.server import (
     routes_blobs,
     routes_registries,
     routes_versions,
+    ui,
 )
 from regalia.server.auth import Authenticator
 from regalia.server.observe import Metrics, Observer
+from regalia.server.ui.pages import LoginNeeded, login_redirect
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
 
@@ -106,6 +108,10 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             LOG.error("request failed: %s", exc, extra={"code": exc.code})
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
+    @app.exception_handler(LoginNeeded)
+    async def login_needed(request: Request, exc: LoginNeeded) -> Response:
+        return login_redirect(request)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
@@ -154,5 +160,6 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         routes_automations,
     ):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(ui.router)
     app.add_middleware(Observer, metrics=metrics)
     return app

@@ -55,7 +55,10 @@ class Authenticator:
         self._lock = threading.Lock()
 
     async def actor(self, request: Request) -> Actor:
-        key = api_key_from(request.headers.get("authorization"))
+        return await self.actor_of_key(api_key_from(request.headers.get("authorization")))
+
+    async def actor_of_key(self, key: str) -> Actor:
+        """The key's owner (remembered for ``ttl`` seconds)."""
         now = time.monotonic()
         hit = self._known.get(key)
         if hit is not None and hit[0] > now:
