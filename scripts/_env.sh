@@ -33,3 +33,11 @@ ensure_postgres() {
   echo "PostgreSQL did not start on 127.0.0.1:5432" >&2
   return 1
 }
+
+ensure_chromium() {
+  # The web UI's browser tests drive Debian's Chromium through Playwright
+  # (`playwright install` cannot download browsers here).
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  echo "Chromium is not installed; installing it from Debian's packages" >&2
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+}

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -199,3 +200,11 @@ def make_version(service: Service, tmp_path: Path) -> VersionMaker:
     root = tmp_path / "files"
     root.mkdir(exist_ok=True)
     return VersionMaker(service, root)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say where the browser tests left their screenshots (CI prints this)."""
+    folder = getattr(config, "regalia_screenshots", None)
+    if folder is not None:
+        shots = sorted(p.name for p in folder.glob("*.png"))
+        terminalreporter.write_line(f"web UI screenshots ({len(shots)}): {folder}")

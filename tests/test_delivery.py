@@ -202,7 +202,7 @@ def test_slack_gets_a_readable_message_and_test_sends_a_sample(live, make_versio
         drain(live, lambda: all(d.status != "pending" for d in live.deliveries(owner, auto)))
     texts = sorted(json.loads(b)["text"] for _t, _h, b in rx.requests)
     assert texts[0] == (f"*{owner.name}* added the alias `production` to "
-                        "<http://regalia.example/registries/model/zoo/v0|"
+                        "<http://regalia.example/registries/model/collections/zoo/v0|"
                         "wandb-registry-model/zoo:v0>")  # fmt: skip
     assert texts[1].startswith("[test] ")
 

@@ -86,3 +86,48 @@ def test_login_goes_back_only_to_this_site(site, service, owner):
         assert r.headers["location"] == "/"
         r = b.post("/login", data={"api_key": key, "next": "/registries/model"})
         assert r.headers["location"] == "/registries/model"
+
+
+def test_the_seed_steps_over_plain_http(site, service, owner, make_version):
+    """Registry -> settings (+ protected alias) -> collection (View details) ->
+    version (View, + alias, × alias), as an admin and as a member."""
+    v = make_version(owner, "weights", metadata={"acc": 0.91}, description="*best* so far")
+    service.link(owner, v.membership_id, "wandb-registry-model/zoo", aliases=["staging"])
+    _, member_key = service.create_user(owner, "mia")
+    service.set_registry_role(owner, "model", user="mia", role="member")
+    with browser(site) as b:
+        log_in(b, service.create_api_key(owner))
+        reg = b.get("/registries/model").text
+        assert 'href="/registries/model/collections/zoo">View details</a>' in reg
+        settings = b.get("/registries/model/settings").text
+        assert 'aria-label="Add protected alias"' in settings
+        r = b.post("/registries/model/settings/protected-aliases",
+                   data={"csrf": csrf_of(settings), "alias": "production"})  # fmt: skip
+        assert r.status_code == 303
+        settings = b.get("/registries/model/settings").text
+        assert re.search(r'class="chip protected" data-alias="production"', settings)
+        coll = b.get("/registries/model/collections/zoo").text
+        assert 'href="/registries/model/collections/zoo/v0" aria-label="View v0">View</a>' in coll
+        page = b.get("/registries/model/collections/zoo/v0").text
+        assert "<em>best</em> so far" in page and "0.91" in page
+        assert "api.artifact(&#34;wandb-registry-model/zoo:v0&#34;)" in page
+        b.post("/registries/model/collections/zoo/v0/aliases",
+               data={"csrf": csrf_of(page), "alias": "best_model, production"})  # fmt: skip
+        page = b.get("/registries/model/collections/zoo/v0").text
+        assert re.search(r'class="chip alias" data-alias="best_model"', page)
+        assert re.search(r'class="chip protected" data-alias="production"', page)
+        [link] = re.findall(r'href="(/registries/model/collections/zoo/v0/files/[0-9a-f]+)"', page)
+        assert b.get(link).content == b"weights"
+    with browser(site) as b:
+        log_in(b, member_key)
+        page = b.get("/registries/model/collections/zoo/v0").text
+        assert 'aria-label="Remove alias best_model"' in page  # a member may remove it
+        assert 'aria-label="Remove alias production"' not in page  # not a protected one
+        assert 'aria-label="Add protected alias"' not in b.get("/registries/model/settings").text
+        r = b.post("/registries/model/collections/zoo/v0/aliases/remove",
+                   data={"csrf": csrf_of(page), "alias": "production"})  # fmt: skip
+        assert r.status_code == 303  # the server refuses it anyway, and says so:
+        shown = b.get(r.headers["location"]).text
+        assert re.search(r'role="alert">you need the registry role &#39;admin&#39;', shown)
+        assert 'role="alert"' not in b.get(r.headers["location"]).text  # shown once
+    assert "production" in service.resolve(owner, "wandb-registry-model/zoo:production").aliases

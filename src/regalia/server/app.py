@@ -36,7 +36,7 @@ from regalia.server import (
 )
 from regalia.server.auth import Authenticator
 from regalia.server.observe import Metrics, Observer
-from regalia.server.ui.pages import LoginNeeded, login_redirect
+from regalia.server.ui.common import LoginNeeded, login_redirect
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
 

@@ -147,10 +147,10 @@ def abandon_upload(digest: str, request: Request, actor: Caller) -> JSONResponse
 )
 async def download(membership_id: int, digest: str, actor: Caller, svc: Svc) -> Response:
     entry = await run_in_threadpool(svc.blob_for_download, actor, membership_id, digest)
-    return await run_in_threadpool(_blob_response, svc, entry.digest)
+    return await run_in_threadpool(blob_response, svc, entry.digest)
 
 
-def _blob_response(svc: Service, digest: str) -> Response:
+def blob_response(svc: Service, digest: str) -> Response:
     path = svc.blobs.local_path(digest)
     headers = {"X-Regalia-Sha256": digest, "Cache-Control": "private, max-age=31536000, immutable"}
     if path is not None:

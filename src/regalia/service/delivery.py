@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import insert, or_, select, update
 
@@ -257,7 +258,8 @@ class DeliveryMixin(AutomationsMixin):
         base = (self.settings.public_url or "").rstrip("/")
         registry, collection = v.get("registry_name"), v.get("artifact_collection_name")
         version = v.get("artifact_version") or ""
-        link = f"{base}/registries/{registry}/{collection}/{version}" if base else ""
+        page = f"/registries/{quote(str(registry), safe='')}/collections/{collection}/{version}"
+        link = base + page if base else ""
         name = f"<{link}|{path}>" if link else f"`{path}`"
         who = f"*{v.get('event_author')}*"
         what = {

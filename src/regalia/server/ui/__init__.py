@@ -1,6 +1,12 @@
-"""The web UI (SPEC §6): server-rendered pages under ``/``, for people with a
-browser; the REST API under ``/api/v1`` stays the programs' interface."""
+"""The web UI (SPEC §6, §8): server-rendered pages under ``/``, for people with
+a browser; the REST API under ``/api/v1`` stays the programs' interface."""
 
-from regalia.server.ui.pages import router
+from fastapi import APIRouter
+
+from regalia.server.ui import pages, registries, versions
+
+router = APIRouter(include_in_schema=False)
+for _module in (pages, registries, versions):
+    router.include_router(_module.router)
 
 __all__ = ["router"]

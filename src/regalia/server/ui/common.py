@@ -1,0 +1,107 @@
+"""What every page shares: templates, the logged-in user, checked forms,
+rendering, and the redirect after a form (with its error, if any)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from regalia.core.roles import RegistryRole
+from regalia.errors import InvalidRequest, Unauthenticated
+from regalia.server.ui.session import COOKIE, SessionSealer
+from regalia.service import Actor, Service
+
+FLASH = "regalia_flash"  # the error of the last form, shown once
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+class LoginNeeded(Exception):
+    """No valid session: the page sends the browser to the login form."""
+
+
+def sealer_of(request: Request) -> SessionSealer:
+    sealer: SessionSealer | None = getattr(request.app.state, "sessions", None)
+    if sealer is None:
+        svc: Service = request.app.state.service
+        sealer = request.app.state.sessions = SessionSealer(svc.secret_box.key)
+    return sealer
+
+
+async def page_actor(request: Request) -> Actor:
+    """The logged-in user, or :class:`LoginNeeded`."""
+    key = sealer_of(request).open(request.cookies.get(COOKIE))
+    if key is None:
+        raise LoginNeeded()
+    try:
+        actor: Actor = await request.app.state.auth.actor_of_key(key)
+    except Unauthenticated:  # the key was revoked
+        raise LoginNeeded() from None
+    return actor
+
+
+async def checked_form(request: Request) -> dict[str, Any]:
+    """The posted form, after its CSRF token was checked."""
+    form = await request.form()
+    token = form.get("csrf")
+    if not sealer_of(request).csrf_ok(
+        request.cookies.get(COOKIE), token if isinstance(token, str) else None
+    ):
+        raise InvalidRequest("the form expired or did not come from this site; reload the page")
+    return {k: v for k, v in form.items()}
+
+
+PageActor = Annotated[Actor, Depends(page_actor)]
+
+
+def render(request: Request, template: str, actor: Actor | None, **context: Any) -> HTMLResponse:
+    cookie = request.cookies.get(COOKIE)
+    csrf = sealer_of(request).csrf_token(cookie) if cookie else ""
+    error = _flash(request.cookies.get(FLASH))
+    shared = {"actor": actor, "csrf": csrf, "error": error}
+    response = TEMPLATES.TemplateResponse(request, template, {**shared, **context})
+    if FLASH in request.cookies:
+        response.delete_cookie(FLASH, path="/")
+    return response
+
+
+def _flash(cookie: str | None) -> str | None:
+    if not cookie:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cookie.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def service_of(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+def back(url: str, error: str | None = None) -> RedirectResponse:
+    """Where a form sends the browser afterwards (Post/Redirect/Get); an error
+    rides along in a short-lived cookie (not the URL, where anyone could write
+    a message that the page would show)."""
+    response = RedirectResponse(url, status_code=303)
+    if error:
+        text = base64.urlsafe_b64encode(error[:500].encode()).decode()
+        response.set_cookie(FLASH, text, max_age=60, httponly=True, samesite="lax")
+    return response
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def at_least(role: str | None, wanted: RegistryRole) -> bool:
+    """Whether a registry role (the caller's) includes ``wanted``'s rights."""
+    if role is None:
+        return False
+    return RegistryRole.parse(role).rank >= wanted.rank

@@ -1,0 +1,132 @@
+"""The seed document's UI steps in a real browser (Debian's Chromium, headless,
+driven by Playwright), at 1280 px and on a 390 px wide phone screen.
+
+Screenshots of every page go to ``$REGALIA_SCREENSHOTS`` or, by default,
+``<pytest's basetemp>/screenshots``; the session prints where.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import ThreadServer
+
+CHROMIUM = "/usr/bin/chromium"
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/test installs it)"
+)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def shots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go; the end of the run prints it (conftest.py)."""
+    given = os.environ.get("REGALIA_SCREENSHOTS")
+    folder = Path(given) if given else tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    request.config.regalia_screenshots = folder  # type: ignore[attr-defined]
+    return folder
+
+
+@pytest.fixture
+def db_kind() -> str:
+    return "sqlite"  # the pages are the same on both databases (the HTTP tests cover both)
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_the_seed_ui_steps_in_a_browser(chromium, shots, width, settings, service, owner,
+                                        make_version):  # fmt: skip
+    v = make_version(owner, "weights", metadata={"acc": 0.91})
+    service.link(owner, v.membership_id, "wandb-registry-model/zoo", aliases=["staging"])
+    admin_key = service.create_api_key(owner)
+    _, member_key = service.create_user(owner, "mia")
+    service.set_registry_role(owner, "model", user="mia", role="member")
+    size = WIDTHS[width]
+    with ThreadServer(settings, service) as server:
+        context = chromium.new_context(viewport={"width": size[0], "height": size[1]})
+        page = context.new_page()
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+            # The page fits the screen's width (wide tables scroll inside their box).
+            assert page.evaluate("document.documentElement.scrollWidth") <= size[0], name
+
+        def log_in(key: str) -> None:
+            page.goto(server.url + "/login")
+            shot("login")
+            page.fill("#api_key", key)
+            page.click("button:has-text('Log in')")
+            page.wait_for_url(server.url + "/")
+
+        log_in(admin_key)
+        shot("home")
+        # A protected alias, created in the registry settings (the gear, top right).
+        page.click("text=model")
+        page.wait_for_url("**/registries/model")
+        shot("registry")
+        page.click("a[aria-label='Registry settings']")
+        page.fill("#new-protected", "production")
+        page.click("button[aria-label='Add protected alias']")
+        chip = page.locator("#protected-aliases .chip.protected", has_text="production")
+        chip.wait_for()
+        assert chip.locator("svg.lock").count() == 1
+        assert _grey(chip.evaluate("e => getComputedStyle(e).backgroundColor"))
+        shot("settings")
+        # View details -> View -> + a custom alias: an orange chip.
+        page.goto(server.url + "/registries/model")
+        page.click("text=View details")
+        page.wait_for_url("**/collections/zoo")
+        shot("collection")
+        page.click("a[aria-label='View v0']")
+        page.wait_for_url("**/collections/zoo/v0")
+        page.fill("#new-alias", "best_model")
+        page.click("button[aria-label='Add aliases']")
+        custom = page.locator("#aliases .chip.alias", has_text="best_model")
+        custom.wait_for()
+        assert _orange(custom.evaluate("e => getComputedStyle(e).backgroundColor"))
+        # The protected alias, added by the admin: a grey chip with a lock.
+        page.fill("#new-alias", "production")
+        page.click("button[aria-label='Add aliases']")
+        locked = page.locator("#aliases .chip.protected", has_text="production")
+        locked.wait_for()
+        assert locked.locator("svg.lock").count() == 1
+        shot("version-admin")
+        page.click("form[action='/logout'] button")
+        # A member cannot remove the protected alias (no ×), but may remove the other.
+        log_in(member_key)
+        page.goto(server.url + "/registries/model/collections/zoo/v0")
+        assert page.locator("button[aria-label='Remove alias production']").count() == 0
+        assert page.locator("button[aria-label='Remove alias best_model']").count() == 1
+        shot("version-member")
+        context.close()
+
+
+def _rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+
+
+def _grey(css: str) -> bool:
+    r, g, b = _rgb(css)
+    return max(r, g, b) - min(r, g, b) < 16
+
+
+def _orange(css: str) -> bool:
+    r, g, b = _rgb(css)
+    return r > g > b and r - b > 15
