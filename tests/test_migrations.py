@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -21,6 +22,12 @@ from sqlalchemy.engine import Engine
 from regalia.store.db import Database
 from regalia.store.migrate import HEAD, alembic_config, script_head
 from regalia.store.models import Base
+
+# SQLite's reflection skips expression indexes (the search's lower(tag)); PostgreSQL compares them.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index"),
+    pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based"),
+]
 
 
 @contextmanager

@@ -108,6 +108,15 @@ def test_the_seed_ui_steps_in_a_browser(chromium, shots, width, settings, servic
         locked.wait_for()
         assert locked.locator("svg.lock").count() == 1
         shot("version-admin")
+        # Find the version by its alias in the search box at the top of the page.
+        page.fill("#q", "best_m")
+        page.press("#q", "Enter")
+        page.wait_for_url("**/search?q=best_m")
+        result = page.locator("#version-results a", has_text="wandb-registry-model/zoo:v0")
+        assert result.count() == 1
+        shot("search")
+        result.click()
+        page.wait_for_url("**/collections/zoo/v0")
         page.click("form[action='/logout'] button")
         # A member cannot remove the protected alias (no ×), but may remove the other.
         log_in(member_key)

@@ -182,3 +182,13 @@ def find_versions(body: Search, actor: Caller, svc: Svc) -> JSONResponse:
         limit=body.limit,
     )
     return out(page)
+
+
+@router.get("/search", tags=SEARCH, summary="The search box: registries, collections, versions")
+def search_box(
+    actor: Caller,
+    svc: Svc,
+    q: str = Query(..., max_length=200),
+    limit: int = Query(20, ge=1, le=100),
+) -> JSONResponse:
+    return out(svc.search(actor, q, limit=limit))

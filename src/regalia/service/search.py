@@ -1,13 +1,16 @@
-"""Listings: registries -> collections -> versions, filtered in SQL (SPEC §6)."""
+"""Listings: registries -> collections -> versions, filtered in SQL; and the
+global search box (SPEC §6)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from regalia.core.filters import parse_filter
+from regalia.core.search import MAX_QUERY, matches, query_terms
+from regalia.errors import InvalidRequest
 from regalia.service.access import effective_roles
 from regalia.service.base import ServiceBase
-from regalia.service.views import Actor, Page
+from regalia.service.views import Actor, Page, SearchResults, VersionHit
 from regalia.store import search
 from regalia.store.repo import Repo
 
@@ -102,5 +105,52 @@ class SearchMixin(ServiceBase):
                 limit=limit,
             )
             return Page(self._version_views(repo, rows), nxt)
+
+        return self.db.read(fn)
+
+    def search(self, actor: Actor, query: str, *, limit: int = 20) -> SearchResults:
+        """Registries, collections and versions matching ``query``, case-insensitively:
+        registry names and descriptions, collection names, descriptions and tags
+        by word prefix; version aliases and tags that start with the query (an
+        index range scan each). ``limit`` per group."""
+        if not 1 <= limit <= 100:
+            raise InvalidRequest("limit is 1 to 100")
+        terms = query_terms(query)
+        if not terms:
+            return SearchResults(query, [], [], [])
+        prefix = query.strip().lower()[:MAX_QUERY]  # aliases and tags: the text as typed
+
+        def fn(repo: Repo) -> SearchResults:
+            regs = repo.registries(actor.org_id)
+            roles = effective_roles(repo, actor, regs)
+            visible = [r for r in regs if roles[r.id] is not None]
+            ids = [r.id for r in visible]
+            found_regs = [r for r in visible
+                          if matches(r.name, terms) or matches(r.description, terms)]  # fmt: skip
+            candidates = search.collections_containing(repo, ids, terms[0], limit * 10)
+            ctags = repo.collection_tags(c.id for c in candidates)
+            colls = [
+                c for c in candidates
+                if matches(c.name, terms) or matches(c.description, terms)
+                or any(matches(t, terms) for t in ctags.get(c.id, []))
+            ][:limit]  # fmt: skip
+            hits: list[tuple[int, str, str]] = []
+            seen: set[int] = set()
+            for mid, alias in search.aliases_starting(repo, ids, prefix, limit):
+                if mid not in seen:
+                    seen.add(mid)
+                    hits.append((mid, "alias", alias))
+            for mid, tag in search.tags_starting(repo, ids, prefix, limit):
+                if mid not in seen and len(hits) < limit:
+                    seen.add(mid)
+                    hits.append((mid, "tag", tag))
+            views = {v.membership_id: v for v in
+                     self._version_views_by_id(repo, [h[0] for h in hits])}  # fmt: skip
+            return SearchResults(
+                query,
+                self._registry_views(repo, actor, found_regs[:limit]),
+                self._collection_views(repo, colls),
+                [VersionHit(views[m], f, v) for m, f, v in hits if m in views],
+            )
 
         return self.db.read(fn)

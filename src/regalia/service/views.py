@@ -218,6 +218,25 @@ class AttemptView:
 
 
 @dataclass(frozen=True)
+class VersionHit:
+    """A registry version the search found, and what matched (``alias`` or ``tag``)."""
+
+    version: VersionView
+    field: str
+    value: str
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """What the search box found, grouped; only what the caller may see."""
+
+    query: str
+    registries: list[RegistryView]
+    collections: list[CollectionView]
+    versions: list[VersionHit]
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing, with the cursor of the next page (None at the end)."""
 

@@ -32,6 +32,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -225,6 +227,7 @@ class Version(Base):
 
 class VersionTag(Base):
     __tablename__ = "version_tags"
+    __table_args__ = (Index("ix_version_tag_lower", func.lower(text("tag"))),)  # search (§6)
     version_id: Mapped[int] = mapped_column(
         ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
     )
@@ -302,6 +305,7 @@ class Alias(Base):
     __table_args__ = (
         UniqueConstraint("collection_id", "name_key", name="uq_alias_collection_name"),
         Index("ix_alias_membership", "membership_id"),
+        Index("ix_alias_name_key", "name_key"),  # search by alias prefix (§6)
     )
     id: Mapped[int] = _id()
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))

@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from regalia.core.filters import Node
+from regalia.core.search import like_escape, prefix_bounds
 from regalia.errors import InvalidFilter
 from regalia.store.filters import Page, collection_where, paginate, registry_where, version_where
-from regalia.store.models import Collection, Membership, Registry, Version
+from regalia.store.models import (
+    Alias,
+    Collection,
+    CollectionTag,
+    Membership,
+    Registry,
+    Version,
+    VersionTag,
+)
 from regalia.store.repo import Repo
 
 
@@ -93,3 +102,73 @@ def find_versions(
     )
     page = _run(repo.s, paginate(stmt, entity="version", order=order, cursor=cursor, limit=limit))
     return [row[0] for row in page.items], page.next_cursor
+
+
+# -- the global search box (SPEC §6) ---------------------------------------------------------
+def aliases_starting(
+    repo: Repo, registry_ids: Sequence[int], prefix: str, limit: int
+) -> list[tuple[int, str]]:
+    """(membership id, alias) of aliases in those registries that start with ``prefix``."""
+    low, high = prefix_bounds(prefix)
+    rows = repo.s.execute(
+        select(Alias.membership_id, Alias.name)
+        .join(Collection, Collection.id == Alias.collection_id)
+        .where(
+            Alias.name_key >= low,
+            Alias.name_key < high,
+            Alias.name_key.like(like_escape(prefix) + "%", escape="\\"),
+            Collection.registry_id.in_(list(registry_ids)),
+        )
+        .order_by(Alias.updated_at.desc())
+        .limit(limit)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def tags_starting(
+    repo: Repo, registry_ids: Sequence[int], prefix: str, limit: int
+) -> list[tuple[int, str]]:
+    """(membership id, tag) of registry versions with a tag starting with ``prefix``."""
+    low, high = prefix_bounds(prefix)
+    key = func.lower(VersionTag.tag)
+    rows = repo.s.execute(
+        select(Membership.id, VersionTag.tag)
+        .join(Membership, Membership.version_id == VersionTag.version_id)
+        .join(Collection, Collection.id == Membership.collection_id)
+        .where(
+            key >= low,
+            key < high,
+            key.like(like_escape(prefix) + "%", escape="\\"),
+            Collection.registry_id.in_(list(registry_ids)),
+        )
+        .order_by(Membership.id.desc())
+        .limit(limit)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def collections_containing(
+    repo: Repo, registry_ids: Sequence[int], term: str, limit: int
+) -> list[Collection]:
+    """Registry collections whose name, description or a tag contains ``term``
+    (the caller keeps those that match by word prefix)."""
+    pattern = "%" + like_escape(term) + "%"
+    tagged = select(CollectionTag.collection_id).where(
+        func.lower(CollectionTag.tag).like(pattern, escape="\\")
+    )
+    return list(
+        repo.s.scalars(
+            select(Collection)
+            .where(
+                Collection.kind == "portfolio",
+                Collection.registry_id.in_(list(registry_ids)),
+                or_(
+                    Collection.name_key.like(pattern, escape="\\"),
+                    func.lower(Collection.description).like(pattern, escape="\\"),
+                    Collection.id.in_(tagged),
+                ),
+            )
+            .order_by(Collection.updated_at.desc())
+            .limit(limit)
+        )
+    )

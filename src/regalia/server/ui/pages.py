@@ -56,3 +56,9 @@ def home(request: Request, actor: PageActor) -> HTMLResponse:
     registries = service_of(request).list_registries(actor)
     can_create = actor.org_role in (OrgRole.ADMIN, OrgRole.MEMBER)
     return render(request, "home.html", actor, registries=registries, can_create=can_create)
+
+
+@router.get("/search")
+def search(request: Request, actor: PageActor, q: str = "") -> HTMLResponse:
+    results = service_of(request).search(actor, q[:200]) if q.strip() else None
+    return render(request, "search.html", actor, q=q, results=results)
