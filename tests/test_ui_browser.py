@@ -8,6 +8,7 @@ Screenshots of every page go to ``$REGALIA_SCREENSHOTS`` or, by default,
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,65 @@ def _grey(css: str) -> bool:
 def _orange(css: str) -> bool:
     r, g, b = _rgb(css)
     return r > g > b and r - b > 15
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_automation_pages_in_a_browser(chromium, shots, width, settings, service, owner):
+    """Create a webhook automation with the form, send a test, read its history."""
+    import dataclasses
+
+    from automation_helpers import Receiver, drain
+
+    from regalia.service import Service
+
+    settings = dataclasses.replace(settings, automation_allow_private=True)
+    service.settings = settings
+    key = service.create_api_key(owner)
+    size = WIDTHS[width]
+    with Receiver([(200, {})]) as rx, ThreadServer(settings, service) as server:
+        context = chromium.new_context(viewport={"width": size[0], "height": size[1]})
+        page = context.new_page()
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth") <= size[0], name
+
+        page.goto(server.url + "/login")
+        page.fill("#api_key", key)
+        page.click("button:has-text('Log in')")
+        page.goto(server.url + "/registries/model/automations")
+        page.fill("#a-name", "to-prod")
+        page.select_option("#a-event", "ADD_ARTIFACT_ALIAS")
+        page.select_option("#a-filter-kind", "alias_regex")
+        page.fill("#a-filter-value", "^prod")
+        page.select_option("#a-action", "webhook")
+        page.fill("#a-target", rx.url)
+        page.fill("#a-signing", "s3cret")
+        shot("automations")
+        page.click("button:has-text('Create automation')")
+        page.wait_for_url("**/automations/*")
+        assert page.locator("#state").inner_text() == "enabled"
+        page.click("button:has-text('Send a test')")
+        page.wait_for_load_state()
+        live = Service(settings)
+        try:
+            auto_id = int(page.url.rsplit("/", 1)[1])
+
+            def settled() -> bool:
+                return all(d.status != "pending" for d in live.deliveries(owner, auto_id))
+
+            # Playwright's sync API holds this thread's event loop: the worker gets its own.
+            worker = threading.Thread(target=drain, args=(live, settled))
+            worker.start()
+            worker.join(30)
+        finally:
+            live.close()
+        page.reload()
+        assert page.locator("#deliveries .status-succeeded").count() == 1
+        shot("automation")
+        page.click("text=Payload and tries")
+        assert "ADD_ARTIFACT_ALIAS" in page.locator("pre.payload").inner_text()
+        assert "s3cret" not in page.content()
+        shot("delivery")
+        context.close()
+    assert len(rx.requests) == 1
