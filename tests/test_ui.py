@@ -44,6 +44,12 @@ def test_pages_need_a_login_and_a_valid_key(site, service, owner):
         assert names == ["dataset", "model"]
         assert "your role: <strong>admin</strong>" in home.text
         assert "Create registry" in home.text
+        r = b.post("/registries", data={"csrf": csrf_of(home.text), "name": "Vision",
+                                        "visibility": "restricted", "types": "model"})  # fmt: skip
+        assert r.headers["location"] == "/registries/Vision"
+        assert "accepts: model" in b.get("/registries/Vision").text
+        r = b.post("/registries", data={"csrf": csrf_of(home.text), "name": "a/b"})
+        assert 'role="alert">registry name' in b.get(r.headers["location"]).text
 
 
 def test_a_viewer_is_not_offered_what_it_may_not_do(site, service, owner):
@@ -124,6 +130,7 @@ def test_the_seed_steps_over_plain_http(site, service, owner, make_version):
         assert 'aria-label="Remove alias best_model"' in page  # a member may remove it
         assert 'aria-label="Remove alias production"' not in page  # not a protected one
         assert 'aria-label="Add protected alias"' not in b.get("/registries/model/settings").text
+        assert 'id="unlink"' not in page  # a protected version: admins only
         r = b.post("/registries/model/collections/zoo/v0/aliases/remove",
                    data={"csrf": csrf_of(page), "alias": "production"})  # fmt: skip
         assert r.status_code == 303  # the server refuses it anyway, and says so:
@@ -131,3 +138,16 @@ def test_the_seed_steps_over_plain_http(site, service, owner, make_version):
         assert re.search(r'role="alert">you need the registry role &#39;admin&#39;', shown)
         assert 'role="alert"' not in b.get(r.headers["location"]).text  # shown once
     assert "production" in service.resolve(owner, "wandb-registry-model/zoo:production").aliases
+    _, viewer_key = service.create_user(owner, "vic")
+    service.set_registry_role(owner, "model", user="vic", role="viewer")
+    with browser(site) as b:
+        log_in(b, viewer_key)
+        page = b.get("/registries/model/collections/zoo/v0").text
+        assert 'aria-label="Add aliases"' not in page and "Remove alias" not in page
+        assert 'id="unlink"' not in page
+    with browser(site) as b:  # the admin unlinks it
+        log_in(b, service.create_api_key(owner))
+        page = b.get("/registries/model/collections/zoo/v0").text
+        r = b.post("/registries/model/collections/zoo/v0/unlink", data={"csrf": csrf_of(page)})
+        assert r.headers["location"] == "/registries/model/collections/zoo"
+        assert "No versions linked." in b.get(r.headers["location"]).text

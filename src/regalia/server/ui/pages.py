@@ -8,13 +8,21 @@ leave out what would be refused.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from regalia.core.roles import OrgRole
-from regalia.errors import Unauthenticated
-from regalia.server.ui.common import PageActor, checked_form, render, sealer_of, service_of
+from regalia.errors import RegaliaError, Unauthenticated
+from regalia.server.ui.common import (
+    PageActor,
+    back,
+    checked_form,
+    render,
+    sealer_of,
+    service_of,
+)
 from regalia.server.ui.session import clear_session, set_session
 
 router = APIRouter(include_in_schema=False)
@@ -62,3 +70,21 @@ def home(request: Request, actor: PageActor) -> HTMLResponse:
 def search(request: Request, actor: PageActor, q: str = "") -> HTMLResponse:
     results = service_of(request).search(actor, q[:200]) if q.strip() else None
     return render(request, "search.html", actor, q=q, results=results)
+
+
+@router.post("/registries")
+def create_registry(
+    request: Request, actor: PageActor, form: Annotated[dict[str, Any], Depends(checked_form)]
+) -> Response:
+    types = [t.strip() for t in str(form.get("types", "")).split(",") if t.strip()]
+    try:
+        view = service_of(request).create_registry(
+            actor,
+            str(form.get("name", "")).strip(),
+            visibility=str(form.get("visibility", "organization")),
+            description=str(form.get("description", "")).strip(),
+            artifact_types=types or None,
+        )
+    except RegaliaError as exc:
+        return back("/", exc.message)
+    return back(f"/registries/{quote(view.name, safe='')}")

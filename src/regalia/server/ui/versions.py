@@ -78,6 +78,20 @@ def remove_alias(
     return back(url)
 
 
+@router.post("/registries/{name}/collections/{collection}/{ref}/unlink")
+def unlink(
+    request: Request, name: str, collection: str, ref: str, actor: PageActor, form: Form
+) -> RedirectResponse:
+    """Take the version out of the collection (its source version stays)."""
+    svc = service_of(request)
+    try:
+        v = _version(svc, actor, name, collection, ref)
+        svc.unlink(actor, v.membership_id)
+    except RegaliaError as exc:
+        return back(f"{collection_url(name, collection)}/{ref}", exc.message)
+    return back(collection_url(name, collection))
+
+
 @router.get("/registries/{name}/collections/{collection}/{ref}/files/{digest}")
 async def download(
     request: Request, name: str, collection: str, ref: str, digest: str, actor: PageActor
