@@ -128,23 +128,35 @@ def aliases_starting(
 def tags_starting(
     repo: Repo, registry_ids: Sequence[int], prefix: str, limit: int
 ) -> list[tuple[int, str]]:
-    """(membership id, tag) of registry versions with a tag starting with ``prefix``."""
+    """(membership id, tag) of registry versions with a tag starting with ``prefix``.
+
+    Two steps, so that the tag index leads (a join lets the planner start from
+    the registries' memberships instead, and read all of them): the first
+    ``limit * 50`` tags in the prefix's range, then their registry links."""
     low, high = prefix_bounds(prefix)
     key = func.lower(VersionTag.tag)
-    rows = repo.s.execute(
-        select(Membership.id, VersionTag.tag)
-        .join(Membership, Membership.version_id == VersionTag.version_id)
+    tagged = repo.s.execute(
+        select(VersionTag.version_id, VersionTag.tag)
+        .where(key >= low, key < high, key.like(like_escape(prefix) + "%", escape="\\"))
+        .order_by(VersionTag.version_id.desc())
+        .limit(limit * 50)
+    ).all()
+    if not tagged:
+        return []
+    tags: dict[int, str] = {}
+    for version_id, tag in tagged:
+        tags.setdefault(version_id, tag)
+    links = repo.s.execute(
+        select(Membership.id, Membership.version_id)
         .join(Collection, Collection.id == Membership.collection_id)
         .where(
-            key >= low,
-            key < high,
-            key.like(like_escape(prefix) + "%", escape="\\"),
+            Membership.version_id.in_(list(tags)),
             Collection.registry_id.in_(list(registry_ids)),
         )
         .order_by(Membership.id.desc())
         .limit(limit)
     ).all()
-    return [(r[0], r[1]) for r in rows]
+    return [(m_id, tags[v_id]) for m_id, v_id in links]
 
 
 def collections_containing(
