@@ -18,8 +18,9 @@ Then a ``regalia server`` process (as in ``bench_server.py``) answers, on one
 kept-alive connection:
 
 * ``GET /api/v1/search?q=...`` for an alias (``cand-4240``), a tag prefix
-  (``tag-7``), a collection name (``busy``), a registry description word and a
-  miss (``zzz``): median and p95 of N requests each, interleaved;
+  (``tag-7``), a collection name (``busy``), a registry description word,
+  version description words (``build 4240``, full-text) and a miss
+  (``zzz``): median and p95 of N requests each, interleaved;
 * the page of the busiest collection (``/registries/model/collections/busy``:
   its card, the newest 50 of its versions, its history) and a version page,
   through a logged-in session: median and p95.
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "tag prefix tag-7": "tag-7",
             "collection busy": "busy",
             "registry word vision": "vision",
+            "description words build 4240": "build 4240",
             "miss zzz": "zzz",
         }
         times: dict[str, list[float]] = {k: [] for k in queries}

@@ -38,6 +38,19 @@ def test_search_matches_by_word_prefix_and_groups_results(service, owner, make_v
     assert [(h.field, h.value) for h in service.search(owner, "golden").versions] == [
         ("tag", "Golden-Set")]  # fmt: skip
     assert service.search(owner, "lassif").collections == []  # not a word prefix
+
+
+def test_version_descriptions_are_searched_by_word_prefix(service, owner, make_version):
+    v = make_version(owner, description="Fine-tuned on ImageNet_21k, best so far")
+    link = service.link(owner, v.membership_id, "wandb-registry-model/zoo")
+    found = service.search(owner, "imagenet 21")
+    assert [(h.field, h.version.membership_id) for h in found.versions] == [
+        ("description", link.membership_id)]  # fmt: skip
+    assert service.search(owner, "tuned BEST").versions[0].field == "description"
+    assert service.search(owner, "magenet").versions == []  # not a word prefix
+    service.update_version(owner, link.membership_id, description="retrained from scratch")
+    assert service.search(owner, "imagenet").versions == []  # the index follows the change
+    assert [h.field for h in service.search(owner, "scratch").versions] == ["description"]
     assert service.search(owner, "  ").versions == []
 
 

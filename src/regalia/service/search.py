@@ -112,7 +112,8 @@ class SearchMixin(ServiceBase):
         """Registries, collections and versions matching ``query``, case-insensitively:
         registry names and descriptions, collection names, descriptions and tags
         by word prefix; version aliases and tags that start with the query (an
-        index range scan each). ``limit`` per group."""
+        index range scan each), and version descriptions by word prefix (the
+        full-text index). ``limit`` per group."""
         if not 1 <= limit <= 100:
             raise InvalidRequest("limit is 1 to 100")
         terms = query_terms(query)
@@ -144,6 +145,11 @@ class SearchMixin(ServiceBase):
                 if mid not in seen and len(hits) < limit:
                     seen.add(mid)
                     hits.append((mid, "tag", tag))
+            if len(hits) < limit:
+                for mid, text in search.versions_described(repo, ids, terms, limit):
+                    if mid not in seen and len(hits) < limit:
+                        seen.add(mid)
+                        hits.append((mid, "description", text[:120]))
             views = {v.membership_id: v for v in
                      self._version_views_by_id(repo, [h[0] for h in hits])}  # fmt: skip
             return SearchResults(

@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     func,
     text,
 )
@@ -436,3 +437,36 @@ class AutomationTarget(Base):
     __tablename__ = "automation_targets"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the URL
     next_send_at: Mapped[datetime] = _ts()
+
+
+# -- full-text search of version descriptions (SPEC §6) ----------------------------------------
+# Not in the metadata (SQLAlchemy has no words for an FTS5 table or a GIN index on an
+# expression): created with the versions table, and by migration 0005.
+FULLTEXT_OBJECTS = frozenset(
+    {"version_fts", "version_fts_data", "version_fts_idx", "version_fts_docsize",
+     "version_fts_config", "ix_version_description_fts"}
+)  # fmt: skip
+SQLITE_FULLTEXT = (
+    "CREATE VIRTUAL TABLE version_fts USING fts5("
+    "description, content='versions', content_rowid='id', tokenize='unicode61')",
+    "CREATE TRIGGER version_fts_insert AFTER INSERT ON versions BEGIN "
+    "INSERT INTO version_fts(rowid, description) VALUES (new.id, new.description); END",
+    "CREATE TRIGGER version_fts_delete AFTER DELETE ON versions BEGIN "
+    "INSERT INTO version_fts(version_fts, rowid, description) "
+    "VALUES ('delete', old.id, old.description); END",
+    "CREATE TRIGGER version_fts_update AFTER UPDATE OF description ON versions BEGIN "
+    "INSERT INTO version_fts(version_fts, rowid, description) "
+    "VALUES ('delete', old.id, old.description); "
+    "INSERT INTO version_fts(rowid, description) VALUES (new.id, new.description); END",
+)
+POSTGRES_FULLTEXT = (
+    "CREATE INDEX ix_version_description_fts ON versions "
+    "USING gin (to_tsvector('simple', description))",
+)
+
+
+@event.listens_for(Version.__table__, "after_create")
+def _create_fulltext(target: Any, connection: Any, **kw: Any) -> None:
+    statements = SQLITE_FULLTEXT if connection.dialect.name == "sqlite" else POSTGRES_FULLTEXT
+    for statement in statements:
+        connection.exec_driver_sql(statement)

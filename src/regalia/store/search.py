@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from regalia.core.filters import Node
@@ -157,6 +157,50 @@ def tags_starting(
         .limit(limit)
     ).all()
     return [(m_id, tags[v_id]) for m_id, v_id in links]
+
+
+def versions_described(
+    repo: Repo, registry_ids: Sequence[int], terms: Sequence[str], limit: int
+) -> list[tuple[int, str]]:
+    """(membership id, description) of registry versions whose description has
+    words starting with each of ``terms`` (FTS5 on SQLite, the GIN index on
+    PostgreSQL; ``terms`` are letters and digits only, see core/search.py)."""
+    if repo.dialect == "sqlite":
+        match = " AND ".join(f'"{t}"*' for t in terms)
+        ids = list(
+            repo.s.scalars(
+                text(
+                    "SELECT rowid FROM version_fts WHERE version_fts MATCH :q "
+                    "ORDER BY rowid DESC LIMIT :n"
+                ),  # fmt: skip
+                {"q": match, "n": limit * 50},
+            )
+        )
+    else:
+        query = " & ".join(f"{t}:*" for t in terms)
+        ids = list(
+            repo.s.scalars(
+                select(Version.id)
+                .where(
+                    text(
+                        "to_tsvector('simple', versions.description) @@ to_tsquery('simple', :q)"
+                    ).bindparams(q=query)
+                )  # fmt: skip
+                .order_by(Version.id.desc())
+                .limit(limit * 50)
+            )
+        )
+    if not ids:
+        return []
+    rows = repo.s.execute(
+        select(Membership.id, Version.description)
+        .join(Version, Version.id == Membership.version_id)
+        .join(Collection, Collection.id == Membership.collection_id)
+        .where(Membership.version_id.in_(ids), Collection.registry_id.in_(list(registry_ids)))
+        .order_by(Membership.id.desc())
+        .limit(limit)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
 
 
 def collections_containing(
