@@ -113,6 +113,16 @@ def test_the_seed_steps_over_plain_http(site, service, owner, make_version):
         settings = b.get("/registries/model/settings").text
         assert re.search(r'class="chip protected" data-alias="production"', settings)
         coll = b.get("/registries/model/collections/zoo").text
+        b.post("/registries/model/collections/zoo/card",
+               data={"csrf": csrf_of(coll), "description": "## Zoo\n\n<script>x</script>",
+                     "add_tags": "animals, demo"})  # fmt: skip
+        coll = b.get("/registries/model/collections/zoo").text
+        assert "<h2>Zoo</h2>" in coll and "<script>x" not in coll  # Markdown, no raw HTML
+        assert 'aria-label="Remove tag demo"' in coll
+        b.post("/registries/model/collections/zoo/card",
+               data={"csrf": csrf_of(coll), "remove_tag": "demo"})  # fmt: skip
+        assert service.get_collection(owner, "model", "zoo").tags == ["animals"]
+        coll = b.get("/registries/model/collections/zoo").text
         assert 'href="/registries/model/collections/zoo/v0" aria-label="View v0">View</a>' in coll
         page = b.get("/registries/model/collections/zoo/v0").text
         assert "<em>best</em> so far" in page and "0.91" in page
