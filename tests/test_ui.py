@@ -161,3 +161,16 @@ def test_the_seed_steps_over_plain_http(site, service, owner, make_version):
         r = b.post("/registries/model/collections/zoo/v0/unlink", data={"csrf": csrf_of(page)})
         assert r.headers["location"] == "/registries/model/collections/zoo"
         assert "No versions linked." in b.get(r.headers["location"]).text
+
+
+def test_a_page_that_cannot_be_shown_explains_itself_in_html(site, service, owner):
+    service.create_registry(owner, "secret", visibility="restricted")
+    _, key = service.create_user(owner, "otto")
+    with browser(site) as b:
+        log_in(b, key)
+        r = b.get("/registries/secret", headers={"Accept": "text/html"})
+        assert r.status_code == 404 and "text/html" in r.headers["content-type"]
+        assert "Not found" in r.text and "secret" in r.text
+        headers = {"Accept": "text/html", "Authorization": f"Bearer {key}"}
+        api = b.get("/api/v1/registries/secret", headers=headers)
+        assert api.json()["error"]["code"]  # the API keeps its JSON envelope

@@ -36,7 +36,7 @@ from regalia.server import (
 )
 from regalia.server.auth import Authenticator
 from regalia.server.observe import Metrics, Observer
-from regalia.server.ui.common import LoginNeeded, login_redirect
+from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
 
@@ -103,9 +103,11 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.state.metrics = metrics
 
     @app.exception_handler(RegaliaError)
-    async def regalia_error(request: Request, exc: RegaliaError) -> JSONResponse:
+    async def regalia_error(request: Request, exc: RegaliaError) -> Response:
         if exc.http_status >= 500:
             LOG.error("request failed: %s", exc, extra={"code": exc.code})
+        if wants_page(request):  # a browser on a page of the web UI
+            return error_page(request, exc.http_status, exc.message)
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
     @app.exception_handler(LoginNeeded)

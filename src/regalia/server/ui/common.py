@@ -105,3 +105,24 @@ def at_least(role: str | None, wanted: RegistryRole) -> bool:
     if role is None:
         return False
     return RegistryRole.parse(role).rank >= wanted.rank
+
+
+TITLES = {400: "That did not work", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the REST API, not a program)."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    response = TEMPLATES.TemplateResponse(
+        request,
+        "error.html",
+        {"actor": None, "csrf": "", "error": None, "status": status,
+         "title": TITLES.get(status, "Something went wrong"), "message": message},
+        status_code=status,
+    )  # fmt: skip
+    return response
