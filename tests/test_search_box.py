@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 from servers import ThreadServer
+from test_ui import log_in
 
 
 def seed(service, owner, make_version):
@@ -73,7 +74,7 @@ def test_the_search_api_and_page(settings, service, owner, make_version):
         [hit] = r.json()["versions"]
         assert hit["value"] == "staging" and hit["version"]["collection"]["name"] == "zoo"
         with httpx.Client(base_url=server.url) as b:
-            b.post("/login", data={"api_key": key, "next": "/"})
+            log_in(b, key)
             page = b.get("/search", params={"q": "staging"}).text
             assert 'href="/registries/model/collections/zoo/v0">wandb-registry-model/zoo:v0' in page
             assert "Nothing you may see matches" in b.get("/search", params={"q": "zzz"}).text

@@ -20,8 +20,11 @@ def browser(site) -> httpx.Client:
     return httpx.Client(base_url=site.url, follow_redirects=False)
 
 
-def log_in(client: httpx.Client, key: str) -> httpx.Response:
-    return client.post("/login", data={"api_key": key, "next": "/"})
+def log_in(client: httpx.Client, key: str, next: str = "/") -> httpx.Response:
+    """As a browser does: the form first (its token), then the post."""
+    form = client.get("/login").text
+    nonce = re.search(r'name="nonce" value="([0-9a-f]+)"', form).group(1)
+    return client.post("/login", data={"api_key": key, "next": next, "nonce": nonce})
 
 
 def csrf_of(page: str) -> str:
@@ -88,10 +91,18 @@ def test_a_revoked_key_or_a_forged_cookie_ends_the_session(site, service, owner)
 def test_login_goes_back_only_to_this_site(site, service, owner):
     key = service.create_api_key(owner)
     with browser(site) as b:
-        r = b.post("/login", data={"api_key": key, "next": "//evil.example/x"})
+        r = log_in(b, key, next="//evil.example/x")
         assert r.headers["location"] == "/"
-        r = b.post("/login", data={"api_key": key, "next": "/registries/model"})
+        r = log_in(b, key, next="/registries/model")
         assert r.headers["location"] == "/registries/model"
+
+
+def test_the_login_form_needs_its_own_token(site, service, owner):
+    """A page elsewhere cannot log a browser in to someone else's account."""
+    with browser(site) as b:
+        r = b.post("/login", data={"api_key": service.create_api_key(owner), "next": "/"})
+        assert r.status_code == 400 and "The form expired" in r.text
+        assert b.get("/").status_code == 303  # not logged in
 
 
 def test_the_seed_steps_over_plain_http(site, service, owner, make_version):

@@ -7,6 +7,8 @@ leave out what would be refused.
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -28,25 +30,40 @@ from regalia.server.ui.session import clear_session, set_session
 router = APIRouter(include_in_schema=False)
 
 
+LOGIN_NONCE = "regalia_login"  # the login form's CSRF token (no session yet): double submit
+
+
+def _login_page(request: Request, next: str, error: str | None, status: int = 200) -> Response:
+    nonce = secrets.token_hex(16)
+    page = render(request, "login.html", None, next=next, error=error, nonce=nonce)
+    page.status_code = status
+    page.set_cookie(LOGIN_NONCE, nonce, max_age=3600, httponly=True, samesite="strict")
+    return page
+
+
 @router.get("/login")
-def login_form(request: Request, next: str = "/") -> HTMLResponse:
-    return render(request, "login.html", None, next=next, error=None)
+def login_form(request: Request, next: str = "/") -> Response:
+    return _login_page(request, next, None)
 
 
 @router.post("/login")
 async def login(
-    request: Request, api_key: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
+    request: Request,
+    api_key: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+    nonce: Annotated[str, Form()] = "",
 ) -> Response:
+    cookie = request.cookies.get(LOGIN_NONCE, "")
+    if not cookie or not hmac.compare_digest(cookie, nonce):
+        return _login_page(request, next, "The form expired; log in again.", 400)
     try:
         await request.app.state.auth.actor_of_key(api_key.strip())
     except Unauthenticated:
-        refused = render(request, "login.html", None, next=next,
-                         error="That API key is not valid (or was revoked).")  # fmt: skip
-        refused.status_code = 401
-        return refused
+        return _login_page(request, next, "That API key is not valid (or was revoked).", 401)
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     response = RedirectResponse(target, status_code=303)
     set_session(response, request, sealer_of(request).seal(api_key.strip()))
+    response.delete_cookie(LOGIN_NONCE)
     return response
 
 
