@@ -23,8 +23,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
+    """One browser for this module; closed with it, since Playwright's sync API
+    holds an event loop in this thread while it runs (asyncio.run would fail)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

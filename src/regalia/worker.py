@@ -57,7 +57,6 @@ class DeliveryWorker:
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
         self.concurrency = concurrency
         self.claim_at_least = max(1, concurrency // 4)  # free slots worth a claim
-        self.tries = 0  # tries recorded so far
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -136,7 +135,6 @@ class DeliveryWorker:
                 batch.append(self._finished.get_nowait())
             try:
                 statuses = await self._record_batch(batch)
-                self.tries += len(batch)
                 for (job, outcome), status in zip(batch, statuses, strict=True):
                     LOG.info(
                         "delivery %s try %d to %s: %s",

@@ -322,12 +322,6 @@ class DeliveryMixin(AutomationsMixin):
 
         return self.db.write(fn) if done else []
 
-    def finish_delivery(
-        self, worker: str, job: Job, outcome: Outcome, policy: DeliveryPolicy
-    ) -> str | None:
-        """Record one try; see :meth:`finish_deliveries`."""
-        return self.finish_deliveries(worker, [(job, outcome)], policy)[0]
-
     @staticmethod
     def _outcome(
         job: Job, outcome: Outcome, policy: DeliveryPolicy, now: datetime

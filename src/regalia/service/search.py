@@ -12,16 +12,21 @@ from regalia.service.access import effective_roles
 from regalia.service.base import ServiceBase
 from regalia.service.views import Actor, Page, SearchResults, VersionHit
 from regalia.store import search
+from regalia.store.models import Registry
 from regalia.store.repo import Repo
 
 Filter = dict[str, Any] | None
 
 
 class SearchMixin(ServiceBase):
-    def _visible_ids(self, repo: Repo, actor: Actor) -> list[int]:
+    def _visible(self, repo: Repo, actor: Actor) -> list[Registry]:
+        """The registries the caller may see."""
         regs = repo.registries(actor.org_id)
         roles = effective_roles(repo, actor, regs)
-        return [r.id for r in regs if roles[r.id] is not None]
+        return [r for r in regs if roles[r.id] is not None]
+
+    def _visible_ids(self, repo: Repo, actor: Actor) -> list[int]:
+        return [r.id for r in self._visible(repo, actor)]
 
     def find_registries(
         self,
@@ -122,9 +127,7 @@ class SearchMixin(ServiceBase):
         prefix = query.strip().lower()[:MAX_QUERY]  # aliases and tags: the text as typed
 
         def fn(repo: Repo) -> SearchResults:
-            regs = repo.registries(actor.org_id)
-            roles = effective_roles(repo, actor, regs)
-            visible = [r for r in regs if roles[r.id] is not None]
+            visible = self._visible(repo, actor)
             ids = [r.id for r in visible]
             found_regs = [r for r in visible
                           if matches(r.name, terms) or matches(r.description, terms)]  # fmt: skip
@@ -135,28 +138,28 @@ class SearchMixin(ServiceBase):
                 if matches(c.name, terms) or matches(c.description, terms)
                 or any(matches(t, terms) for t in ctags.get(c.id, []))
             ][:limit]  # fmt: skip
-            hits: list[tuple[int, str, str]] = []
-            seen: set[int] = set()
+            # Versions: by alias, then tag, then description; each version once.
+            hits: dict[int, tuple[str, str]] = {}
             for mid, alias in search.aliases_starting(repo, ids, prefix, limit):
-                if mid not in seen:
-                    seen.add(mid)
-                    hits.append((mid, "alias", alias))
+                hits.setdefault(mid, ("alias", alias))
             for mid, tag in search.tags_starting(repo, ids, prefix, limit):
-                if mid not in seen and len(hits) < limit:
-                    seen.add(mid)
-                    hits.append((mid, "tag", tag))
+                hits.setdefault(mid, ("tag", tag))
             if len(hits) < limit:
-                for mid, text in search.versions_described(repo, ids, terms, limit):
-                    if mid not in seen and len(hits) < limit:
-                        seen.add(mid)
-                        hits.append((mid, "description", text[:120]))
+                for mid in search.versions_described(repo, ids, terms, limit):
+                    hits.setdefault(mid, ("description", ""))  # the text: from its view
+            picked = list(hits.items())[:limit]
             views = {v.membership_id: v for v in
-                     self._version_views_by_id(repo, [h[0] for h in hits])}  # fmt: skip
+                     self._version_views_by_id(repo, [m for m, _ in picked])}  # fmt: skip
+            versions = [
+                VersionHit(views[m], field,
+                           views[m].description[:120] if field == "description" else value)
+                for m, (field, value) in picked if m in views
+            ]  # fmt: skip
             return SearchResults(
                 query,
                 self._registry_views(repo, actor, found_regs[:limit]),
                 self._collection_views(repo, colls),
-                [VersionHit(views[m], f, v) for m, f, v in hits if m in views],
+                versions,
             )
 
         return self.db.read(fn)

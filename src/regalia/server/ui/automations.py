@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from regalia.core.automations import EventType, FilterKind
 from regalia.core.roles import RegistryRole
-from regalia.errors import InvalidRequest, RegaliaError
-from regalia.server.ui.common import PageActor, at_least, back, checked_form, render, service_of
+from regalia.errors import InvalidRequest
+from regalia.server.ui.common import PageActor, apply, at_least, checked_form, render, service_of
 from regalia.server.ui.registries import registry_url
 
 router = APIRouter(include_in_schema=False)
@@ -51,9 +51,9 @@ def automations_page(request: Request, name: str, actor: PageActor) -> HTMLRespo
 @router.post("/registries/{name}/automations")
 def create(request: Request, name: str, actor: PageActor, form: Form) -> RedirectResponse:
     svc = service_of(request)
-    url = registry_url(name) + "/automations"
-    try:
-        view = svc.create_automation(
+    return apply(
+        registry_url(name) + "/automations",
+        lambda: svc.create_automation(
             actor,
             registry=name,
             name=str(form.get("name", "")).strip(),
@@ -68,10 +68,9 @@ def create(request: Request, name: str, actor: PageActor, form: Form) -> Redirec
             secrets=_secrets(_text(form, "secrets")),
             payload_template=_text(form, "payload_template"),
             description=str(form.get("description", "")).strip(),
-        )
-    except RegaliaError as exc:
-        return back(url, exc.message)
-    return back(f"/automations/{view.id}")
+        ),
+        then=lambda view: f"/automations/{view.id}",
+    )
 
 
 @router.get("/automations/{automation_id}")
@@ -105,7 +104,9 @@ def act(
     """enable, disable, test, delete, or redeliver (with ``delivery``)."""
     svc = service_of(request)
     url = f"/automations/{automation_id}"
-    try:
+
+    def change() -> str:
+        """Do it; return where to go next."""
         if action in ("enable", "disable"):
             svc.set_automation_enabled(actor, automation_id, action == "enable")
         elif action == "test":
@@ -115,9 +116,9 @@ def act(
         elif action == "delete":
             auto = svc.get_automation(actor, automation_id)
             svc.delete_automation(actor, automation_id)
-            return back(registry_url(auto.registry) + "/automations")
+            return registry_url(auto.registry) + "/automations"
         else:
             raise InvalidRequest(f"unknown action {action!r}")
-    except RegaliaError as exc:
-        return back(url, exc.message)
-    return back(url)
+        return url
+
+    return apply(url, change, then=lambda target: target)

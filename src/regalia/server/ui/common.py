@@ -4,21 +4,34 @@ rendering, and the redirect after a form (with its error, if any)."""
 from __future__ import annotations
 
 import base64
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.templating import Jinja2Templates
 
 from regalia.core.roles import RegistryRole
-from regalia.errors import InvalidRequest, Unauthenticated
+from regalia.errors import InvalidRequest, RegaliaError, Unauthenticated
 from regalia.server.ui.session import COOKIE, SessionSealer
 from regalia.service import Actor, Service
 
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
+
+T = TypeVar("T")
 FLASH = "regalia_flash"  # the error of the last form, shown once
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+@functools.cache
+def templates() -> Jinja2Templates:
+    """The page templates, loaded on the first page (Jinja2 stays out of the
+    server's start-up: the REST API does not need it)."""
+    from fastapi.templating import Jinja2Templates
+
+    return Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 class LoginNeeded(Exception):
@@ -64,10 +77,22 @@ def render(request: Request, template: str, actor: Actor | None, **context: Any)
     csrf = sealer_of(request).csrf_token(cookie) if cookie else ""
     error = _flash(request.cookies.get(FLASH))
     shared = {"actor": actor, "csrf": csrf, "error": error}
-    response = TEMPLATES.TemplateResponse(request, template, {**shared, **context})
+    response = templates().TemplateResponse(request, template, {**shared, **context})
     if FLASH in request.cookies:
         response.delete_cookie(FLASH, path="/")
     return response
+
+
+def apply(
+    back_to: str, change: Callable[[], T], then: Callable[[T], str] | None = None
+) -> RedirectResponse:
+    """Make a form's change, then redirect: to ``then(result)`` (default
+    ``back_to``), or on a refusal back to ``back_to`` with the reason."""
+    try:
+        result = change()
+    except RegaliaError as exc:
+        return back(back_to, exc.message)
+    return back(then(result) if then else back_to)
 
 
 def _flash(cookie: str | None) -> str | None:
@@ -118,7 +143,7 @@ def wants_page(request: Request) -> bool:
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    response = TEMPLATES.TemplateResponse(
+    response = templates().TemplateResponse(
         request,
         "error.html",
         {"actor": None, "csrf": "", "error": None, "status": status,

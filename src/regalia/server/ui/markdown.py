@@ -3,11 +3,18 @@ the text is escaped (``html=False``), and links keep to http(s) and mailto."""
 
 from __future__ import annotations
 
-from markdown_it import MarkdownIt
+import functools
+from typing import Any
+
 from markupsafe import Markup
 
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+@functools.cache
+def _parser() -> Any:
+    from markdown_it import MarkdownIt  # on the first card shown, not at start-up
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
 def to_html(text: str | None) -> Markup:
-    return Markup(_MD.render(text or ""))  # noqa: S704 - html=False escapes raw HTML
+    return Markup(_parser().render(text or ""))  # noqa: S704 - html=False escapes raw HTML

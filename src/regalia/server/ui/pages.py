@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from regalia.core.roles import OrgRole
-from regalia.errors import RegaliaError, Unauthenticated
+from regalia.errors import Unauthenticated
 from regalia.server.ui.common import (
     PageActor,
-    back,
+    apply,
     checked_form,
     render,
     sealer_of,
@@ -94,14 +94,14 @@ def create_registry(
     request: Request, actor: PageActor, form: Annotated[dict[str, Any], Depends(checked_form)]
 ) -> Response:
     types = [t.strip() for t in str(form.get("types", "")).split(",") if t.strip()]
-    try:
-        view = service_of(request).create_registry(
+    return apply(
+        "/",
+        lambda: service_of(request).create_registry(
             actor,
             str(form.get("name", "")).strip(),
             visibility=str(form.get("visibility", "organization")),
             description=str(form.get("description", "")).strip(),
             artifact_types=types or None,
-        )
-    except RegaliaError as exc:
-        return back("/", exc.message)
-    return back(f"/registries/{quote(view.name, safe='')}")
+        ),
+        then=lambda view: f"/registries/{quote(view.name, safe='')}",
+    )

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from regalia.core.roles import RegistryRole, Visibility
-from regalia.errors import RegaliaError
-from regalia.server.ui.common import PageActor, at_least, back, checked_form, render, service_of
+from regalia.server.ui.common import PageActor, apply, at_least, checked_form, render, service_of
 from regalia.server.ui.markdown import to_html
 
 router = APIRouter(include_in_schema=False)
@@ -52,28 +51,19 @@ def settings_page(request: Request, name: str, actor: PageActor) -> HTMLResponse
                   visibilities=[v.value for v in Visibility])  # fmt: skip
 
 
-def _run(url: str, change: Any) -> RedirectResponse:
-    """Apply a change; come back to ``url`` with its error, if any."""
-    try:
-        change()
-    except RegaliaError as exc:
-        return back(url, exc.message)
-    return back(url)
-
-
 @router.post("/registries/{name}/settings/protected-aliases")
 def protect(request: Request, name: str, actor: PageActor, form: Form) -> RedirectResponse:
     svc = service_of(request)
     aliases = [a.strip() for a in str(form.get("alias", "")).split(",") if a.strip()]
     url = registry_url(name) + "/settings"
-    return _run(url, lambda: [svc.protect_alias(actor, name, a) for a in aliases])
+    return apply(url, lambda: [svc.protect_alias(actor, name, a) for a in aliases])
 
 
 @router.post("/registries/{name}/settings/protected-aliases/remove")
 def unprotect(request: Request, name: str, actor: PageActor, form: Form) -> RedirectResponse:
     svc = service_of(request)
     url = registry_url(name) + "/settings"
-    return _run(url, lambda: svc.unprotect_alias(actor, name, str(form.get("alias", ""))))
+    return apply(url, lambda: svc.unprotect_alias(actor, name, str(form.get("alias", ""))))
 
 
 @router.post("/registries/{name}/settings/members")
@@ -84,8 +74,8 @@ def set_member(request: Request, name: str, actor: PageActor, form: Form) -> Red
     role = str(form.get("role", "")) or None
     url = registry_url(name) + "/settings"
     if kind == "team":
-        return _run(url, lambda: svc.set_registry_role(actor, name, team=who, role=role))
-    return _run(url, lambda: svc.set_registry_role(actor, name, user=who, role=role))
+        return apply(url, lambda: svc.set_registry_role(actor, name, team=who, role=role))
+    return apply(url, lambda: svc.set_registry_role(actor, name, user=who, role=role))
 
 
 @router.post("/registries/{name}/settings/general")
@@ -93,7 +83,7 @@ def update_registry(request: Request, name: str, actor: PageActor, form: Form) -
     svc = service_of(request)
     types = [t.strip() for t in str(form.get("types", "")).split(",") if t.strip()]
     url = registry_url(name) + "/settings"
-    return _run(url, lambda: svc.update_registry(
+    return apply(url, lambda: svc.update_registry(
         actor, name, description=str(form.get("description", "")),
         visibility=str(form.get("visibility", "")) or None,
         artifact_types=types or None, clear_artifact_types=not types))  # fmt: skip
@@ -129,7 +119,7 @@ def edit_card(
     add = [t.strip() for t in str(form.get("add_tags", "")).split(",") if t.strip()]
     remove = [t for t in [str(form.get("remove_tag", ""))] if t]
     description = form.get("description")
-    return _run(collection_url(name, collection), lambda: svc.update_collection(
+    return apply(collection_url(name, collection), lambda: svc.update_collection(
         actor, name, collection,
         description=str(description) if description is not None else None,
         add_tags=add, remove_tags=remove))  # fmt: skip

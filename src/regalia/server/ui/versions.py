@@ -14,7 +14,7 @@ from regalia.core.names import REGISTRY_PREFIX
 from regalia.core.roles import RegistryRole
 from regalia.errors import RegaliaError
 from regalia.server.routes_blobs import blob_response
-from regalia.server.ui.common import PageActor, at_least, back, checked_form, render, service_of
+from regalia.server.ui.common import PageActor, apply, at_least, checked_form, render, service_of
 from regalia.server.ui.markdown import to_html
 from regalia.server.ui.registries import collection_url
 from regalia.service import Actor, Service
@@ -55,12 +55,8 @@ def add_aliases(
     svc = service_of(request)
     url = f"{collection_url(name, collection)}/{ref}"
     aliases = [a.strip() for a in str(form.get("alias", "")).split(",") if a.strip()]
-    try:
-        v = _version(svc, actor, name, collection, ref)
-        svc.add_aliases(actor, v.membership_id, aliases)
-    except RegaliaError as exc:
-        return back(url, exc.message)
-    return back(url)
+    return apply(url, lambda: svc.add_aliases(
+        actor, _version(svc, actor, name, collection, ref).membership_id, aliases))  # fmt: skip
 
 
 @router.post("/registries/{name}/collections/{collection}/{ref}/aliases/remove")
@@ -70,12 +66,9 @@ def remove_alias(
     """The × of an alias chip."""
     svc = service_of(request)
     url = f"{collection_url(name, collection)}/{ref}"
-    try:
-        v = _version(svc, actor, name, collection, ref)
-        svc.remove_aliases(actor, v.membership_id, [str(form.get("alias", ""))])
-    except RegaliaError as exc:
-        return back(url, exc.message)
-    return back(url)
+    alias = str(form.get("alias", ""))
+    return apply(url, lambda: svc.remove_aliases(
+        actor, _version(svc, actor, name, collection, ref).membership_id, [alias]))  # fmt: skip
 
 
 @router.post("/registries/{name}/collections/{collection}/{ref}/unlink")
@@ -84,12 +77,11 @@ def unlink(
 ) -> RedirectResponse:
     """Take the version out of the collection (its source version stays)."""
     svc = service_of(request)
-    try:
-        v = _version(svc, actor, name, collection, ref)
-        svc.unlink(actor, v.membership_id)
-    except RegaliaError as exc:
-        return back(f"{collection_url(name, collection)}/{ref}", exc.message)
-    return back(collection_url(name, collection))
+    return apply(
+        f"{collection_url(name, collection)}/{ref}",
+        lambda: svc.unlink(actor, _version(svc, actor, name, collection, ref).membership_id),
+        then=lambda _: collection_url(name, collection),
+    )
 
 
 @router.get("/registries/{name}/collections/{collection}/{ref}/files/{digest}")
