@@ -102,6 +102,9 @@ class TeamMember(Base):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # 'admin' may add and remove the team's members (so hand out its registry
+    # roles); 'member' may not. Org admins manage every team.
+    role: Mapped[str] = mapped_column(String(16), default="member", server_default="member")
 
 
 class Registry(Base):
@@ -266,6 +269,34 @@ class BlobCheck(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     check: Mapped[str] = mapped_column(String(80))
+
+
+class BlobGrant(Base):
+    """Proof of possession: the user sent these bytes to the server (which hashed
+    them), so a version of theirs may reference the content (SPEC §7). Content
+    stored by someone else is never referenced on the strength of its digest."""
+
+    __tablename__ = "blob_grants"
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    granted_at: Mapped[datetime] = _ts()
+
+
+class WebSession(Base):
+    """A web UI login. The cookie carries a random token; only its SHA-256 is
+    stored, so logging out (deleting the row) ends the session everywhere, and
+    revoking the API key it was opened with ends it too."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = _ts()
+    expires_at: Mapped[datetime] = _ts()
 
 
 class IdempotencyKey(Base):
