@@ -166,6 +166,44 @@ def test_member_add_falls_back_to_a_team(cli: Cli) -> None:
     cli("registry", "member", "add", "vision", "ml", code=2)
 
 
+def test_team_admins_manage_members_and_registries_record_it(cli: Cli) -> None:
+    """Finding 8 (issue 12): only org admins and team admins manage a team."""
+    alice, bob = new_user(cli, "alice"), new_user(cli, "bob")
+    new_user(cli, "carol")
+    assert "members: alice (admin)" in cli("team", "create", "ml", key=alice).stdout
+    cli("team", "add", "ml", "bob", key=alice)
+    refused = cli("team", "add", "ml", "carol", key=bob, code=1)
+    assert "team role 'admin' in team 'ml'" in one_error_line(refused)
+    cli("registry", "create", "vision")
+    cli("registry", "member", "add", "vision", "ml", "--team", "--role", "member")
+    out = cli("team", "add", "ml", "carol", "--admin", key=alice).stdout
+    assert "carol (admin)" in out
+    members = json.loads(cli("team", "members", "ml", "--json").stdout)
+    assert members == [
+        {"name": "alice", "role": "admin"},
+        {"name": "bob", "role": "member"},
+        {"name": "carol", "role": "admin"},
+    ]
+    cli("team", "role", "ml", "carol", "member", key=alice)
+    cli("team", "rm", "ml", "carol", key=alice)
+    last = cli("team", "rm", "ml", "alice", key=alice, code=1)
+    assert "last admin of team 'ml'" in one_error_line(last)
+    table = cli("team", "list").stdout.splitlines()
+    assert table[0].split() == ["NAME", "ADMINS", "MEMBERS"]
+    assert table[1].split(None, 2) == ["ml", "alice", "alice, bob"]
+    history = json.loads(cli("history", "wandb-registry-vision", "--json").stdout)
+    changes = [
+        (e["actor"], e["details"]["change"], e["details"]["user"])
+        for e in history
+        if "change" in e["details"]
+    ]
+    assert changes == [
+        ("alice", "team_remove", "carol"),
+        ("alice", "team_role", "carol"),
+        ("alice", "team_add", "carol"),
+    ]
+
+
 def test_r7_protected_alias_refused_to_a_member(cli: Cli, log_file: Callable[..., str]) -> None:
     dave = new_user(cli, "dave")
     cli("registry", "member", "add", "model", "dave", "--role", "member")

@@ -9,12 +9,13 @@ import click
 from regalia.cli.context import State, pass_state, registry_name
 from regalia.cli.output import emit_json, table
 from regalia.core.names import validate_entity_name
-from regalia.core.roles import OrgRole, RegistryRole, Visibility
+from regalia.core.roles import OrgRole, RegistryRole, TeamRole, Visibility
 from regalia.errors import NotFound, TeamNotFound, UserNotFound
-from regalia.service.views import MemberView
+from regalia.service.views import MemberView, TeamView
 
 ORG_ROLES = click.Choice([r.value for r in OrgRole])
 REGISTRY_ROLES = click.Choice([r.value for r in RegistryRole])
+TEAM_ROLES = click.Choice([r.value for r in TeamRole])
 VISIBILITIES = click.Choice([v.value for v in Visibility])
 JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -124,23 +125,88 @@ def team() -> None:
     """Teams: groups of users that own projects and hold registry roles."""
 
 
+def _members_line(view: TeamView) -> str:
+    return ", ".join(f"{m.name} ({m.role})" for m in view.members) or "-"
+
+
 @team.command("create")
 @click.argument("name")
 @pass_state
 def team_create(state: State, name: str) -> None:
-    """Create a team; you become its first member."""
+    """Create a team; you become its first member and its admin."""
     view = state.backend().create_team(name)
-    click.echo(f"Created team {view.name!r} (members: {', '.join(view.members)}).")
+    click.echo(f"Created team {view.name!r} (members: {_members_line(view)}).")
+
+
+@team.command("list")
+@JSON
+@pass_state
+def team_list(state: State, as_json: bool) -> None:
+    """List the organization's teams, their members and team roles."""
+    teams = state.backend().list_teams()
+    if as_json:
+        emit_json(teams)
+        return
+    table(
+        ["name", "admins", "members"],
+        [(t.name, t.admins, [m.name for m in t.members]) for t in teams],
+        empty="(no teams)",
+    )
+
+
+@team.command("members")
+@click.argument("team_name", metavar="TEAM")
+@JSON
+@pass_state
+def team_members(state: State, team_name: str, as_json: bool) -> None:
+    """List the members of TEAM with their team roles."""
+    view = state.backend().get_team(team_name)
+    if as_json:
+        emit_json(view.members)
+        return
+    table(["name", "team role"], [(m.name, m.role) for m in view.members], empty="(no members)")
 
 
 @team.command("add")
 @click.argument("team_name", metavar="TEAM")
 @click.argument("user_name", metavar="USER")
+@click.option("--admin", is_flag=True, help="Make USER a team admin (default: a plain member).")
 @pass_state
-def team_add(state: State, team_name: str, user_name: str) -> None:
-    """Add USER to TEAM."""
-    view = state.backend().add_team_member(team_name, user_name)
-    click.echo(f"Added {user_name!r} to team {view.name!r} (members: {', '.join(view.members)}).")
+def team_add(state: State, team_name: str, user_name: str, admin: bool) -> None:
+    """Add USER to TEAM (org admins and team admins only).
+
+    USER gets every registry role TEAM holds. A team admin may add, remove and
+    change the role of members; a plain member may not. With --admin an existing
+    member becomes a team admin.
+    """
+    view = state.backend().add_team_member(team_name, user_name, role="admin" if admin else None)
+    click.echo(f"Added {user_name!r} to team {view.name!r} (members: {_members_line(view)}).")
+
+
+@team.command("role")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("user_name", metavar="USER")
+@click.argument("role", type=TEAM_ROLES)
+@pass_state
+def team_role(state: State, team_name: str, user_name: str, role: str) -> None:
+    """Make member USER of TEAM a team 'admin' or a plain 'member' (org or team admins)."""
+    view = state.backend().set_team_role(team_name, user_name, role)
+    click.echo(f"{user_name!r} is now a team {role} of {view.name!r}.")
+    click.echo(f"Members: {_members_line(view)}")
+
+
+@team.command("rm")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("user_name", metavar="USER")
+@pass_state
+def team_rm(state: State, team_name: str, user_name: str) -> None:
+    """Remove USER from TEAM (org admins and team admins; anyone may remove themselves).
+
+    USER loses the registry roles TEAM holds. A team admin cannot remove the
+    team's last admin while other members remain.
+    """
+    view = state.backend().remove_team_member(team_name, user_name)
+    click.echo(f"Removed {user_name!r} from team {view.name!r} (members: {_members_line(view)}).")
 
 
 # -- registries ------------------------------------------------------------------------------

@@ -57,6 +57,22 @@ class OrgRole(StrEnum):
             ) from None
 
 
+class TeamRole(StrEnum):
+    """A member's role inside a team: team admins (and org admins) manage its members."""
+
+    MEMBER = "member"
+    ADMIN = "admin"
+
+    @classmethod
+    def parse(cls, value: str) -> TeamRole:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidRequest(
+                f"unknown team role {value!r}; use 'member' or 'admin'", rule="role"
+            ) from None
+
+
 class Visibility(StrEnum):
     ORGANIZATION = "organization"
     RESTRICTED = "restricted"

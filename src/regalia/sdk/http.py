@@ -193,9 +193,25 @@ class HttpBackend:
     def create_team(self, name: str, *, exist_ok: bool = False) -> TeamView:
         return wire.team(self.call("POST", "/teams", json={"name": name, "exist_ok": exist_ok}))
 
-    def add_team_member(self, team_name: str, user_name: str) -> TeamView:
-        d = self.call("POST", f"/teams/{_seg(team_name)}/members", json={"user": user_name})
-        return wire.team(d)
+    def list_teams(self) -> list[TeamView]:
+        return wire.many(self.call("GET", "/teams"), wire.team)
+
+    def get_team(self, name: str) -> TeamView:
+        return wire.team(self.call("GET", f"/teams/{_seg(name)}"))
+
+    def add_team_member(
+        self, team_name: str, user_name: str, *, role: str | None = None
+    ) -> TeamView:
+        body = {"user": user_name, "role": role}
+        return wire.team(self.call("POST", f"/teams/{_seg(team_name)}/members", json=body))
+
+    def set_team_role(self, team_name: str, user_name: str, role: str) -> TeamView:
+        path = f"/teams/{_seg(team_name)}/members/{_seg(user_name)}"
+        return wire.team(self.call("PUT", path, json={"role": role}))
+
+    def remove_team_member(self, team_name: str, user_name: str) -> TeamView:
+        path = f"/teams/{_seg(team_name)}/members/{_seg(user_name)}"
+        return wire.team(self.call("DELETE", path))
 
     # -- registries ------------------------------------------------------------------
     def create_registry(

@@ -18,6 +18,7 @@ from regalia.service.views import (
     MemberView,
     Page,
     RegistryView,
+    TeamMemberView,
     TeamView,
     UserView,
     VersionView,
@@ -45,7 +46,7 @@ def user(d: dict[str, Any]) -> UserView:
 
 
 def team(d: dict[str, Any]) -> TeamView:
-    return TeamView(**d)
+    return TeamView(**{**d, "members": [TeamMemberView(**m) for m in d["members"]]})
 
 
 def member(d: dict[str, Any]) -> MemberView:

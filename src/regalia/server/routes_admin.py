@@ -6,7 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
-from regalia.server.schemas import NewTeam, NewUser, OrgRoleChange, TeamMemberAdd
+from regalia.server.schemas import (
+    NewTeam,
+    NewUser,
+    OrgRoleChange,
+    TeamMemberAdd,
+    TeamRoleChange,
+)
 
 router = APIRouter(tags=["identities"])
 
@@ -67,15 +73,49 @@ def revoke_keys(name: str, actor: Caller, svc: Svc, request: Request) -> JSONRes
     return out({"revoked": revoked})
 
 
-@router.post("/teams", status_code=201, summary="Create a team (org admin)")
+@router.get("/teams", summary="Teams of the organization, with members and team roles")
+def teams(actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.list_teams(actor))
+
+
+@router.post("/teams", status_code=201, summary="Create a team (you become its admin)")
 def create_team(body: NewTeam, actor: Caller, svc: Svc) -> JSONResponse:
     return out(svc.create_team(actor, body.name, exist_ok=body.exist_ok), 201)
 
 
-@router.post("/teams/{team}/members", summary="Add a user to a team")
+@router.get("/teams/{team}", summary="One team, with members and team roles")
+def team(team: str, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.get_team(actor, team))
+
+
+# Team changes hand out or take away the team's registry roles: each forgets the
+# remembered keys, so the change applies to this process's next request at once.
+@router.post("/teams/{team}/members", summary="Add a user to a team (org or team admin)")
 def add_team_member(
     team: str, body: TeamMemberAdd, actor: Caller, svc: Svc, request: Request
 ) -> JSONResponse:
-    view = svc.add_team_member(actor, team, body.user)
+    view = svc.add_team_member(actor, team, body.user, role=body.role)
+    _forget_keys(request)
+    return out(view)
+
+
+@router.put(
+    "/teams/{team}/members/{user}", summary="Change a member's team role (org or team admin)"
+)
+def set_team_role(
+    team: str, user: str, body: TeamRoleChange, actor: Caller, svc: Svc, request: Request
+) -> JSONResponse:
+    view = svc.set_team_role(actor, team, user, body.role)
+    _forget_keys(request)
+    return out(view)
+
+
+@router.delete(
+    "/teams/{team}/members/{user}", summary="Remove a member (org or team admin; or leave)"
+)
+def remove_team_member(
+    team: str, user: str, actor: Caller, svc: Svc, request: Request
+) -> JSONResponse:
+    view = svc.remove_team_member(actor, team, user)
     _forget_keys(request)
     return out(view)

@@ -32,6 +32,15 @@ class NewTeam(Body):
 
 class TeamMemberAdd(Body):
     user: str
+    role: str | None = Field(
+        None,
+        description="team role: 'member' or 'admin'; default 'member' for a new member, "
+        "unchanged for an existing one",
+    )
+
+
+class TeamRoleChange(Body):
+    role: str = Field(description="team role: 'member' or 'admin'")
 
 
 class NewRegistry(Body):

@@ -15,7 +15,7 @@ from regalia.core.roles import (
 )
 from regalia.errors import PermissionDenied, RegistryNotFound
 from regalia.service.views import Actor
-from regalia.store.models import Registry
+from regalia.store.models import Project, Registry
 from regalia.store.repo import Repo
 
 
@@ -51,6 +51,14 @@ def visible_registry(
 
 def check(role: RegistryRole, permission: Permission, registry: Registry) -> None:
     require(role, permission, registry.name)
+
+
+def may_see(repo: Repo, actor: Actor, registry: Registry | None, project: Project | None) -> bool:
+    """Whether the caller may see a collection of ``registry`` (a link) or of
+    ``project`` (a source artifact)."""
+    if registry is not None:
+        return registry_role(repo, actor, registry) is not None
+    return project is not None and can_use_entity(actor, project.entity)
 
 
 def can_use_entity(actor: Actor, entity: str) -> bool:

@@ -24,24 +24,27 @@ from regalia.errors import (
     CollectionNotFound,
     InvalidRequest,
     PermissionDenied,
-    TeamNotFound,
-    UserNotFound,
 )
-from regalia.service.access import check, effective_roles, require_org_admin, visible_registry
-from regalia.service.base import ServiceBase
+from regalia.service.access import (
+    check,
+    effective_roles,
+    registry_role,
+    require_org_admin,
+    visible_registry,
+)
+from regalia.service.teams import TeamsMixin
 from regalia.service.views import (
     Actor,
     CollectionView,
     MemberView,
     RegistryView,
-    TeamView,
     UserView,
 )
-from regalia.store.models import Collection, Registry, Team, User
+from regalia.store.models import Collection, Registry, User
 from regalia.store.repo import Repo
 
 
-class AdminMixin(ServiceBase):
+class AdminMixin(TeamsMixin):
     # -- users, service accounts, keys ----------------------------------------------
     def create_user(
         self,
@@ -131,12 +134,6 @@ class AdminMixin(ServiceBase):
     def list_users(self, actor: Actor) -> list[UserView]:
         return self.db.read(lambda r: [self._user_view(r, u) for u in r.users(actor.org_id)])
 
-    def _user(self, repo: Repo, actor: Actor, name: str) -> User:
-        user = repo.user_by_name(actor.org_id, name)
-        if user is None:
-            raise UserNotFound(f"user {name!r} not found", user=name)
-        return user
-
     def _user_view(self, repo: Repo, user: User) -> UserView:
         return UserView(
             id=user.id,
@@ -145,54 +142,6 @@ class AdminMixin(ServiceBase):
             org_role=user.org_role,
             teams=[t.name for t in repo.teams_of(user.id)],
         )
-
-    # -- teams -------------------------------------------------------------------------
-    def create_team(self, actor: Actor, name: str, *, exist_ok: bool = False) -> TeamView:
-        validate_entity_name(name, "team name")
-        if actor.org_role not in (OrgRole.ADMIN, OrgRole.MEMBER):
-            raise PermissionDenied(
-                "you need the organization role 'member' to create teams", required_role="member"
-            )
-
-        def fn(repo: Repo) -> TeamView:
-            found = repo.team_by_name(actor.org_id, name)
-            if found is not None or repo.user_by_name(actor.org_id, name) is not None:
-                if exist_ok and found is not None:
-                    return self._team_view(repo, found)
-                raise AlreadyExists(f"a team or user named {name!r} already exists", name=name)
-            team = repo.add(
-                Team(org_id=actor.org_id, name=name, name_key=name.lower(), created_at=self.now())
-            )
-            repo.add_team_member(team.id, actor.user_id)
-            return self._team_view(repo, team)
-
-        return self.db.write(fn)
-
-    def add_team_member(self, actor: Actor, team_name: str, user_name: str) -> TeamView:
-        def fn(repo: Repo) -> TeamView:
-            team = self._team(repo, actor, team_name)
-            if not actor.is_org_admin and team.id not in actor.team_ids:
-                raise PermissionDenied(
-                    f"only org admins and members of team {team.name!r} may add members",
-                    required_role="admin",
-                )
-            user = self._user(repo, actor, user_name)
-            repo.add_team_member(team.id, user.id)
-            self._record(
-                repo, actor, "role_change", None, team=team.name, user=user.name, change="team_add"
-            )
-            return self._team_view(repo, team)
-
-        return self.db.write(fn)
-
-    def _team(self, repo: Repo, actor: Actor, name: str) -> Team:
-        team = repo.team_by_name(actor.org_id, name)
-        if team is None:
-            raise TeamNotFound(f"team {name!r} not found", team=name)
-        return team
-
-    def _team_view(self, repo: Repo, team: Team) -> TeamView:
-        return TeamView(id=team.id, name=team.name, members=repo.team_member_names(team.id))
 
     # -- registries -----------------------------------------------------------------------
     def create_registry(
@@ -219,6 +168,15 @@ class AdminMixin(ServiceBase):
         def fn(repo: Repo) -> RegistryView:
             found = repo.registry_by_name(actor.org_id, name, for_update=True)
             if found is not None:
+                if registry_role(repo, actor, found) is None:
+                    # Names are unique in the org, so that the name is taken cannot be
+                    # hidden from someone allowed to create registries; nothing else
+                    # about the registry is told (not even how its name is spelt).
+                    raise AlreadyExists(
+                        f"the registry name {name!r} is not available (names are unique "
+                        "in the organization, ignoring case); choose another",
+                        name=name,
+                    )
                 if exist_ok:
                     return self._registry_views(repo, actor, [found])[0]
                 raise AlreadyExists(

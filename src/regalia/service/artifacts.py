@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from regalia.blobs.base import StoredBlob, validate_check, validate_digest
 from regalia.core.names import (
@@ -30,6 +30,7 @@ from regalia.errors import (
 from regalia.service.access import (
     can_use_entity,
     check,
+    effective_roles,
     registry_role,
     require_entity,
     visible_registry,
@@ -550,12 +551,8 @@ class ArtifactsMixin(ServiceBase):
             require_entity(actor, proj.entity, proj.name, "delete artifact versions")
             held = repo.protected_aliases_on_links(version.id)
             if held:
-                shown = ", ".join(f"{a!r} in registry {r!r}" for r, a in held)
-                raise ProtectedAlias(
-                    f"cannot delete {seq.name}:v{version.version_index}: a link of it holds "
-                    f"the protected alias {shown}; an admin must remove it first",
-                    aliases=[a for _, a in held],
-                )
+                what = f"{seq.name}:v{version.version_index}"
+                self._refuse_protected_delete(repo, actor, what, held)
             for m in repo.memberships_of_version(version.id):
                 coll = repo.lock_collection(m.collection_id)
                 if coll.registry_id is not None:
@@ -569,6 +566,26 @@ class ArtifactsMixin(ServiceBase):
             return orphans
 
         self.db.write(fn)
+
+    def _refuse_protected_delete(
+        self, repo: Repo, actor: Actor, what: str, held: Sequence[tuple[Registry, str]]
+    ) -> NoReturn:
+        """R7: refuse to delete a version whose links hold protected aliases, naming
+        only the registries (and their aliases) the caller may see."""
+        roles = effective_roles(repo, actor, list({r.id: r for r, _ in held}.values()))
+        shown = [(r.name, a) for r, a in held if roles[r.id] is not None]
+        hidden = len({r.id for r, _ in held if roles[r.id] is None})
+        parts = [f"{a!r} in registry {r!r}" for r, a in shown]
+        if hidden:
+            where = "a registry" if hidden == 1 else f"{hidden} registries"
+            parts.append(f"{'more ' if shown else ''}in {where} you cannot see")
+        raise ProtectedAlias(
+            f"cannot delete {what}: links of it hold protected aliases ({'; '.join(parts)}); "
+            "an admin of each registry must remove them first",
+            aliases=[a for _, a in shown],
+            registries=sorted({r for r, _ in shown}),
+            hidden_registries=hidden,
+        )
 
     def _require_unlink_rights(self, repo: Repo, actor: Actor, registry_id: int) -> None:
         """Deleting a source version unlinks it: that needs unlink rights where it is linked."""

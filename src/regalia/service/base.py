@@ -24,7 +24,7 @@ from regalia.errors import (
     Unauthenticated,
     VersionNotFound,
 )
-from regalia.service.access import effective_roles
+from regalia.service.access import effective_roles, may_see
 from regalia.service.views import Actor, CollectionView, RegistryView, VersionView
 from regalia.store.db import Database
 from regalia.store.models import (
@@ -230,10 +230,12 @@ class ServiceBase:
                     )
                 if membership_id is None:
                     return cast(V, None)
-                m = repo.get(Membership, membership_id)
-                if m is None:
+                # The replay shows the version as it is now: only if the caller may
+                # still see it (they may have lost their role in its registry since).
+                found = repo.membership_context(membership_id)
+                if found is None or not may_see(repo, actor, found[2], found[3]):
                     raise VersionNotFound(f"artifact version {membership_id} not found")
-                return cast(V, self._version_view(repo, m, created=False))
+                return cast(V, self._version_view(repo, found[0], created=False))
             result = fn(repo)
             mid = result.membership_id if isinstance(result, VersionView) else None
             repo.record_idempotent(actor.user_id, key, operation, mid, self.now())

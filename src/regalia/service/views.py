@@ -37,10 +37,22 @@ class UserView:
 
 
 @dataclass(frozen=True)
+class TeamMemberView:
+    """A member of a team and their team role ('admin' manages the team's members)."""
+
+    name: str
+    role: str  # 'member' | 'admin'
+
+
+@dataclass(frozen=True)
 class TeamView:
     id: int
     name: str
-    members: list[str]
+    members: list[TeamMemberView]
+
+    @property
+    def admins(self) -> list[str]:
+        return [m.name for m in self.members if m.role == "admin"]
 
 
 @dataclass(frozen=True)

@@ -143,18 +143,66 @@ class Repo:
             .order_by(Team.name)
         ).all()
 
-    def team_member_names(self, team_id: int) -> list[str]:
-        return list(
-            self.s.scalars(
-                select(User.name)
-                .join(TeamMember, TeamMember.user_id == User.id)
-                .where(TeamMember.team_id == team_id)
-                .order_by(User.name)
+    def teams(self, org_id: int) -> Sequence[Team]:
+        return self.s.scalars(select(Team).where(Team.org_id == org_id).order_by(Team.name)).all()
+
+    def team_members(self, team_id: int) -> list[tuple[str, str]]:
+        """``(user name, team role)`` of every member of the team, by name."""
+        rows = self.s.execute(
+            select(User.name, TeamMember.role)
+            .join(TeamMember, TeamMember.user_id == User.id)
+            .where(TeamMember.team_id == team_id)
+            .order_by(User.name)
+        ).all()
+        return [(n, r) for n, r in rows]
+
+    def team_role(self, team_id: int, user_id: int, *, lock: bool = False) -> str | None:
+        """The user's role in the team ('member' or 'admin'), None if not a member.
+        With ``lock`` the row stays locked until commit (PostgreSQL)."""
+        stmt = select(TeamMember.role).where(
+            TeamMember.team_id == team_id, TeamMember.user_id == user_id
+        )
+        return self.s.scalar(stmt.with_for_update() if lock else stmt)
+
+    def team_admin_count(self, team_id: int) -> int:
+        return int(
+            self.s.scalar(
+                select(func.count()).where(
+                    TeamMember.team_id == team_id, TeamMember.role == "admin"
+                )
             )
+            or 0
         )
 
-    def add_team_member(self, team_id: int, user_id: int) -> None:
-        self._insert_ignore(TeamMember, {"team_id": team_id, "user_id": user_id})
+    def add_team_member(self, team_id: int, user_id: int, role: str = "member") -> None:
+        """Add a member (nothing happens if the user is one already)."""
+        self._insert_ignore(TeamMember, {"team_id": team_id, "user_id": user_id, "role": role})
+
+    def remove_team_member(self, team_id: int, user_id: int) -> None:
+        self.s.execute(
+            delete(TeamMember).where(TeamMember.team_id == team_id, TeamMember.user_id == user_id)
+        )
+
+    def set_team_role(self, team_id: int, user_id: int, role: str) -> None:
+        self.s.execute(
+            update(TeamMember)
+            .where(TeamMember.team_id == team_id, TeamMember.user_id == user_id)
+            .values(role=role)
+        )
+
+    def lock_team(self, team_id: int) -> None:
+        """Serialize changes of one team's members (PostgreSQL; SQLite's writers
+        are serialized already), so two admins cannot both step down at once."""
+        self.s.execute(select(Team.id).where(Team.id == team_id).with_for_update())
+
+    def team_registry_roles(self, team_id: int) -> list[tuple[int, str]]:
+        """``(registry id, role)`` of every registry where the team holds a role."""
+        rows = self.s.execute(
+            select(RegistryMember.registry_id, RegistryMember.role)
+            .where(RegistryMember.team_id == team_id)
+            .order_by(RegistryMember.registry_id)
+        ).all()
+        return [(int(rid), role) for rid, role in rows]
 
     # -- idempotency ------------------------------------------------------------
     def idempotent_result(self, user_id: int, key: str) -> tuple[str, int | None] | None:
@@ -683,10 +731,10 @@ class Repo:
             .values(member_count=Collection.member_count - 1)
         )
 
-    def protected_aliases_on_links(self, version_id: int) -> list[tuple[str, str]]:
-        """(registry name, alias) for every protected alias held by a link of the version."""
+    def protected_aliases_on_links(self, version_id: int) -> list[tuple[Registry, str]]:
+        """(registry, alias) for every protected alias held by a link of the version."""
         rows = self.s.execute(
-            select(Registry.name, Alias.name)
+            select(Registry, Alias.name)
             .select_from(Membership)
             .join(Collection, Collection.id == Membership.collection_id)
             .join(Registry, Registry.id == Collection.registry_id)
