@@ -38,6 +38,7 @@ def prepare(settings: Settings, out: TextIO) -> None:
     try:
         owner = svc.ensure_org()
         key = svc.first_api_key(owner)
+        svc.sweep_web_sessions()  # ended UI sessions (logins sweep them too)
     finally:
         svc.close()
     swept = UploadArea(settings.home / "uploads", settings.upload_part_bytes).sweep(

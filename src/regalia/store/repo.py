@@ -43,6 +43,7 @@ from regalia.store.models import (
     Version,
     VersionFile,
     VersionTag,
+    WebSession,
 )
 
 
@@ -121,6 +122,52 @@ class Repo:
             )
             is not None
         )
+
+    def active_key_id(self, key_hash: str) -> int | None:
+        return self.s.scalar(
+            select(ApiKey.id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        )
+
+    # -- web UI sessions (only the token's hash is stored) -------------------------------
+    def add_web_session(
+        self, token_hash: str, api_key_id: int, created_at: datetime, expires_at: datetime
+    ) -> None:
+        self.s.execute(
+            insert(WebSession).values(
+                token_hash=token_hash,
+                api_key_id=api_key_id,
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+        )
+
+    def web_session_user(self, token_hash: str, now: datetime) -> int | None:
+        """The user of a live session: not expired, its API key not revoked (one
+        primary-key lookup joined to the key)."""
+        return self.s.scalar(
+            select(ApiKey.user_id)
+            .select_from(WebSession)
+            .join(ApiKey, ApiKey.id == WebSession.api_key_id)
+            .where(
+                WebSession.token_hash == token_hash,
+                WebSession.expires_at > now,
+                ApiKey.revoked_at.is_(None),
+            )
+        )
+
+    def delete_web_session(self, token_hash: str) -> bool:
+        res = self.s.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
+        return bool(getattr(res, "rowcount", 0))
+
+    def sweep_web_sessions(self, now: datetime) -> int:
+        """Delete expired sessions and those of revoked keys."""
+        revoked = select(ApiKey.id).where(ApiKey.revoked_at.is_not(None))
+        res = self.s.execute(
+            delete(WebSession).where(
+                (WebSession.expires_at <= now) | WebSession.api_key_id.in_(revoked)
+            )
+        )
+        return int(getattr(res, "rowcount", 0) or 0)
 
     def revoke_keys(self, user_id: int, when: datetime) -> int:
         res = self.s.execute(
