@@ -115,9 +115,11 @@ class DeliveryWorker:
         concurrency: int = 16,
         resolve: Resolver = system_resolve,
         verify: ssl.SSLContext | bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """Args: ``resolve`` turns a host name into addresses (the system's
-        resolver; tests inject one), ``verify`` the TLS verification (httpx's)."""
+        resolver; tests inject one), ``verify`` the TLS verification (httpx's),
+        ``transport`` what sends the requests (a :class:`PinnedTransport`)."""
         self.service = service
         self.policy = policy or DeliveryPolicy.for_settings(service.settings)
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
@@ -128,6 +130,7 @@ class DeliveryWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Queue[tuple[Job, Outcome]] = asyncio.Queue()
         self.resolve = resolve
+        self.transport = transport
         self.verify = verify
         # host -> (until, its checked addresses, why they may not be called)
         self._checked: dict[str, tuple[float, tuple[IPAddress, ...], str | None]] = {}
@@ -148,7 +151,7 @@ class DeliveryWorker:
             async with httpx.AsyncClient(
                 timeout=self.policy.timeout_s,
                 follow_redirects=False,
-                transport=PinnedTransport(limits=limits, verify=self.verify),
+                transport=self.transport or PinnedTransport(limits=limits, verify=self.verify),
             ) as client:
                 while not stop.is_set():
                     await self._step(client, stop)

@@ -63,7 +63,7 @@ async def login(
         return _login_page(request, next, "That API key is not valid (or was revoked).", 401)
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     response = RedirectResponse(target, status_code=303)
-    set_session(response, request, token, int((expires - svc.now()).total_seconds()))
+    set_session(response, request, token, round((expires - svc.now()).total_seconds()))
     clear_cookie(response, request, LOGIN_NONCE)
     return response
 
