@@ -303,7 +303,10 @@ def hooks(svc: Service, urls: list[str]) -> list[int]:
     ids = []
     for url in urls:
         auto = svc.create_automation(
-            owner, registry="model", name=f"h{uuid.uuid4().hex[:8]}", event="LINK_ARTIFACT",
+            owner,
+            registry="model",
+            name=f"h{uuid.uuid4().hex[:8]}",
+            event="LINK_ARTIFACT",
             action="webhook",
             target=url,
         )
