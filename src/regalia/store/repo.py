@@ -144,16 +144,8 @@ class Repo:
     def web_session_user(self, token_hash: str, now: datetime) -> int | None:
         """The user of a live session: not expired, its API key not revoked (one
         primary-key lookup joined to the key)."""
-        return self.s.scalar(
-            select(ApiKey.user_id)
-            .select_from(WebSession)
-            .join(ApiKey, ApiKey.id == WebSession.api_key_id)
-            .where(
-                WebSession.token_hash == token_hash,
-                WebSession.expires_at > now,
-                ApiKey.revoked_at.is_(None),
-            )
-        )
+        row = self.conn.execute(st.WEB_SESSION_USER, {"token": token_hash, "now": now}).first()
+        return None if row is None else int(row[0])
 
     def delete_web_session(self, token_hash: str) -> bool:
         res = self.s.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
