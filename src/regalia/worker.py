@@ -90,9 +90,9 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         pool = self._named.get(name)
         if pool is None:
             pool = self._named[name] = self._pool()
-            if len(self._named) > self._max_names:
-                await self._named.popitem(last=False)[1].aclose()
         self._named.move_to_end(name)
+        if len(self._named) > self._max_names:  # (no await before: the order holds)
+            await self._named.popitem(last=False)[1].aclose()
         return await pool.handle_async_request(request)
 
     async def aclose(self) -> None:
