@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -57,9 +58,16 @@ class ServerProcess:
     """``regalia server`` as a child process, its output in ``log``."""
 
     def __init__(
-        self, env: dict[str, str], *, workers: int = 1, log: Path, log_level: str = "warning"
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        log: Path,
+        log_level: str = "warning",
+        args: Sequence[str] = (),
     ) -> None:
         self.env = env
+        self.args = list(args)
         self.workers = workers
         self.log_level = log_level
         self.log_path = log
@@ -81,6 +89,7 @@ class ServerProcess:
                 str(self.workers),
                 "--log-level",
                 self.log_level,
+                *self.args,
             ],
             env=self.env,
             stdout=subprocess.PIPE,

@@ -16,15 +16,14 @@ from regalia.core.automations import (
     EventFilter,
     EventType,
     body_bytes,
-    check_target,
     parse_retry_after,
     parse_template,
-    redact_url,
     render,
     retry_delay,
     signature,
     verify_signature,
 )
+from regalia.core.targets import check_target, redact_url
 from regalia.errors import InvalidRequest
 
 VALUES = {

@@ -48,6 +48,21 @@ def shots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return folder
 
 
+def csp_violations(page) -> list[str]:
+    """Every Content Security Policy violation the page reports from now on
+    (Chromium's console messages, and the DOM's securitypolicyviolation events)."""
+    found: list[str] = []
+    page.on(
+        "console",
+        lambda m: found.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => console.error("
+        "'Content Security Policy violation: ' + e.violatedDirective + ' ' + e.blockedURI))"
+    )
+    return found
+
+
 @pytest.fixture
 def db_kind() -> str:
     return "sqlite"  # the pages are the same on both databases (the HTTP tests cover both)
@@ -65,6 +80,7 @@ def test_the_seed_ui_steps_in_a_browser(chromium, shots, width, settings, servic
     with ThreadServer(settings, service) as server:
         context = chromium.new_context(viewport={"width": size[0], "height": size[1]})
         page = context.new_page()
+        violations = csp_violations(page)
 
         def shot(name: str) -> None:
             page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
@@ -127,6 +143,7 @@ def test_the_seed_ui_steps_in_a_browser(chromium, shots, width, settings, servic
         assert page.locator("button[aria-label='Remove alias production']").count() == 0
         assert page.locator("button[aria-label='Remove alias best_model']").count() == 1
         shot("version-member")
+        assert violations == []  # every page met its Content Security Policy
         context.close()
 
 
@@ -160,6 +177,7 @@ def test_automation_pages_in_a_browser(chromium, shots, width, settings, service
     with Receiver([(200, {})]) as rx, ThreadServer(settings, service) as server:
         context = chromium.new_context(viewport={"width": size[0], "height": size[1]})
         page = context.new_page()
+        violations = csp_violations(page)
 
         def shot(name: str) -> None:
             page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
@@ -202,5 +220,47 @@ def test_automation_pages_in_a_browser(chromium, shots, width, settings, service
         assert "ADD_ARTIFACT_ALIAS" in page.locator("pre.payload").inner_text()
         assert "s3cret" not in page.content()
         shot("delivery")
+        assert violations == []
         context.close()
     assert len(rx.requests) == 1
+
+
+def test_finding11_pages_and_the_api_docs_meet_their_csp_and_cannot_be_framed(
+    chromium, shots, settings, service, owner
+):
+    """The login page and Swagger UI at /docs load and work under their Content
+    Security Policies with no violation; the policy is really enforced (an
+    injected inline script is refused and reported); no page can be framed."""
+    key = service.create_api_key(owner)
+    with ThreadServer(settings, service) as server:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        violations = csp_violations(page)
+        page.goto(server.url + "/docs")
+        page.locator(".opblock-tag", has_text="registries").first.wait_for()
+        page.locator(".opblock-summary-path", has_text="/api/v1/registries").first.wait_for()
+        page.click(".opblock-summary-path:has-text('/healthz')")  # open it, try it out
+        page.click("button:has-text('Try it out')")
+        page.click("button:has-text('Execute')")
+        page.locator(".response-col_status", has_text="200").first.wait_for()
+        page.screenshot(path=str(shots / "docs.png"))
+        assert violations == []
+        page.goto(server.url + "/login")
+        page.fill("#api_key", key)
+        page.click("button:has-text('Log in')")
+        page.wait_for_url(server.url + "/")
+        assert violations == []
+        # A script injected into the page (as an XSS would) does not run.
+        with page.expect_console_message(lambda m: "script-src" in m.text, timeout=5000):
+            ran = page.evaluate(
+                "() => { const s = document.createElement('script');"
+                " s.textContent = 'window.injected = 1'; document.body.append(s);"
+                " return window.injected === 1; }"
+            )
+        assert ran is False
+        # Another site cannot frame a page (clickjacking): Chromium refuses to show it.
+        refused = ("frame-ancestors", "X-Frame-Options")
+        with page.expect_console_message(lambda m: any(r in m.text for r in refused), timeout=5000):
+            page.set_content(f'<iframe id="f" src="{server.url}/"></iframe>')
+        assert page.frame_locator("#f").locator("form[action='/logout']").count() == 0
+        context.close()

@@ -11,17 +11,24 @@ worker`` for scale-out; several workers share the work through leases (see
 
 2xx is success. Network errors, timeouts, 5xx, 408, 425 and 429 are retried
 with backoff and jitter (Retry-After is obeyed); other 4xx answers are final.
-The target is checked again before each try (a host name may have come to point
-at a private address).
+Before each try the target's host is resolved once and every address it got
+is checked (unless private targets are allowed); the request then goes to a
+checked address, with the URL's ``Host`` header and, for https, its name for
+TLS (SNI and certificate verification), so the name is never resolved again
+between the check and the connection (DNS rebinding). Checked addresses are
+kept ``CHECK_SECONDS`` per host, and those are the addresses used. Redirects
+are not followed, and proxies from the environment are not used (a proxy would
+resolve the name itself).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 import uuid
-from urllib.parse import urlsplit
+from collections import OrderedDict
 
 import httpx
 
@@ -30,10 +37,18 @@ from regalia.core.automations import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    check_target,
     parse_retry_after,
-    redact_url,
     signature,
+)
+from regalia.core.targets import (
+    IPAddress,
+    Resolver,
+    Target,
+    addresses_of,
+    first_refusal,
+    parse_target,
+    redact_url,
+    system_resolve,
 )
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.service.delivery import DeliveryPolicy, Job, Outcome
@@ -42,6 +57,49 @@ from regalia.service.usecases import Service
 LOG = logging.getLogger("regalia.worker")
 RETRYABLE = {408, 425, 429}
 POLL_SECONDS = 0.5
+CHECK_SECONDS = 30.0  # how long a host's checked addresses are used
+
+
+class Unreachable(Exception):
+    """The target's host did not resolve (this try fails; a later one may not)."""
+
+
+class PinnedTransport(httpx.AsyncBaseTransport):
+    """Connection pools for requests sent to an IP address: one for plain http
+    and IP literals, and one per TLS name (the ``sni_hostname`` extension), so a
+    TLS connection made and verified for one name never carries a request for
+    another name that has the same address. At most ``max_names`` TLS pools are
+    kept (the least recently used is closed)."""
+
+    def __init__(
+        self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True, max_names: int = 64
+    ) -> None:
+        self._limits = limits
+        self._verify = verify
+        self._max_names = max_names
+        self._plain = self._pool()
+        self._named: OrderedDict[str, httpx.AsyncHTTPTransport] = OrderedDict()
+
+    def _pool(self) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(limits=self._limits, verify=self._verify)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        name = request.extensions.get("sni_hostname")
+        if not name:
+            return await self._plain.handle_async_request(request)
+        pool = self._named.get(name)
+        if pool is None:
+            pool = self._named[name] = self._pool()
+        self._named.move_to_end(name)
+        if len(self._named) > self._max_names:  # (no await before: the order holds)
+            await self._named.popitem(last=False)[1].aclose()
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._plain.aclose()
+        for pool in self._named.values():
+            await pool.aclose()
+        self._named.clear()
 
 
 class DeliveryWorker:
@@ -50,8 +108,18 @@ class DeliveryWorker:
     batches (one transaction for all that finished meanwhile)."""
 
     def __init__(
-        self, service: Service, policy: DeliveryPolicy | None = None, *, concurrency: int = 16
+        self,
+        service: Service,
+        policy: DeliveryPolicy | None = None,
+        *,
+        concurrency: int = 16,
+        resolve: Resolver = system_resolve,
+        verify: ssl.SSLContext | bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """Args: ``resolve`` turns a host name into addresses (the system's
+        resolver; tests inject one), ``verify`` the TLS verification (httpx's),
+        ``transport`` what sends the requests (a :class:`PinnedTransport`)."""
         self.service = service
         self.policy = policy or DeliveryPolicy.for_settings(service.settings)
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
@@ -61,7 +129,11 @@ class DeliveryWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Queue[tuple[Job, Outcome]] = asyncio.Queue()
-        self._checked: dict[str, tuple[float, str | None]] = {}  # host -> (until, refusal)
+        self.resolve = resolve
+        self.transport = transport
+        self.verify = verify
+        # host -> (until, its checked addresses, why they may not be called)
+        self._checked: dict[str, tuple[float, tuple[IPAddress, ...], str | None]] = {}
 
     def wake(self) -> None:
         """Thread-safe: new deliveries were committed."""
@@ -77,7 +149,9 @@ class DeliveryWorker:
         recorder = asyncio.create_task(self._record())
         try:
             async with httpx.AsyncClient(
-                timeout=self.policy.timeout_s, limits=limits, follow_redirects=False
+                timeout=self.policy.timeout_s,
+                follow_redirects=False,
+                transport=self.transport or PinnedTransport(limits=limits, verify=self.verify),
             ) as client:
                 while not stop.is_set():
                     await self._step(client, stop)
@@ -163,28 +237,35 @@ class DeliveryWorker:
                 await asyncio.sleep(0.5 * (attempt + 1))
         return [None] * len(batch)
 
-    async def _refusal(self, url: str) -> str | None:
-        """Why the target may not be called now (None: it may); host checks are
-        kept 30 s (they resolve the host name)."""
-        allow = self.service.settings.automation_allow_private
-        if allow:
-            try:
-                check_target(url, allow_private=True)  # no name lookup: no thread
-                return None
-            except InvalidRequest as exc:
-                return exc.message
-        host = urlsplit(url).netloc
+    async def route(self, url: str) -> tuple[Target, IPAddress]:
+        """Where a try to ``url`` connects: the target and one of its checked
+        addresses (the host resolved once per ``CHECK_SECONDS``).
+
+        Raises:
+            InvalidRequest: the target may not be called (a final answer).
+            Unreachable: its host did not resolve.
+        """
+        target = parse_target(url)
         now = time.monotonic()
-        cached = self._checked.get(host)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            await asyncio.to_thread(check_target, url, allow_private=False)
-            refusal = None
-        except InvalidRequest as exc:
-            refusal = exc.message
-        self._checked[host] = (now + 30, refusal)
-        return refusal
+        hit = self._checked.get(target.host)
+        if hit is None or hit[0] <= now:
+            try:
+                if target.literal is not None:
+                    addresses = addresses_of(target, self.resolve)
+                else:  # a name lookup blocks: not on the event loop
+                    addresses = await asyncio.to_thread(addresses_of, target, self.resolve)
+            except (OSError, UnicodeError, InvalidRequest) as exc:
+                raise Unreachable(
+                    f"cannot resolve the target host {target.host!r}: {exc}"
+                ) from None
+            allow = self.service.settings.automation_allow_private
+            refusal = None if allow else first_refusal(target, addresses)
+            if len(self._checked) > 10_000:
+                self._checked.clear()
+            hit = self._checked[target.host] = (now + CHECK_SECONDS, addresses, refusal)
+        if hit[2] is not None:
+            raise InvalidRequest(hit[2])
+        return target, hit[1][0]
 
     async def send(self, client: httpx.AsyncClient, job: Job) -> Outcome:
         started = time.monotonic()
@@ -192,11 +273,16 @@ class DeliveryWorker:
         def took() -> int:
             return int((time.monotonic() - started) * 1000)
 
-        refusal = await self._refusal(job.target)
-        if refusal is not None:
-            return Outcome(False, None, refusal, took(), permanent=True)
+        try:
+            target, address = await self.route(job.target)
+        except InvalidRequest as exc:
+            return Outcome(False, None, exc.message, took(), permanent=True)
+        except Unreachable as exc:
+            return Outcome(False, None, str(exc), took())
+        connect_to = target.url_for(address)
         stamp = int(time.time())
         headers = {
+            "Host": target.host_header,
             "Content-Type": "application/json",
             "User-Agent": "Regalia-Automations",
             DELIVERY_HEADER: job.public_id,
@@ -210,7 +296,12 @@ class DeliveryWorker:
         if job.access_token:
             headers["Authorization"] = f"Bearer {job.access_token}"
         try:
-            response = await client.post(job.target, content=job.body, headers=headers)
+            response = await client.post(
+                connect_to,
+                content=job.body,
+                headers=headers,
+                extensions={"sni_hostname": target.tls_name} if target.tls_name else {},
+            )
         except httpx.TimeoutException:
             return Outcome(False, None, f"timed out after {self.policy.timeout_s:g} s", took())
         except httpx.HTTPError as exc:

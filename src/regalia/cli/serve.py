@@ -26,15 +26,45 @@ LOG_LEVEL = click.option(
     type=click.IntRange(1, 64),
     help="Server processes sharing the port.",
 )
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=False,
+    show_default=True,
+    help="Behind a reverse proxy: trust its X-Forwarded-Proto (https makes the web "
+    "UI's cookies Secure) and X-Forwarded-For, from --forwarded-allow-ips only.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1,::1",
+    show_default=True,
+    metavar="IPS",
+    help="Comma-separated addresses or networks of the proxies trusted with "
+    "--proxy-headers ('*': any; only where nothing else can reach the port).",
+)
 @LOG_LEVEL
 @pass_state
-def server(state: State, host: str, port: int, workers: int, log_level: str) -> None:
-    """Serve the REST API (and its docs at /docs) on the embedded store, or on
-    PostgreSQL when REGALIA_DATABASE_URL is set. Creates the organization on
-    first start and prints its admin's API key once."""
-    from regalia.server.runner import serve
+def server(
+    state: State,
+    host: str,
+    port: int,
+    workers: int,
+    proxy_headers: bool,
+    forwarded_allow_ips: str,
+    log_level: str,
+) -> None:
+    """Serve the REST API (and its docs at /docs) and the web UI on the embedded
+    store, or on PostgreSQL when REGALIA_DATABASE_URL is set. Creates the
+    organization on first start and prints its admin's API key once."""
+    from regalia.server.runner import Proxy, serve
 
-    serve(state.settings(), host=host, port=port, workers=workers, log_level=log_level)
+    serve(
+        state.settings(),
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy=Proxy(headers=proxy_headers, allow_ips=forwarded_allow_ips),
+    )
 
 
 @click.command()

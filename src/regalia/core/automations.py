@@ -1,8 +1,8 @@
 """Automations (SPEC §5), the pure part: events, filters, payload templates,
 request signatures, retry delays and which targets may be called.
 
-Nothing here touches the database or the network (except
-:func:`check_target`, which resolves a host name to see where it points).
+Nothing here touches the database or the network; which targets may be
+called is :mod:`regalia.core.targets`.
 
 Payload templates are JSON documents with ``${name}`` placeholders in their
 strings. A string that is exactly one placeholder takes the value's own JSON
@@ -24,17 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import random
 import re
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from regalia.errors import InvalidRequest
 
@@ -271,37 +268,3 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-# -- targets ---------------------------------------------------------------------------
-def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse what is not an http(s) URL, and (unless ``allow_private``) a host
-    that is or resolves to a loopback, private, link-local or reserved address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"the target {redact_url(url)!r} is not an http(s) URL")
-    if len(url) > 2048:
-        raise InvalidRequest("the target URL is longer than 2048 characters")
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InvalidRequest(f"cannot resolve the target host {parts.hostname!r}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
-            raise InvalidRequest(
-                f"the target host {parts.hostname!r} is a private or loopback address "
-                f"({address}); the server refuses these unless "
-                "REGALIA_AUTOMATION_ALLOW_PRIVATE=1",
-                host=parts.hostname,
-            )
-
-
-def redact_url(url: str) -> str:
-    """A URL fit for messages and logs: scheme, host and port only (the path of
-    a Slack webhook URL is its secret)."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or '?'}{port}/…"

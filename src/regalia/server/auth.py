@@ -5,6 +5,10 @@ Keys are stored hashed (SHA-256); an authenticated key is remembered for a
 couple of seconds so that a burst of requests costs one lookup. Revoking a key
 or changing a role through this process forgets every remembered key at once;
 another server process sees the change within :data:`KEY_CACHE_SECONDS`.
+
+A web UI session is looked up on every page (one indexed query: logging out
+or revoking the key ends it at once, in every process); only the user's roles
+and teams are remembered as for keys.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class Authenticator:
         self.service = service
         self.ttl = ttl
         self._known: dict[str, tuple[float, Actor]] = {}
+        self._users: dict[int, tuple[float, Actor]] = {}
         self._lock = threading.Lock()
 
     async def actor(self, request: Request) -> Actor:
@@ -70,7 +75,25 @@ class Authenticator:
             self._known[key] = (now + self.ttl, actor)
         return actor
 
+    async def actor_of_session(self, token: str) -> Actor:
+        """The user of a live web session (see ``Service.web_session_user``)."""
+        return await run_in_threadpool(self._session_actor, token)
+
+    def _session_actor(self, token: str) -> Actor:
+        user_id = self.service.web_session_user(token)
+        now = time.monotonic()
+        hit = self._users.get(user_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        actor = self.service.actor_of_user(user_id)
+        with self._lock:
+            if len(self._users) > 10_000:
+                self._users.clear()
+            self._users[user_id] = (now + self.ttl, actor)
+        return actor
+
     def forget(self) -> None:
-        """Drop every remembered key (after a revocation or a role change)."""
+        """Drop every remembered key and user (after a revocation or a role change)."""
         with self._lock:
             self._known.clear()
+            self._users.clear()

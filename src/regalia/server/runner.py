@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 import uvicorn
@@ -38,6 +39,7 @@ def prepare(settings: Settings, out: TextIO) -> None:
     try:
         owner = svc.ensure_org()
         key = svc.first_api_key(owner)
+        svc.sweep_web_sessions()  # ended UI sessions (logins sweep them too)
     finally:
         svc.close()
     swept = UploadArea(settings.home / "uploads", settings.upload_part_bytes).sweep(
@@ -71,11 +73,22 @@ def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class Proxy:
+    """Whether to trust a reverse proxy's ``X-Forwarded-Proto``/``-For`` headers
+    (uvicorn's proxy headers middleware), and from which addresses (a comma
+    separated list of IPs or networks, or ``*``)."""
+
+    headers: bool = False
+    allow_ips: str = "127.0.0.1,::1"
+
+
 def _uvicorn(
     settings: Settings,
     sock: socket.socket,
     log_level: str,
     ready: Callable[[], None] | None = None,
+    proxy: Proxy = Proxy(),
 ) -> None:
     from regalia.server.app import create_app
 
@@ -87,7 +100,8 @@ def _uvicorn(
         lifespan="on",
         timeout_graceful_shutdown=GRACE_SECONDS,
         log_level=log_level,
-        proxy_headers=False,
+        proxy_headers=proxy.headers,
+        forwarded_allow_ips=proxy.allow_ips,
     )
     sock.listen(2048)
     if ready is not None:
@@ -95,9 +109,9 @@ def _uvicorn(
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _worker(settings: Settings, host: str, port: int, log_level: str) -> None:
+def _worker(settings: Settings, host: str, port: int, log_level: str, proxy: Proxy) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _uvicorn(settings, bind(host, port, reuse_port=True), log_level)
+    _uvicorn(settings, bind(host, port, reuse_port=True), log_level, proxy=proxy)
 
 
 def serve(
@@ -108,6 +122,7 @@ def serve(
     workers: int = 1,
     log_level: str = "info",
     out: TextIO = sys.stdout,
+    proxy: Proxy = Proxy(),
 ) -> None:
     started = time.monotonic()
     configure_logging(log_level)
@@ -119,7 +134,7 @@ def serve(
         def ready() -> None:
             print(_banner(sock, workers, started), file=out, flush=True)
 
-        _uvicorn(settings, sock, log_level, ready)
+        _uvicorn(settings, sock, log_level, ready, proxy)
         return
     # Reserve the port (resolving port 0) without listening: only the workers'
     # listening sockets receive connections.
@@ -127,7 +142,7 @@ def serve(
     port = anchor.getsockname()[1]
     ctx = multiprocessing.get_context("fork")
     procs = [
-        ctx.Process(target=_worker, args=(settings, host, port, log_level), daemon=False)
+        ctx.Process(target=_worker, args=(settings, host, port, log_level, proxy), daemon=False)
         for _ in range(workers)
     ]
     for p in procs:

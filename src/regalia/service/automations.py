@@ -18,13 +18,12 @@ from sqlalchemy import select
 from regalia.core.automations import (
     EventFilter,
     EventType,
-    check_target,
     parse_template,
-    redact_url,
     validate_secret_name,
 )
 from regalia.core.names import validate_entity_name
 from regalia.core.roles import Permission
+from regalia.core.targets import check_target, redact_url
 from regalia.errors import (
     AlreadyExists,
     AutomationNotFound,

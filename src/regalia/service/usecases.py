@@ -6,8 +6,9 @@ from regalia.service.admin import AdminMixin
 from regalia.service.delivery import DeliveryMixin
 from regalia.service.history import HistoryMixin
 from regalia.service.search import SearchMixin
+from regalia.service.sessions import SessionMixin
 from regalia.service.transfer import TransferMixin
 
 
-class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin, DeliveryMixin):
+class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin, DeliveryMixin, SessionMixin):
     """Every use case of Regalia; each method takes the acting :class:`Actor` first."""

@@ -43,6 +43,7 @@ from regalia.store.models import (
     Version,
     VersionFile,
     VersionTag,
+    WebSession,
 )
 
 
@@ -121,6 +122,44 @@ class Repo:
             )
             is not None
         )
+
+    def active_key_id(self, key_hash: str) -> int | None:
+        return self.s.scalar(
+            select(ApiKey.id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        )
+
+    # -- web UI sessions (only the token's hash is stored) -------------------------------
+    def add_web_session(
+        self, token_hash: str, api_key_id: int, created_at: datetime, expires_at: datetime
+    ) -> None:
+        self.s.execute(
+            insert(WebSession).values(
+                token_hash=token_hash,
+                api_key_id=api_key_id,
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+        )
+
+    def web_session_user(self, token_hash: str, now: datetime) -> int | None:
+        """The user of a live session: not expired, its API key not revoked (one
+        primary-key lookup joined to the key)."""
+        row = self.conn.execute(st.WEB_SESSION_USER, {"token": token_hash, "now": now}).first()
+        return None if row is None else int(row[0])
+
+    def delete_web_session(self, token_hash: str) -> bool:
+        res = self.s.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
+        return bool(getattr(res, "rowcount", 0))
+
+    def sweep_web_sessions(self, now: datetime) -> int:
+        """Delete expired sessions and those of revoked keys."""
+        revoked = select(ApiKey.id).where(ApiKey.revoked_at.is_not(None))
+        res = self.s.execute(
+            delete(WebSession).where(
+                (WebSession.expires_at <= now) | WebSession.api_key_id.in_(revoked)
+            )
+        )
+        return int(getattr(res, "rowcount", 0) or 0)
 
     def revoke_keys(self, user_id: int, when: datetime) -> int:
         res = self.s.execute(

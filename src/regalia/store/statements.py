@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 
 from regalia.store.models import (
     Alias,
+    ApiKey,
     Collection,
     IdempotencyKey,
     Membership,
@@ -22,6 +23,7 @@ from regalia.store.models import (
     Registry,
     RegistryMember,
     Version,
+    WebSession,
 )
 
 ALIAS_ROW = (
@@ -139,4 +141,18 @@ VERSION_SOURCE = (
     select(*columns(Version, "v_"), *columns(SEQ, "s_"))
     .join(SEQ, SEQ.id == Version.sequence_id)
     .where(Version.id == bindparam("vid"))
+)
+
+
+# The user of a live web UI session (on every page): the session's primary key,
+# joined to its API key so a revoked key ends it.
+WEB_SESSION_USER = (
+    select(ApiKey.user_id)
+    .select_from(WebSession)
+    .join(ApiKey, ApiKey.id == WebSession.api_key_id)
+    .where(
+        WebSession.token_hash == bindparam("token"),
+        WebSession.expires_at > bindparam("now"),
+        ApiKey.revoked_at.is_(None),
+    )
 )

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from regalia.core.roles import RegistryRole
 from regalia.errors import InvalidRequest, RegaliaError, Unauthenticated
-from regalia.server.ui.session import COOKIE, SessionSealer
+from regalia.server.ui.session import COOKIE, FormTokens, clear_cookie
 from regalia.service import Actor, Service
 
 if TYPE_CHECKING:
@@ -38,22 +38,23 @@ class LoginNeeded(Exception):
     """No valid session: the page sends the browser to the login form."""
 
 
-def sealer_of(request: Request) -> SessionSealer:
-    sealer: SessionSealer | None = getattr(request.app.state, "sessions", None)
-    if sealer is None:
+def tokens_of(request: Request) -> FormTokens:
+    tokens: FormTokens | None = getattr(request.app.state, "form_tokens", None)
+    if tokens is None:
         svc: Service = request.app.state.service
-        sealer = request.app.state.sessions = SessionSealer(svc.secret_box.key)
-    return sealer
+        tokens = request.app.state.form_tokens = FormTokens(svc.secret_box.key)
+    return tokens
 
 
 async def page_actor(request: Request) -> Actor:
-    """The logged-in user, or :class:`LoginNeeded`."""
-    key = sealer_of(request).open(request.cookies.get(COOKIE))
-    if key is None:
+    """The logged-in user, or :class:`LoginNeeded` (no cookie, or its session
+    ended: logged out, expired, or the key was revoked)."""
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 100:
         raise LoginNeeded()
     try:
-        actor: Actor = await request.app.state.auth.actor_of_key(key)
-    except Unauthenticated:  # the key was revoked
+        actor: Actor = await request.app.state.auth.actor_of_session(token)
+    except Unauthenticated:
         raise LoginNeeded() from None
     return actor
 
@@ -62,7 +63,7 @@ async def checked_form(request: Request) -> dict[str, Any]:
     """The posted form, after its CSRF token was checked."""
     form = await request.form()
     token = form.get("csrf")
-    if not sealer_of(request).csrf_ok(
+    if not tokens_of(request).csrf_ok(
         request.cookies.get(COOKIE), token if isinstance(token, str) else None
     ):
         raise InvalidRequest("the form expired or did not come from this site; reload the page")
@@ -74,12 +75,12 @@ PageActor = Annotated[Actor, Depends(page_actor)]
 
 def render(request: Request, template: str, actor: Actor | None, **context: Any) -> HTMLResponse:
     cookie = request.cookies.get(COOKIE)
-    csrf = sealer_of(request).csrf_token(cookie) if cookie else ""
+    csrf = tokens_of(request).csrf_token(cookie) if cookie else ""
     error = _flash(request.cookies.get(FLASH))
     shared = {"actor": actor, "csrf": csrf, "error": error}
     response = templates().TemplateResponse(request, template, {**shared, **context})
     if FLASH in request.cookies:
-        response.delete_cookie(FLASH, path="/")
+        clear_cookie(response, request, FLASH)
     return response
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from regalia.core.roles import OrgRole
 from regalia.errors import Unauthenticated
@@ -22,10 +23,9 @@ from regalia.server.ui.common import (
     apply,
     checked_form,
     render,
-    sealer_of,
     service_of,
 )
-from regalia.server.ui.session import clear_session, set_session
+from regalia.server.ui.session import COOKIE, clear_cookie, clear_session, set_cookie, set_session
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,7 +37,7 @@ def _login_page(request: Request, next: str, error: str | None, status: int = 20
     nonce = secrets.token_hex(16)
     page = render(request, "login.html", None, next=next, error=error, nonce=nonce)
     page.status_code = status
-    page.set_cookie(LOGIN_NONCE, nonce, max_age=3600, httponly=True, samesite="strict")
+    set_cookie(page, request, LOGIN_NONCE, nonce, max_age=3600, samesite="strict")
     return page
 
 
@@ -56,14 +56,15 @@ async def login(
     cookie = request.cookies.get(LOGIN_NONCE, "")
     if not cookie or not hmac.compare_digest(cookie, nonce):
         return _login_page(request, next, "The form expired; log in again.", 400)
+    svc = service_of(request)
     try:
-        await request.app.state.auth.actor_of_key(api_key.strip())
+        token, expires = await run_in_threadpool(svc.open_web_session, api_key.strip())
     except Unauthenticated:
         return _login_page(request, next, "That API key is not valid (or was revoked).", 401)
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     response = RedirectResponse(target, status_code=303)
-    set_session(response, request, sealer_of(request).seal(api_key.strip()))
-    response.delete_cookie(LOGIN_NONCE)
+    set_session(response, request, token, round((expires - svc.now()).total_seconds()))
+    clear_cookie(response, request, LOGIN_NONCE)
     return response
 
 
@@ -71,8 +72,11 @@ async def login(
 async def logout(
     request: Request, form: Annotated[dict[str, Any], Depends(checked_form)]
 ) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token:  # the form's token was checked: this browser holds this session
+        await run_in_threadpool(service_of(request).close_web_session, token)
     response = RedirectResponse("/login", status_code=303)
-    clear_session(response)
+    clear_session(response, request)
     return response
 
 
