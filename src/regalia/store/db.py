@@ -111,16 +111,20 @@ def _set_statement_timeout(engine: Engine, seconds: float) -> None:
 class _Deadline:
     """The time budget of the transaction running on one SQLite connection.
 
-    ``check`` is the connection's progress handler: a true answer makes SQLite
-    interrupt the running statement ("interrupted"). ``regexp`` is its REGEXP
-    function: RE2, and once the deadline has passed it answers at once, so
-    the interrupt comes within :data:`PROGRESS_STEPS` steps.
+    ``check`` is the connection's progress handler (SQLite calls it every
+    :data:`PROGRESS_STEPS` steps): a true answer makes SQLite interrupt the
+    running statement ("interrupted"). ``regexp`` is its REGEXP function, RE2;
+    once the deadline has passed it interrupts the statement itself, since a
+    query over few long texts may take few steps between two slow matches.
     """
 
-    __slots__ = ("at",)
+    __slots__ = ("at", "_conn")
 
-    def __init__(self) -> None:
+    def __init__(self, dbapi_conn: sqlite3.Connection) -> None:
         self.at: float | None = None
+        # A cycle (the connection holds regexp, which holds us): the pool closes
+        # connections, and the garbage collector follows sqlite3's callbacks.
+        self._conn = dbapi_conn
 
     def check(self) -> bool:
         return self.at is not None and time.monotonic() > self.at
@@ -128,8 +132,9 @@ class _Deadline:
     def regexp(self, pattern: str | None, value: object) -> bool | None:
         if pattern is None or value is None:
             return None
-        if self.at is not None and time.monotonic() > self.at:
-            return False  # the statement is being stopped: skip the work
+        if self.check():
+            self._conn.interrupt()  # the statement fails "interrupted" at its next step
+            return False
         return patterns.search(pattern, value if isinstance(value, str) else str(value))
 
 
@@ -144,7 +149,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cur.close()
-        deadline = _Deadline()
+        deadline = _Deadline(dbapi_conn)
         record.info["regalia_deadline"] = deadline
         # Replaces SQLAlchemy's REGEXP (Python's re, which can backtrack for ever).
         dbapi_conn.create_function("regexp", 2, deadline.regexp, deterministic=True)
