@@ -110,6 +110,7 @@ class HealthPinger:
     def __init__(self, url: str) -> None:
         self.http = httpx.Client(base_url=url, timeout=5)
         self.latencies: list[float] = []
+        self.started: list[float] = []  # when each ping was sent (perf_counter)
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -122,6 +123,7 @@ class HealthPinger:
             except httpx.HTTPError as exc:
                 self.failures.append(repr(exc))
                 status = 0
+            self.started.append(start)
             self.latencies.append(time.perf_counter() - start)
             if status != 200:
                 self.failures.append(f"status {status}")
@@ -140,6 +142,12 @@ class HealthPinger:
     @property
     def worst(self) -> float:
         return max(self.latencies)
+
+
+def warm_up(http: httpx.Client) -> None:
+    """One authenticated read first: what is measured is the filter, not the
+    first request after start (its first connection and statements)."""
+    assert http.get("/api/v1/registries").status_code == 200
 
 
 def search_versions(http: httpx.Client, filter: dict[str, Any], **body: Any) -> httpx.Response:
@@ -162,6 +170,7 @@ def test_finding3_catastrophic_regex_from_an_org_viewer_answers_at_once(
         ThreadServer(settings, world.service) as server,
         client(server.url, world.viewer_key) as http,
     ):
+        warm_up(http)
         with HealthPinger(server.url) as pings:
             start = time.perf_counter()
             versions = search_versions(http, {"name": {"$regex": CATASTROPHIC}})
@@ -461,6 +470,35 @@ def test_the_timeout_setting_reaches_the_database(settings, db_kind):
         service.close()
 
 
+@pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+def test_a_change_past_the_write_budget_is_stopped_and_writes_nothing(
+    world, make_version, settings, clock
+):
+    """PostgreSQL's statement_timeout bounds writes too (here: one waiting for a
+    row lock). SQLite's wait for its write lock is bounded by its busy timeout."""
+    mid = link(world, make_version, "zoo")
+    tight = dataclasses.replace(settings, write_timeout_s=0.5)
+    service = Service(tight, clock=clock)
+    url = settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        with ThreadServer(tight, service) as server, client(server.url, world.member_key) as http:
+            with psycopg.connect(url) as locker:  # holds the collection's row lock
+                locker.execute("SELECT id FROM collections WHERE name = 'zoo' FOR UPDATE")
+                response, elapsed = add_alias(http, mid, "blocked")
+                locker.rollback()
+            assert response.status_code == 503, response.text
+            err = error(response)
+            assert err["code"] == "storage_unavailable"
+            assert err["message"].startswith("the change took longer than 0.5 s")
+            assert "nothing of it was written" in err["message"]
+            assert elapsed < 3.0  # not retried
+            assert "blocked" not in http.get(f"/api/v1/versions/{mid}").json()["aliases"]
+            response, _ = add_alias(http, mid, "unblocked")
+            assert response.status_code == 200, response.text
+    finally:
+        service.close()
+
+
 # -- /healthz while the worst allowed filter runs -------------------------------------------------
 
 
@@ -480,9 +518,9 @@ def worst_allowed_filter() -> dict[str, Any]:
     return {"$and": clauses}
 
 
-def _timed_healthz(url: str) -> float:
+def _timed_healthz(http: httpx.Client) -> float:
     start = time.perf_counter()
-    assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    assert http.get("/healthz").status_code == 200
     return time.perf_counter() - start
 
 
@@ -506,11 +544,14 @@ def test_healthz_answers_within_100ms_while_the_worst_allowed_filter_runs(
 ):
     seed_heavy(world, make_version, count=12)  # unbounded, the filter would run ~30 s
     url = server_process.url
-    idle = [_timed_healthz(url) for _ in range(10)]  # the machine's own noise, for the message
-    with client(url, world.viewer_key) as http, HealthPinger(url) as pings:
-        start = time.perf_counter()
-        response = search_versions(http, worst_allowed_filter())
-        elapsed = time.perf_counter() - start
+    with httpx.Client(base_url=url, timeout=5) as http:  # the machine's own noise, for the message
+        idle = [_timed_healthz(http) for _ in range(20)]
+    with client(url, world.viewer_key) as http:
+        warm_up(http)
+        with HealthPinger(url) as pings:
+            start = time.perf_counter()
+            response = search_versions(http, worst_allowed_filter())
+            elapsed = time.perf_counter() - start
     assert response.status_code in (200, 400), response.text
     if response.status_code == 400:
         assert error(response)["code"] == "query_too_expensive"
@@ -519,7 +560,9 @@ def test_healthz_answers_within_100ms_while_the_worst_allowed_filter_runs(
     assert elapsed > 0.5, "the filter should take long enough to measure against"
     assert not pings.failures, pings.failures
     assert len(pings.latencies) >= 10
+    slowest = sorted(zip(pings.latencies, pings.started, strict=True))[-3:]
     assert pings.worst < HEALTHZ_MAX_S, (
-        f"slowest /healthz answers {sorted(pings.latencies)[-5:]} during {elapsed:.1f} s "
-        f"of filtering; idle: {max(idle):.3f} s"
+        "slowest /healthz answers (s, sent at s into the request): "
+        f"{[(round(t, 3), round(at - start, 2)) for t, at in slowest]} during "
+        f"{elapsed:.1f} s of filtering; idle: {max(idle):.3f} s"
     )

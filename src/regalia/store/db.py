@@ -175,7 +175,7 @@ def _timed_out(exc: BaseException) -> bool:
     """The statement was stopped by its time budget (see the module docstring)."""
     orig = getattr(exc, "orig", exc)
     if getattr(orig, "sqlstate", None) == _PG_QUERY_CANCELED:
-        return True
+        return "statement timeout" in str(orig)  # not an administrator's pg_cancel_backend
     return isinstance(orig, sqlite3.OperationalError) and str(orig) == "interrupted"
 
 

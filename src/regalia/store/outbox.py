@@ -133,7 +133,8 @@ def enqueue(conn: Connection, events: Sequence[dict[str, Any]]) -> int:
                 if wanted.unusable:
                     log.warning(
                         "automation %s: its %s %r is not RE2 syntax, so it matches nothing "
-                        "(change the filter to fix it)", a.id, wanted.kind.value, wanted.value,
+                        "(recreate the automation with an RE2 pattern)",
+                        a.id, wanted.kind.value, wanted.value,
                     )  # fmt: skip
                 linked = link_aliases.get((e["collection_id"], e["version_id"]), [])
                 if not wanted.matches(alias=e.get("alias"), tag=details.get("tag"),
