@@ -29,7 +29,6 @@ from regalia.service import Service
 
 LOG = logging.getLogger("regalia.server")
 GRACE_SECONDS = 10
-SWITCH_INTERVAL_S = 0.001
 ABANDONED_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload untouched for a week is swept at start
 
 
@@ -81,10 +80,6 @@ def _uvicorn(
     from regalia.server.app import create_app
 
     configure_logging(log_level)
-    # The event loop (and /healthz) waits for the GIL after each system call while
-    # a request thread computes (building a large filter's SQL, SQLite's REGEXP
-    # calls): at most SWITCH_INTERVAL_S each time instead of Python's 5 ms.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = uvicorn.Config(
         create_app(settings),
         log_config=None,
