@@ -276,7 +276,7 @@ def _parse_doc(doc: object, entity: Entity, where: str, budget: _Budget, depth: 
             if not isinstance(value, list | tuple) or not value:
                 raise InvalidFilter(f"'{raw_key}' needs a non-empty list of filters")
             inner = budget.nest(depth, f"'{raw_key}'")
-            # Each item is at least one clause: a list too long fails before it is read.
+            # Each (non-empty) item is a clause at least: a list too long fails unread.
             budget.clause(f"'{raw_key}', a list of {len(value)} filters", ahead=len(value))
             parts = tuple(
                 _parse_doc(part, entity, f"'{raw_key}' item {i}", budget, inner)
