@@ -109,8 +109,11 @@ def test_alias_regex_filters():
 
 
 def test_filters_are_checked_when_created():
-    with pytest.raises(InvalidRequest, match="invalid regular expression"):
+    with pytest.raises(InvalidRequest, match="is not RE2 syntax"):
         EventFilter.parse(EventType.ADD_ARTIFACT_ALIAS, "alias_regex", "(prod")
+    with pytest.raises(InvalidRequest, match="RE2 syntax is required") as err:
+        EventFilter.parse(EventType.ADD_ARTIFACT_TAG, "tag_regex", "^prod(?!-old)")
+    assert err.value.details["field"] == "filter_value"
     with pytest.raises(InvalidRequest, match="takes only 'tag_regex'"):
         EventFilter.parse(EventType.ADD_ARTIFACT_TAG, "alias_regex", "x")
     with pytest.raises(InvalidRequest, match="takes no filter"):

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from regalia.core.limits import QUERY_TIMEOUT_S, WRITE_TIMEOUT_S
+
 DEFAULT_ORG = "regalia"
 DEFAULT_OWNER = "admin"
 DEFAULT_UPLOAD_PART_BYTES = 64 * 1024 * 1024
@@ -55,6 +57,10 @@ class Settings:
       (0: no limit).
     * ``REGALIA_PUBLIC_URL``: the server's address as users reach it (links in
       Slack messages).
+    * ``REGALIA_QUERY_TIMEOUT`` (5 s): how long a read (a filter, a search) may run
+      before the database stops it (400 ``query_too_expensive``);
+      ``REGALIA_WRITE_TIMEOUT`` (60 s): the same for each statement of a change.
+      0 means no limit.
     """
 
     home: Path
@@ -72,6 +78,8 @@ class Settings:
     automation_timeout_s: float = 10.0
     automation_webhook_rate: float = 20.0
     automation_slack_rate: float = 1.0
+    query_timeout_s: float = QUERY_TIMEOUT_S
+    write_timeout_s: float = WRITE_TIMEOUT_S
 
     @classmethod
     def from_env(cls, home: Path | str | None = None) -> Settings:
@@ -100,4 +108,6 @@ class Settings:
             automation_timeout_s=_number("REGALIA_AUTOMATION_TIMEOUT", 10.0, low=0.1),
             automation_webhook_rate=_number("REGALIA_AUTOMATION_WEBHOOK_RATE", 20.0, low=0),
             automation_slack_rate=_number("REGALIA_AUTOMATION_SLACK_RATE", 1.0, low=0),
+            query_timeout_s=_number("REGALIA_QUERY_TIMEOUT", QUERY_TIMEOUT_S, low=0),
+            write_timeout_s=_number("REGALIA_WRITE_TIMEOUT", WRITE_TIMEOUT_S, low=0),
         )

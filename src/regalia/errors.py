@@ -8,7 +8,8 @@ class from it, never from the message) and the ``http_status`` a server uses::
     │   ├── InvalidName                   400
     │   ├── InvalidFilter                 400
     │   ├── FileChanged / FileMissing     400
-    │   └── ContentMismatch               400  (uploaded bytes do not hash as announced)
+    │   ├── ContentMismatch               400  (uploaded bytes do not hash as announced)
+    │   └── QueryTooExpensive             400  (a filter or search ran past the time budget)
     ├── Unauthenticated                   401
     ├── PermissionDenied                  403  (names the role needed)
     ├── NotFound                          404
@@ -71,6 +72,14 @@ class ContentMismatch(InvalidRequest):
     """A client sent bytes that do not hash to the digest it announced."""
 
     code = "content_mismatch"
+
+
+class QueryTooExpensive(InvalidRequest):
+    """A read ran longer than its time budget (``REGALIA_QUERY_TIMEOUT``) and was
+    stopped; the message says which input to narrow. A 400, not a 503: the same
+    request would be stopped again, so clients must not retry it unchanged."""
+
+    code = "query_too_expensive"
 
 
 class Unauthenticated(RegaliaError):

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from regalia.core import patterns
+from regalia.core.limits import MAX_PATTERN_LENGTH
 from regalia.errors import InvalidRequest
 
 
@@ -58,8 +60,8 @@ EVENT_OF_ACTION: dict[str, EventType] = {
 
 class FilterKind(StrEnum):
     ALIAS = "alias"  # LINK_ARTIFACT: linked carrying this alias (case-insensitive)
-    ALIAS_REGEX = "alias_regex"  # alias events: the alias matches (re.search)
-    TAG_REGEX = "tag_regex"  # ADD_ARTIFACT_TAG: the tag matches (re.search)
+    ALIAS_REGEX = "alias_regex"  # alias events: the alias matches (RE2, anywhere in it)
+    TAG_REGEX = "tag_regex"  # ADD_ARTIFACT_TAG: the tag matches (RE2, anywhere in it)
 
 
 _FILTERS_OF_EVENT: dict[EventType, tuple[FilterKind, ...]] = {
@@ -69,11 +71,16 @@ _FILTERS_OF_EVENT: dict[EventType, tuple[FilterKind, ...]] = {
     EventType.UNLINK_ARTIFACT: (),
     EventType.ADD_ARTIFACT_TAG: (FilterKind.TAG_REGEX,),
 }
-MAX_PATTERN = 256
+MAX_PATTERN = MAX_PATTERN_LENGTH  # also the longest plain 'alias' filter
 
 
 @dataclass(frozen=True)
 class EventFilter:
+    """An automation's filter. Regex filters are RE2 syntax
+    (:mod:`regalia.core.patterns`), matched in linear time anywhere in the
+    alias or tag; one stored before that rule that RE2 cannot compile matches
+    nothing (see :attr:`unusable`)."""
+
     kind: FilterKind
     value: str
 
@@ -93,19 +100,33 @@ class EventFilter:
             which = f"only {allowed[0].value!r}" if allowed else "no filter"
             raise InvalidRequest(f"the event {event.value} takes {which}, not {fkind.value!r}")
         if not value or len(value) > MAX_PATTERN:
-            raise InvalidRequest(f"a {fkind.value} filter has 1 to {MAX_PATTERN} characters")
+            raise InvalidRequest(
+                f"a {fkind.value} filter has 1 to {MAX_PATTERN} characters",
+                field="filter_value",
+                limit="pattern_length",
+                maximum=MAX_PATTERN,
+            )
         if fkind is not FilterKind.ALIAS:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise InvalidRequest(f"invalid regular expression {value!r}: {exc}") from None
+            problem = patterns.pattern_problem(value)
+            if problem:
+                raise InvalidRequest(
+                    f"the {fkind.value} filter {value!r} {problem.text}",
+                    field="filter_value",
+                    **problem.limit,
+                )
         return cls(fkind, value)
+
+    @property
+    def unusable(self) -> bool:
+        """A regex filter RE2 cannot compile (stored before patterns were RE2):
+        it matches nothing; the caller should say so."""
+        return self.kind is not FilterKind.ALIAS and patterns.compiled(self.value) is None
 
     def matches(self, *, alias: str | None, tag: str | None, link_aliases: list[str]) -> bool:
         if self.kind is FilterKind.ALIAS:
             return self.value.lower() in {a.lower() for a in link_aliases}
         subject = alias if self.kind is FilterKind.ALIAS_REGEX else tag
-        return subject is not None and re.search(self.value, subject) is not None
+        return subject is not None and patterns.search(self.value, subject)
 
 
 # -- payload templates -----------------------------------------------------------------

@@ -32,8 +32,12 @@ Semantics (the same on every database):
 * Names, descriptions, types and tags compare exactly (case-sensitively);
   aliases ignore case, like their uniqueness rule (R5).
 * ``$regex`` searches anywhere in the string; ``(?i)`` at its start or
-  ``"$options": "i"`` makes it ignore case. Only syntax that Python and
-  PostgreSQL read the same way is accepted.
+  ``"$options": "i"`` makes it ignore case. Patterns are RE2 syntax (matched
+  in linear time, :mod:`regalia.core.patterns`), and only syntax that RE2 and
+  PostgreSQL read the same way is accepted. ``.`` matches a newline too.
+* Limits (:mod:`regalia.core.limits`): clauses, nesting, ``$in`` values and
+  ``$regex`` clauses per filter, pattern length and size; each one passed is
+  an :class:`InvalidFilter` naming it (``details["limit"]``).
 * ``version`` takes an index (``3``) or a version string (``"v3"``).
 * ``metadata.KEY`` (``metadata.train.lr`` for nested keys) compares only
   values of the same JSON type: a number with numbers, a string with strings,
@@ -56,6 +60,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, get_args
 
+from regalia.core.limits import (
+    MAX_FILTER_CLAUSES,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_VALUES,
+    MAX_REGEX_CLAUSES,
+)
+from regalia.core.patterns import pattern_problem
 from regalia.errors import InvalidFilter
 
 Entity = Literal["registry", "collection", "version"]
@@ -116,7 +127,6 @@ DEFAULT_ORDER = "-created_at"
 _VERSION_STRING = re.compile(r"^v(\d+)$")
 _MAX_INDEX = 2**31 - 1
 _METADATA_KEY_FORBIDDEN = set('".,{}[]\\')
-# Inline groups other than (?:...) and lookarounds read differently in PostgreSQL.
 
 
 # -- the tree -------------------------------------------------------------------
@@ -175,17 +185,21 @@ MATCH_ALL: Node = And(())
 # -- parsing ----------------------------------------------------------------------
 
 
-def parse_filter(filter: Mapping[str, Any] | None, entity: Entity) -> Node:
+def parse_filter(filter: Mapping[str, Any] | None, entity: Entity, *, name: str = "filter") -> Node:
     """Validate a Mongo-style ``filter`` for ``entity`` and return its tree.
 
     Args:
         filter: the filter dict; ``None`` or ``{}`` matches everything.
         entity: ``"registry"``, ``"collection"`` or ``"version"``; decides
             which fields exist.
+        name: what the caller called the filter (``"registry_filter"``...),
+            for messages.
 
     Raises:
         InvalidFilter: an unknown field or operator, a value of the wrong type,
-            a regex that does not compile; the message names it.
+            a pattern that is not RE2 syntax, or a filter past one of the
+            limits of :mod:`regalia.core.limits` (``details["limit"]`` names
+            it); the message names the problem and where it is.
 
     Example::
 
@@ -196,10 +210,62 @@ def parse_filter(filter: Mapping[str, Any] | None, entity: Entity) -> Node:
         raise InvalidFilter(f"unknown entity {entity!r}; use one of {', '.join(ENTITIES)}")
     if filter is None:
         return MATCH_ALL
-    return _parse_doc(filter, entity, "filter")
+    return _parse_doc(filter, entity, name, _Budget(name), 0)
 
 
-def _parse_doc(doc: object, entity: Entity, where: str) -> Node:
+@dataclass
+class _Budget:
+    """What a filter has used of the limits so far (it fails as soon as one is passed)."""
+
+    name: str
+    clauses: int = 0
+    values: int = 0
+    regexes: int = 0
+
+    def clause(self, where: str, *, ahead: int = 0) -> None:
+        """Count one clause; ``ahead``: so many more are sure to follow."""
+        self.clauses += 1
+        if self.clauses + ahead > MAX_FILTER_CLAUSES:
+            raise InvalidFilter(
+                f"{self.name} has more than {MAX_FILTER_CLAUSES} clauses (the limit, passed at "
+                f"{where}); narrow it, or use one '$in' for a list of values, e.g. "
+                "{'alias': {'$in': ['a', 'b']}}",
+                limit="filter_clauses",
+                maximum=MAX_FILTER_CLAUSES,
+            )
+
+    def nest(self, depth: int, where: str) -> int:
+        if depth + 1 > MAX_FILTER_DEPTH:
+            raise InvalidFilter(
+                f"{self.name} nests '$and', '$or' and '$not' more than {MAX_FILTER_DEPTH} deep "
+                f"(the limit, passed at {where})",
+                limit="filter_depth",
+                maximum=MAX_FILTER_DEPTH,
+            )
+        return depth + 1
+
+    def list_values(self, count: int, where: str) -> None:
+        self.values += count
+        if self.values > MAX_FILTER_VALUES:
+            raise InvalidFilter(
+                f"{self.name} has more than {MAX_FILTER_VALUES} values in its '$in' and '$nin' "
+                f"lists (the limit, all lists together; passed at {where}, a list of {count})",
+                limit="filter_values",
+                maximum=MAX_FILTER_VALUES,
+            )
+
+    def regex(self, where: str) -> None:
+        self.regexes += 1
+        if self.regexes > MAX_REGEX_CLAUSES:
+            raise InvalidFilter(
+                f"{self.name} has more than {MAX_REGEX_CLAUSES} '$regex' clauses (the limit, "
+                f"passed at {where})",
+                limit="filter_regexes",
+                maximum=MAX_REGEX_CLAUSES,
+            )
+
+
+def _parse_doc(doc: object, entity: Entity, where: str, budget: _Budget, depth: int) -> Node:
     if not isinstance(doc, Mapping):
         raise InvalidFilter(f"{where} must be an object, got {_kind(doc)}")
     items: list[Node] = []
@@ -209,19 +275,25 @@ def _parse_doc(doc: object, entity: Entity, where: str) -> Node:
         if raw_key in ("$and", "$or"):
             if not isinstance(value, list | tuple) or not value:
                 raise InvalidFilter(f"'{raw_key}' needs a non-empty list of filters")
+            inner = budget.nest(depth, f"'{raw_key}'")
+            # Each (non-empty) item is a clause at least: a list too long fails unread.
+            budget.clause(f"'{raw_key}', a list of {len(value)} filters", ahead=len(value))
             parts = tuple(
-                _parse_doc(part, entity, f"'{raw_key}' item {i}") for i, part in enumerate(value)
+                _parse_doc(part, entity, f"'{raw_key}' item {i}", budget, inner)
+                for i, part in enumerate(value)
             )
             items.append(And(parts) if raw_key == "$and" else Or(parts))
         elif raw_key == "$not":
-            items.append(Not(_parse_doc(value, entity, "'$not'")))
+            inner = budget.nest(depth, "'$not'")
+            budget.clause("'$not'")
+            items.append(Not(_parse_doc(value, entity, "'$not'", budget, inner)))
         elif raw_key.startswith("$"):
             raise InvalidFilter(
                 f"unknown operator '{raw_key}' at the top of a filter; "
                 "use '$and', '$or', '$not' or a field name"
             )
         else:
-            items.append(_parse_field(raw_key, value, entity))
+            items.append(_parse_field(raw_key, value, entity, budget, depth))
     return items[0] if len(items) == 1 else And(tuple(items))
 
 
@@ -261,21 +333,28 @@ def _metadata_key(raw: str, rest: str) -> tuple[str, ...]:
     return parts
 
 
-def _parse_field(raw: str, value: object, entity: Entity) -> Node:
+def _parse_field(raw: str, value: object, entity: Entity, budget: _Budget, depth: int) -> Node:
     field, key = _resolve_field(raw, entity)
     kind = FIELDS[entity][field]
     if isinstance(value, Mapping) and any(isinstance(k, str) and k.startswith("$") for k in value):
-        return _parse_ops(raw, field, key, kind, value)
+        return _parse_ops(raw, field, key, kind, value, budget, depth)
     if isinstance(value, Mapping):
         raise InvalidFilter(
             f"field '{raw}' cannot be compared with an object; use operators such as "
             "{'$eq': ...} (and 'metadata.KEY.SUBKEY' for nested metadata)"
         )
+    budget.clause(f"field '{raw}'")
     return Compare(field, "$eq", _scalar(raw, kind, "$eq", value), key)
 
 
 def _parse_ops(
-    raw: str, field: str, key: tuple[str, ...], kind: str, ops: Mapping[Any, Any]
+    raw: str,
+    field: str,
+    key: tuple[str, ...],
+    kind: str,
+    ops: Mapping[Any, Any],
+    budget: _Budget,
+    depth: int,
 ) -> Node:
     items: list[Node] = []
     options = ops.get("$options")
@@ -289,11 +368,17 @@ def _parse_ops(
             )
         if op == "$options":
             continue
+        where = f"'{op}' on field '{raw}'"
+        if op != "$not":
+            budget.clause(where)
         if op == "$not":
+            inner = budget.nest(depth, where)
+            budget.clause(where)
             if isinstance(value, str) and kind in (_TEXT, _METADATA):
-                items.append(Not(_regex(raw, field, key, kind, value, None)))
+                budget.clause(where)  # the pattern under it
+                items.append(Not(_regex(raw, field, key, kind, value, None, budget)))
             elif isinstance(value, Mapping) and value:
-                items.append(Not(_parse_ops(raw, field, key, kind, value)))
+                items.append(Not(_parse_ops(raw, field, key, kind, value, budget, inner)))
             else:
                 raise InvalidFilter(
                     f"'$not' on field '{raw}' needs an object of operators, "
@@ -304,10 +389,11 @@ def _parse_ops(
                 raise InvalidFilter(f"'$exists' on field '{raw}' needs true or false")
             items.append(Exists(field, value, key))
         elif op == "$regex":
-            items.append(_regex(raw, field, key, kind, value, options))
+            items.append(_regex(raw, field, key, kind, value, options, budget))
         elif op in ("$in", "$nin"):
             if not isinstance(value, list | tuple):
                 raise InvalidFilter(f"'{op}' on field '{raw}' needs a list, got {_kind(value)}")
+            budget.list_values(len(value), where)
             values = tuple(_scalar(raw, kind, op, v) for v in value)
             items.append(Compare(field, "$in" if op == "$in" else "$nin", values, key))
         elif op in COMPARE_OPS:
@@ -336,12 +422,19 @@ def _as_compare_op(op: str) -> CompareOp:
 
 
 def _regex(
-    raw: str, field: str, key: tuple[str, ...], kind: str, value: object, options: object
+    raw: str,
+    field: str,
+    key: tuple[str, ...],
+    kind: str,
+    value: object,
+    options: object,
+    budget: _Budget,
 ) -> Compare:
     if kind not in (_TEXT, _METADATA):
         raise InvalidFilter(f"'$regex' is not supported on field '{raw}'; it is not text")
     if not isinstance(value, str):
         raise InvalidFilter(f"'$regex' on field '{raw}' needs a string, got {_kind(value)}")
+    budget.regex(f"'$regex' on field '{raw}'")
     ignore_case = False
     if options is not None:
         if not isinstance(options, str) or set(options) - {"i"}:
@@ -352,47 +445,71 @@ def _regex(
     pattern = value
     if pattern.startswith("(?i)"):
         pattern, ignore_case = pattern[4:], True
-    if "\x00" in pattern:
-        raise InvalidFilter(f"'$regex' on field '{raw}' contains a NUL character")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise InvalidFilter(f"'$regex' on field '{raw}' does not compile: {exc}") from None
-    problem = _unportable(pattern)
+    problem = pattern_problem(pattern, also=_unportable)
     if problem:
-        raise InvalidFilter(f"'$regex' on field '{raw}' uses {problem}, which is not supported")
+        raise InvalidFilter(f"'$regex' on field '{raw}' {problem.text}", field=raw, **problem.limit)
     return Compare(field, "$regex", pattern, key, ignore_case)
 
 
+# Escapes RE2 reads one way and PostgreSQL another (or refuses): letter -> why.
+_UNPORTABLE_ESCAPES = {
+    "b": "'\\b' or '\\B' (PostgreSQL reads them differently)",
+    "B": "'\\b' or '\\B' (PostgreSQL reads them differently)",
+    "p": "a Unicode class '\\p' or '\\P' (PostgreSQL lacks them)",
+    "P": "a Unicode class '\\p' or '\\P' (PostgreSQL lacks them)",
+    "Q": "'\\Q...\\E' (PostgreSQL lacks it; escape each character instead)",
+    "E": "'\\Q...\\E' (PostgreSQL lacks it; escape each character instead)",
+    "z": "'\\z' (write '$')",
+    "C": "'\\C' (PostgreSQL lacks it)",
+}
+_PG_MAX_REPEAT = 255  # PostgreSQL's RE_DUP_MAX
+_REPEAT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
 def _unportable(pattern: str) -> str | None:
-    """What in a valid Python ``pattern`` PostgreSQL reads differently or refuses, if anything."""
+    """What in an RE2 ``pattern`` PostgreSQL reads differently or refuses, if anything."""
     i, end, after_quantifier = 0, len(pattern), False
     while i < end:
         ch = pattern[i]
         if ch == "\\":
-            if pattern[i + 1 : i + 2] in ("b", "B"):
-                return "'\\b' or '\\B' (PostgreSQL reads them differently)"
+            letter = pattern[i + 1 : i + 2]
+            if letter in _UNPORTABLE_ESCAPES:
+                return _UNPORTABLE_ESCAPES[letter]
+            if letter == "x" and pattern[i + 2 : i + 3] == "{":
+                return "'\\x{...}' (write the character itself, or '\\xHH')"
             i, after_quantifier = i + 2, False
             continue
-        if ch == "[":  # skip a character class; a leading '^' or ']' belongs to it
+        if ch == "[":  # a character class; a leading '^' or ']' belongs to it
             i += 1
             i += pattern[i : i + 1] == "^"
             i += pattern[i : i + 1] == "]"
             while i < end and pattern[i] != "]":
-                i += 2 if pattern[i] == "\\" else 1
+                if pattern[i] == "\\":
+                    letter = pattern[i + 1 : i + 2]
+                    if letter in _UNPORTABLE_ESCAPES and letter not in "bB":
+                        return _UNPORTABLE_ESCAPES[letter]
+                    i += 2
+                elif pattern.startswith("[:", i):  # [:alpha:] inside the class
+                    close = pattern.find(":]", i + 2)
+                    i = close + 2 if close >= 0 else i + 1
+                else:
+                    i += 1
             i, after_quantifier = i + 1, False
             continue
         if ch == "(" and pattern[i + 1 : i + 2] == "?":
-            head = pattern[i + 2 : i + 4]
-            if head[:1] not in (":", "=", "!") and head not in ("<=", "<!"):
+            if pattern[i + 2 : i + 3] != ":":
                 return (
-                    "an inline flag, named group or atomic group (only '(?i)' at the start, "
-                    "'(?:...)' and lookarounds may follow '(?')"
+                    "an inline flag or a named group (only '(?i)' at the start and "
+                    "'(?:...)' may follow '(?')"
                 )
             i, after_quantifier = i + 2, False
             continue
-        if ch == "{" and pattern[i + 1 : i + 2] == ",":
-            return "'{,n}' (write '{0,n}')"
+        if ch == "{":
+            if pattern[i + 1 : i + 2] == ",":
+                return "'{,n}' (write '{0,n}')"
+            repeat = _REPEAT.match(pattern, i)
+            if repeat and any(n and int(n) > _PG_MAX_REPEAT for n in repeat.groups()):
+                return f"a repetition count above {_PG_MAX_REPEAT} (PostgreSQL's limit)"
         if ch == "+" and after_quantifier:
             return "a possessive quantifier such as '*+'"
         after_quantifier = ch in "*+?}"

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from regalia import __version__
@@ -89,6 +90,10 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's thread pool, whose backend is imported on its
+        # first use, in the event loop: ~100 ms that every request (and /healthz)
+        # waited for at the first request. Done here, before serving.
+        await run_in_threadpool(lambda: None)
         stop = asyncio.Event()
         task = None
         if run_worker:

@@ -78,7 +78,11 @@ class ServiceBase:
     ) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.db = db or Database(settings.database_url)
+        self.db = db or Database(
+            settings.database_url,
+            read_timeout_s=settings.query_timeout_s,
+            write_timeout_s=settings.write_timeout_s,
+        )
         self.blobs: BlobStore = blobs or LocalBlobStore(settings.blob_dir)
         self.clock = clock
         if migrate:

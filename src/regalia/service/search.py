@@ -3,11 +3,13 @@ global search box (SPEC §6)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from regalia.core.filters import parse_filter
 from regalia.core.search import MAX_QUERY, matches, query_terms
-from regalia.errors import InvalidRequest
+from regalia.errors import InvalidRequest, QueryTooExpensive
 from regalia.service.access import effective_roles
 from regalia.service.base import ServiceBase
 from regalia.service.views import Actor, Page, SearchResults, VersionHit
@@ -16,6 +18,32 @@ from regalia.store.models import Registry
 from regalia.store.repo import Repo
 
 Filter = dict[str, Any] | None
+
+
+@contextmanager
+def _naming(what: str, advice: str) -> Iterator[None]:
+    """A read past its time budget, told as the input that made it long."""
+    try:
+        yield
+    except QueryTooExpensive as exc:
+        seconds = exc.details.get("timeout_s")
+        took = f"took longer than {seconds:g} s" if seconds is not None else "took too long"
+        raise QueryTooExpensive(
+            f"{what} {took} and was stopped: {advice}", **exc.details, input=what
+        ) from None
+
+
+def _filters_named(**filters: Filter) -> str:
+    given = [name for name, value in filters.items() if value]
+    if not given:
+        return "the listing"
+    return "the " + " and ".join(given)
+
+
+_NARROW = (
+    "narrow it (fewer clauses, a more specific pattern such as one anchored with '^', "
+    "or a registry_filter / collection_filter that selects less)"
+)
 
 
 class SearchMixin(ServiceBase):
@@ -51,7 +79,8 @@ class SearchMixin(ServiceBase):
             )
             return Page(self._registry_views(repo, actor, rows), nxt)
 
-        return self.db.read(fn)
+        with _naming(_filters_named(filter=filter), _NARROW):
+            return self.db.read(fn)
 
     def find_collections(
         self,
@@ -65,7 +94,7 @@ class SearchMixin(ServiceBase):
     ) -> Page:
         """Collections of the visible registries matching ``registry_filter`` that match
         ``filter``."""
-        reg_node = parse_filter(registry_filter, "registry")
+        reg_node = parse_filter(registry_filter, "registry", name="registry_filter")
         node = parse_filter(filter, "collection")
 
         def fn(repo: Repo) -> Page:
@@ -80,7 +109,8 @@ class SearchMixin(ServiceBase):
             )
             return Page(self._collection_views(repo, rows), nxt)
 
-        return self.db.read(fn)
+        with _naming(_filters_named(registry_filter=registry_filter, filter=filter), _NARROW):
+            return self.db.read(fn)
 
     def find_versions(
         self,
@@ -94,8 +124,8 @@ class SearchMixin(ServiceBase):
         limit: int = 100,
     ) -> Page:
         """Linked versions, narrowed by registry, collection and version filters."""
-        reg_node = parse_filter(registry_filter, "registry")
-        coll_node = parse_filter(collection_filter, "collection")
+        reg_node = parse_filter(registry_filter, "registry", name="registry_filter")
+        coll_node = parse_filter(collection_filter, "collection", name="collection_filter")
         node = parse_filter(filter, "version")
 
         def fn(repo: Repo) -> Page:
@@ -111,7 +141,11 @@ class SearchMixin(ServiceBase):
             )
             return Page(self._version_views(repo, rows), nxt)
 
-        return self.db.read(fn)
+        named = _filters_named(
+            registry_filter=registry_filter, collection_filter=collection_filter, filter=filter
+        )
+        with _naming(named, _NARROW):
+            return self.db.read(fn)
 
     def search(self, actor: Actor, query: str, *, limit: int = 20) -> SearchResults:
         """Registries, collections and versions matching ``query``, case-insensitively:
@@ -162,4 +196,5 @@ class SearchMixin(ServiceBase):
                 versions,
             )
 
-        return self.db.read(fn)
+        with _naming(f"the search {query[:MAX_QUERY]!r}", "use fewer or longer words"):
+            return self.db.read(fn)

@@ -316,8 +316,11 @@ def _compare(
 
 
 def _pattern(node: Compare) -> str:
-    # SQLite's REGEXP (Python re.search) ignores SQLAlchemy's flags argument;
-    # a leading (?i) means "ignore case" to both Python and PostgreSQL.
+    # SQLite's REGEXP (RE2, registered in store/db.py) takes no flags argument;
+    # a leading (?i) means "ignore case" to both RE2 and PostgreSQL. PostgreSQL
+    # runs its own '~': the pattern was checked as RE2 syntax that it reads the
+    # same way (no backreferences, which are what its engine backtracks on),
+    # and statement_timeout bounds it.
     return f"(?i){node.value}" if node.ignore_case else str(node.value)
 
 

@@ -14,6 +14,7 @@ automation's secrets, and records what it sent with the secrets masked.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,6 +33,8 @@ from regalia.store.models import (
     Registry,
     Version,
 )
+
+log = logging.getLogger(__name__)
 
 _AUTOMATIONS = select(
     Automation.id,
@@ -127,6 +130,12 @@ def enqueue(conn: Connection, events: Sequence[dict[str, Any]]) -> int:
                 continue
             if a.filter_kind is not None:
                 wanted = EventFilter(FilterKind(a.filter_kind), a.filter_value or "")
+                if wanted.unusable:
+                    log.warning(
+                        "automation %s: its %s %r is not RE2 syntax, so it matches nothing "
+                        "(recreate the automation with an RE2 pattern)",
+                        a.id, wanted.kind.value, wanted.value,
+                    )  # fmt: skip
                 linked = link_aliases.get((e["collection_id"], e["version_id"]), [])
                 if not wanted.matches(alias=e.get("alias"), tag=details.get("tag"),
                                       link_aliases=linked):  # fmt: skip
