@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, get_args
 
+from regalia.core.names import MAX_ID, MAX_VERSION_INDEX
 from regalia.errors import InvalidFilter
 
 Entity = Literal["registry", "collection", "version"]
@@ -113,8 +114,8 @@ ORDER_FIELDS: dict[Entity, tuple[str, ...]] = {
 }
 DEFAULT_ORDER = "-created_at"
 
-_VERSION_STRING = re.compile(r"^v(\d+)$")
-_MAX_INDEX = 2**31 - 1
+_VERSION_STRING = re.compile(r"^v([0-9]{1,10})$")
+_MAX_INDEX = MAX_VERSION_INDEX
 _METADATA_KEY_FORBIDDEN = set('".,{}[]\\')
 # Inline groups other than (?:...) and lookarounds read differently in PostgreSQL.
 
@@ -578,8 +579,8 @@ def decode_cursor(token: str, entity: Entity, order: Order) -> Cursor:
             f"not to a {entity} listing ordered by {str(order)!r}"
         )
     row_id, key = data["i"], data["k"]
-    if not isinstance(row_id, int) or isinstance(row_id, bool):
-        raise bad
+    if not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 < row_id <= MAX_ID:
+        raise bad  # the checksum is no signature: a client can write any cursor
     value: CursorKey
     if order.field in ("created_at", "updated_at"):
         if not isinstance(key, str):
@@ -589,7 +590,7 @@ def decode_cursor(token: str, entity: Entity, order: Order) -> Cursor:
         except ValueError:
             raise bad from None
     elif order.field == "version":
-        if not isinstance(key, int) or isinstance(key, bool):
+        if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= MAX_VERSION_INDEX:
             raise bad
         value = key
     else:
