@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
+from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.schemas import NewTeam, NewUser, OrgRoleChange, TeamMemberAdd
 
-router = APIRouter(tags=["identities"])
+router = APIRouter(tags=["identities"], route_class=StrictJsonRoute)
 
 
 def _forget_keys(request: Request) -> None:

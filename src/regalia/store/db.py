@@ -10,6 +10,7 @@ unique key) retry the whole unit of work; no driver exception leaves this layer.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sqlite3
@@ -24,7 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from regalia.errors import RegaliaError, StorageUnavailable
+from regalia.errors import InvalidRequest, RegaliaError, StorageUnavailable
 from regalia.store.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ def make_engine(url: str, *, snapshot_reads: bool = False) -> Engine:
     try:
         if url.startswith("sqlite"):
             engine = create_engine(
-                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+                url,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+                json_serializer=_json_text,
             )
             _configure_sqlite(engine)
         else:
@@ -63,10 +66,17 @@ def make_engine(url: str, *, snapshot_reads: bool = False) -> Engine:
                 if snapshot_reads
                 else {}
             )
-            engine = create_engine(url, pool_size=5, max_overflow=10, **options)
+            engine = create_engine(
+                url, pool_size=5, max_overflow=10, json_serializer=_json_text, **options
+            )
     except (sa_exc.ArgumentError, ImportError) as exc:
         raise StorageUnavailable(f"cannot use database URL {url!r}: {exc}") from None
     return engine
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns hold JSON: no NaN or Infinity (Python's default writes them)."""
+    return json.dumps(value, allow_nan=False)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -156,7 +166,12 @@ class Database:
                     return fn(session)
             except RegaliaError:
                 raise
+            except OverflowError:  # SQLite binds 64-bit integers only
+                raise _out_of_range() from None
             except sa_exc.SQLAlchemyError as exc:
+                refused = _refused_value(exc)
+                if refused is not None:
+                    raise refused from None
                 if attempt < MAX_ATTEMPTS and _is_transient(exc):
                     time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
                     continue
@@ -193,6 +208,25 @@ class Database:
             upgrade(self.engine)
         except sa_exc.SQLAlchemyError as exc:
             raise _translate(exc) from None
+
+
+def _out_of_range() -> InvalidRequest:
+    return InvalidRequest("a number in the request is outside the range the database can store")
+
+
+def _refused_value(exc: sa_exc.SQLAlchemyError) -> InvalidRequest | None:
+    """A value in the request the database cannot hold (a number past its integers,
+    text with U+0000): the client's error, not a failing database. The service
+    refuses these first; this keeps any it missed from answering 500 or 503."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None)
+    if state == "22003" or isinstance(orig, OverflowError):  # numeric_value_out_of_range
+        return _out_of_range()
+    if isinstance(orig, ValueError) and "JSON compliant" in str(orig):
+        return InvalidRequest("a value in the request is not JSON: JSON has no NaN or Infinity")
+    if state in ("22021", "22P05") or "NUL (0x00)" in str(orig):
+        return InvalidRequest("text in the request holds a character the database cannot store")
+    return None
 
 
 def _translate(exc: sa_exc.SQLAlchemyError) -> RegaliaError:
