@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, get_args
 
+from regalia.core.jsonvalues import MAX_INT as MAX_JSON_INT
 from regalia.core.names import MAX_ID, MAX_VERSION_INDEX
 from regalia.errors import InvalidFilter
 
@@ -420,6 +421,8 @@ def _scalar(raw: str, kind: str, op: str, value: object) -> Scalar:
         if op in RANGE_OPS:
             raise InvalidFilter(f"{what} needs a number or a string, got {_kind(value)}")
         return value
+    if isinstance(value, int) and abs(value) > MAX_JSON_INT:
+        raise InvalidFilter(f"{what} needs a number within ±(2**64 - 1), as JSON integers are")
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise InvalidFilter(f"{what} needs a finite number, got {value!r}")

@@ -9,6 +9,7 @@ unlinks and deletes.
 
 from __future__ import annotations
 
+import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ class Artifact:
         self._name = view.collection.name
         self._type = view.type
         self.description = view.description
-        self.metadata = dict(view.metadata)
+        # A deep copy: a change inside a nested value must differ from the view to be saved.
+        self.metadata = copy.deepcopy(view.metadata)
         self.aliases = list(view.aliases)
         self.tags = list(view.tags)
 
