@@ -256,6 +256,19 @@ def test_finding7_a_nan_kept_by_an_older_version_reads_as_null_and_is_repaired(s
         assert len(found.json()["items"]) == (1 if db_kind == "sqlite" else 0)
 
 
+def test_text_longer_than_its_column_is_a_clear_400(site):
+    """PostgreSQL enforces column lengths (SQLite does not): checked first, the same on both."""
+    with site.client() as http:
+        base = {"entity": site.owner.name, "project": "p"}
+        r = http.post("/runs", json={**base, "run_key": "r" * 65})
+        assert "1 to 64" in _error(r, 400, "invalid_name")["message"]
+        r = http.post("/runs", json={**base, "run_key": "r1", "job_type": "j" * 129})
+        _error(r, 400, "invalid_name")
+        r = http.post("/registries/model/protected-aliases", json={"alias": "ß" * 100})
+        err = _error(r, 400, "invalid_name")
+        assert err["details"]["rule"] == "alias_length" and "200 case-folded" in err["message"]
+
+
 # ======================================================================================
 # Finding 9: file paths that are not portable
 # ======================================================================================

@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from regalia.core.names import name_key
 from regalia.errors import InvalidRequest
 
 
@@ -106,7 +107,7 @@ class EventFilter:
 
     def matches(self, *, alias: str | None, tag: str | None, link_aliases: list[str]) -> bool:
         if self.kind is FilterKind.ALIAS:
-            return self.value.lower() in {a.lower() for a in link_aliases}
+            return name_key(self.value) in {name_key(a) for a in link_aliases}
         subject = alias if self.kind is FilterKind.ALIAS_REGEX else tag
         return subject is not None and re.search(self.value, subject) is not None
 

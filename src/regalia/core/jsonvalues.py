@@ -173,40 +173,26 @@ def _finite(text: str) -> float:
     return value
 
 
-def _bounded(text: str) -> int:
-    if len(text) > 21:  # "-18446744073709551615"
-        raise _Refused(text)
-    value = int(text)
-    if abs(value) > MAX_INT:
-        raise _Refused(text)
-    return value
-
-
-def _out_of_range(text: str) -> Any:
-    # For finding where a refused number was: a stand-in that validate_json refuses.
-    return math.inf if ("." in text or "e" in text.lower()) else MAX_INT + 1
-
-
 def loads_strict(text: str | bytes, what: str = "the request") -> Any:
-    """``json.loads`` that refuses ``NaN``, ``Infinity``, ``-Infinity``, numbers
-    that overflow to infinity (``1e999``) and integers past ±(2**64 - 1).
+    """``json.loads`` that refuses ``NaN``, ``Infinity``, ``-Infinity`` and numbers
+    that overflow to infinity (``1e999``). Integers are read whole; where they
+    are kept, :func:`validate_json` bounds them.
 
     Raises:
-        NotJson: one of those, naming its key path (``what['metrics']['loss']``);
-            json.JSONDecodeError: any other malformed text.
+        NotJson: one of those, naming its key path (``what['metrics']['loss']``),
+            or a number too long to read (over 4300 digits);
+        json.JSONDecodeError: any other malformed text.
     """
     try:
-        return json.loads(
-            text, parse_constant=_refuse_constant, parse_float=_finite, parse_int=_bounded
-        )
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except _Refused:
         pass
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int(): "Exceeds the limit (4300 digits)"
+        raise NotJson(f"{what} holds a number too long to read") from None
     # Read it again, keeping the refused values, to say where the first one is.
-    value = json.loads(
-        text,
-        parse_float=lambda t: _out_of_range(t) if not math.isfinite(float(t)) else float(t),
-        parse_int=lambda t: _out_of_range(t) if len(t) > 21 else int(t),
-    )
+    value = json.loads(text)
     try:
         validate_json(value, what)
     except InvalidRequest as exc:

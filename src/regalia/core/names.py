@@ -26,6 +26,7 @@ MAX_REGISTRY_NAME = 113
 MAX_NAME = 128
 MAX_ALIAS = 128
 MAX_TAG = 128
+MAX_RUN_KEY = 64
 MAX_PATH = 1024  # characters of a file's path inside an artifact
 MAX_PATH_PART = 255  # UTF-8 bytes of one folder or file name (ext4, APFS and NTFS allow 255)
 # Ids of rows (versions, automations, history events): 64-bit signed integers.
@@ -46,19 +47,22 @@ _ENTITY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Cn}\p{Co}\p{Cs}]")
 # Windows: characters a file name may not hold, and names it reserves for devices.
 _PATH_FORBIDDEN = set('<>:"|?*\\')
-_WINDOWS_RESERVED = re.compile(
-    r"^(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])$",
+_PATH_BAD_CHAR = re.compile(
+    '[<>:"|?*\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]'
+)
+_PATH_EMPTY_PART = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")
+_PATH_TRAILING = re.compile(r"[. ](?:/|$)")
+_PATH_RESERVED = re.compile(
+    r"(?:^|/)(?:CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|"
+    r"COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]) *(?:\.[^/]*)?(?=/|$)",
     re.IGNORECASE,
 )
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
 
 
 def _has_control(text: str) -> bool:
-    return any(
-        ord(ch) < 32 or ord(ch) == 127 or (not ch.isascii() and unicodedata.category(ch) == "Cc")
-        for ch in text
-    )
+    return _CONTROL.search(text) is not None
 
 
 def _char(ch: str) -> str:
@@ -120,10 +124,10 @@ def validate_registry_name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidName("registry name must not be empty", rule="registry_name")
     name = normalize_name(name, "registry name", "registry_name")
-    if len(name) > MAX_REGISTRY_NAME:
+    if max(len(name), len(name_key(name))) > MAX_REGISTRY_NAME:
         raise InvalidName(
-            f"registry name {name[:20]!r}... is {len(name)} characters; "
-            f"the limit is {MAX_REGISTRY_NAME}",
+            f"registry name {name[:20]!r}... is {len(name)} characters "
+            f"({len(name_key(name))} case-folded); the limit is {MAX_REGISTRY_NAME}",
             rule="registry_name_length",
         )
     bad = sorted({ch for ch in name if ch in _REGISTRY_FORBIDDEN})
@@ -182,9 +186,10 @@ def validate_alias(alias: str, *, allow_managed: bool = False) -> str:
     if not isinstance(alias, str) or not alias:
         raise InvalidName("alias must not be empty", rule="alias")
     alias = normalize_name(alias, "alias", "alias")
-    if len(alias) > MAX_ALIAS:
+    if max(len(alias), len(name_key(alias))) > MAX_ALIAS:
         raise InvalidName(
-            f"alias {alias[:20]!r}... is {len(alias)} characters; the limit is {MAX_ALIAS}",
+            f"alias {alias[:20]!r}... is {len(alias)} characters ({len(name_key(alias))} "
+            f"case-folded); the limit is {MAX_ALIAS}",
             rule="alias_length",
         )
     if any(ch in "/:" or ch.isspace() for ch in alias) or _has_control(alias):
@@ -220,6 +225,22 @@ def validate_tag(tag: str) -> str:
             rule="tag_characters",
         )
     return tag
+
+
+def validate_label(value: str, what: str, limit: int) -> str:
+    """A key a client chooses (a run's key, a job type): 1 to ``limit``
+    characters, none of them a control or invisible character.
+
+    Raises:
+        InvalidName: rule ``label``, naming ``what``.
+    """
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidName(f"a {what} has 1 to {limit} characters", rule="label")
+    if _has_control(value) or _INVISIBLE.search(value) is not None:
+        raise InvalidName(
+            f"{what} {value!r} contains a control or invisible character", rule="label"
+        )
+    return value
 
 
 def removable(validate: Callable[[str], str], name: str) -> str:
@@ -276,41 +297,42 @@ def validate_file_path(name: str) -> str:
             name,
             "it must be a relative path without a drive letter (no path traversal)",
         )
-    if "\\" in name:
-        raise _bad_path(name, "use '/' between folders, not '\\'", "file_path_characters")
-    parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise _bad_path(
-            name,
-            "it must be a relative path without '..', '.' or empty parts (no path traversal)",
-        )
-    bad = sorted({ch for ch in name if ch in _PATH_FORBIDDEN})
-    if bad or _has_control(name) or any(ch in _BIDI_CONTROLS for ch in name):
-        shown = " ".join(bad) if bad else "a control character"
+    bad = _PATH_BAD_CHAR.search(name)
+    if bad is not None:
+        if bad.group() == "\\":
+            raise _bad_path(name, "use '/' between folders, not '\\'", "file_path_characters")
+        shown = bad.group() if bad.group() in _PATH_FORBIDDEN else _char(bad.group())
         raise _bad_path(
             name,
             f'it contains {shown}; file names may not contain < > : " | ? *, control or '
             "bidirectional control characters",
             "file_path_characters",
         )
-    for part in parts:
-        if len(part.encode("utf-8", "surrogatepass")) > MAX_PATH_PART:
-            raise _bad_path(
-                name, f"a part is longer than {MAX_PATH_PART} bytes", "file_path_length"
-            )
-        if part.endswith((".", " ")):
-            raise _bad_path(
-                name,
-                f"the part {part!r} ends with a dot or a space, which Windows drops",
-                "file_path_trailing",
-            )
-        if _WINDOWS_RESERVED.match(part.split(".", 1)[0].rstrip(" ")):
-            raise _bad_path(
-                name,
-                f"{part!r} is a device name that Windows reserves (CON, PRN, AUX, NUL, "
-                "COM0-9, LPT0-9, with any extension)",
-                "file_path_reserved",
-            )
+    if _PATH_EMPTY_PART.search(name):
+        raise _bad_path(
+            name,
+            "it must be a relative path without '..', '.' or empty parts (no path traversal)",
+        )
+    trailing = _PATH_TRAILING.search(name)
+    if trailing is not None:
+        part = name[: trailing.end()].rstrip("/").rsplit("/", 1)[-1]
+        raise _bad_path(
+            name,
+            f"the part {part!r} ends with a dot or a space, which Windows drops",
+            "file_path_trailing",
+        )
+    reserved = _PATH_RESERVED.search(name)
+    if reserved is not None:
+        raise _bad_path(
+            name,
+            f"{reserved.group().strip('/')!r} is a device name that Windows reserves (CON, "
+            "PRN, AUX, NUL, COM0-9, LPT0-9, with any extension)",
+            "file_path_reserved",
+        )
+    if len(name) > MAX_PATH_PART // 4 and any(
+        len(part.encode("utf-8", "surrogatepass")) > MAX_PATH_PART for part in name.split("/")
+    ):
+        raise _bad_path(name, f"a part is longer than {MAX_PATH_PART} bytes", "file_path_length")
     return name
 
 

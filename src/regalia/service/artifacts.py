@@ -12,6 +12,7 @@ from regalia.blobs.base import StoredBlob, validate_check, validate_digest
 from regalia.core.jsonvalues import validate_metadata, validate_text
 from regalia.core.names import (
     MAX_ID,
+    MAX_RUN_KEY,
     name_key,
     parse_target,
     removable,
@@ -19,6 +20,7 @@ from regalia.core.names import (
     validate_alias,
     validate_artifact_name,
     validate_entity_name,
+    validate_label,
     validate_manifest_paths,
     validate_tag,
 )
@@ -228,6 +230,8 @@ class ArtifactsMixin(ServiceBase):
                 validate_check(f.check)
         validate_metadata(metadata)
         validate_text(description, "the description")
+        if run_key is not None:
+            validate_label(run_key, "run key", MAX_RUN_KEY)
         require_entity(actor, entity, project, "log artifacts")
         digest = manifest_digest(files)
 

@@ -224,6 +224,8 @@ def _refused_value(exc: sa_exc.SQLAlchemyError) -> InvalidRequest | None:
         return _out_of_range()
     if isinstance(orig, ValueError) and "JSON compliant" in str(orig):
         return InvalidRequest("a value in the request is not JSON: JSON has no NaN or Infinity")
+    if state == "22001":  # string_data_right_truncation
+        return InvalidRequest("a text in the request is longer than the database can store")
     if state in ("22021", "22P05") or "NUL (0x00)" in str(orig):
         return InvalidRequest("text in the request holds a character the database cannot store")
     return None
