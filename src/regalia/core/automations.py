@@ -35,6 +35,7 @@ from typing import Any
 
 from regalia.core import patterns
 from regalia.core.limits import MAX_PATTERN_LENGTH
+from regalia.core.names import name_key
 from regalia.errors import InvalidRequest
 
 
@@ -124,7 +125,7 @@ class EventFilter:
 
     def matches(self, *, alias: str | None, tag: str | None, link_aliases: list[str]) -> bool:
         if self.kind is FilterKind.ALIAS:
-            return self.value.lower() in {a.lower() for a in link_aliases}
+            return name_key(self.value) in {name_key(a) for a in link_aliases}
         subject = alias if self.kind is FilterKind.ALIAS_REGEX else tag
         return subject is not None and patterns.search(self.value, subject)
 

@@ -60,12 +60,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, get_args
 
+from regalia.core.jsonvalues import MAX_INT as MAX_JSON_INT
 from regalia.core.limits import (
     MAX_FILTER_CLAUSES,
     MAX_FILTER_DEPTH,
     MAX_FILTER_VALUES,
     MAX_REGEX_CLAUSES,
 )
+from regalia.core.names import MAX_ID, MAX_VERSION_INDEX
 from regalia.core.patterns import pattern_problem
 from regalia.errors import InvalidFilter
 
@@ -124,8 +126,8 @@ ORDER_FIELDS: dict[Entity, tuple[str, ...]] = {
 }
 DEFAULT_ORDER = "-created_at"
 
-_VERSION_STRING = re.compile(r"^v(\d+)$")
-_MAX_INDEX = 2**31 - 1
+_VERSION_STRING = re.compile(r"^v([0-9]{1,10})$")
+_MAX_INDEX = MAX_VERSION_INDEX
 _METADATA_KEY_FORBIDDEN = set('".,{}[]\\')
 
 
@@ -536,6 +538,8 @@ def _scalar(raw: str, kind: str, op: str, value: object) -> Scalar:
         if op in RANGE_OPS:
             raise InvalidFilter(f"{what} needs a number or a string, got {_kind(value)}")
         return value
+    if isinstance(value, int) and abs(value) > MAX_JSON_INT:
+        raise InvalidFilter(f"{what} needs a number within ±(2**64 - 1), as JSON integers are")
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise InvalidFilter(f"{what} needs a finite number, got {value!r}")
@@ -695,8 +699,8 @@ def decode_cursor(token: str, entity: Entity, order: Order) -> Cursor:
             f"not to a {entity} listing ordered by {str(order)!r}"
         )
     row_id, key = data["i"], data["k"]
-    if not isinstance(row_id, int) or isinstance(row_id, bool):
-        raise bad
+    if not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 < row_id <= MAX_ID:
+        raise bad  # the checksum is no signature: a client can write any cursor
     value: CursorKey
     if order.field in ("created_at", "updated_at"):
         if not isinstance(key, str):
@@ -706,7 +710,7 @@ def decode_cursor(token: str, entity: Entity, order: Order) -> Cursor:
         except ValueError:
             raise bad from None
     elif order.field == "version":
-        if not isinstance(key, int) or isinstance(key, bool):
+        if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= MAX_VERSION_INDEX:
             raise bad
         value = key
     else:

@@ -9,6 +9,7 @@ unlinks and deletes.
 
 from __future__ import annotations
 
+import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from regalia.core.names import validate_alias, validate_artifact_name, validate_file_path
 from regalia.errors import FileChanged, FileMissing, InvalidRequest
 from regalia.sdk.cache import fetch_to
+from regalia.sdk.destinations import download_targets
 from regalia.sdk.progress import progress_bar
 from regalia.service.views import FileEntry, VersionView
 
@@ -92,7 +94,8 @@ class Artifact:
         self._name = view.collection.name
         self._type = view.type
         self.description = view.description
-        self.metadata = dict(view.metadata)
+        # A deep copy: a change inside a nested value must differ from the view to be saved.
+        self.metadata = copy.deepcopy(view.metadata)
         self.aliases = list(view.aliases)
         self.tags = list(view.tags)
 
@@ -377,10 +380,13 @@ class Artifact:
         self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None
     ) -> list[str]:
         backend, view = self._logged()
-        store = backend.blobs_for(view.membership_id)
         base = Path(root) if root is not None else self._default_root()
+        # Every path checked before anything is written (the manifest is the server's word).
+        targets = download_targets(
+            base, [e.path for e in entries], what=f"{view.collection.name}:{view.version}"
+        )
+        store = backend.blobs_for(view.membership_id)
         total = sum(e.size for e in entries)
-        targets = [base / e.path for e in entries]
         with progress_bar(total, f"download {self.name}") as bar:
 
             def one(pair: tuple[ManifestEntry, Path]) -> None:

@@ -23,6 +23,7 @@ import httpx
 
 from regalia.blobs.base import BlobStore, ProgressSink, StoredBlob
 from regalia.config import Settings
+from regalia.core.jsonvalues import dumps_strict, validate_metadata
 from regalia.errors import RegaliaError, ServerUnreachable, from_dict
 from regalia.sdk import wire
 from regalia.sdk.cache import ArtifactCache, default_max_bytes
@@ -100,6 +101,12 @@ class HttpBackend:
         reads, PUT/DELETE, and writes sent with an idempotency key.
         """
         safe = method in {"GET", "PUT", "DELETE"} if idempotent is None else idempotent
+        if json is not None:
+            # Strict JSON (httpx would raise a bare ValueError for a NaN): an
+            # InvalidRequest naming where, before anything is sent.
+            content = dumps_strict(json).encode()
+            headers = {**(headers or {}), "Content-Type": "application/json"}
+            json = None
         attempt = 0
         while True:
             try:
@@ -330,6 +337,7 @@ class HttpBackend:
         tags: Sequence[str] = (),
         run_key: str | None = None,
     ) -> VersionView:
+        validate_metadata(metadata)  # the in-process backend's error, before any request
         body = {
             "entity": entity,
             "project": project,
@@ -384,6 +392,7 @@ class HttpBackend:
         add_tags: Sequence[str] = (),
         remove_tags: Sequence[str] = (),
     ) -> VersionView:
+        validate_metadata(metadata)  # the in-process backend's error, before any request
         body = {
             "description": description,
             "metadata": metadata,

@@ -36,7 +36,7 @@ from regalia.server import (
 )
 from regalia.server.auth import Authenticator
 from regalia.server.headers import SecurityHeaders
-from regalia.server.observe import Metrics, Observer
+from regalia.server.observe import CatchAll, Metrics, Observer
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
@@ -141,10 +141,20 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
-            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            {
+                "where": ".".join(str(p) for p in e.get("loc", ())),
+                # A body that is not JSON: the reason (e.g. "body['x'] is NaN: ...").
+                "problem": str((e.get("ctx") or {}).get("error") or e.get("msg", ""))
+                if e.get("type") == "json_invalid"
+                else e.get("msg", ""),
+            }
             for e in exc.errors()
         ]
-        text = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5])
+        text = "; ".join(
+            p["problem"] if p["where"].startswith("body.") and p["problem"].startswith("body")
+            else f"{p['where']}: {p['problem']}"
+            for p in problems[:5]
+        )  # fmt: skip
         return error_response(
             400, "invalid_request", f"invalid request: {text}", {"problems": problems}
         )
@@ -153,11 +163,6 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception) -> JSONResponse:
-        LOG.exception("unexpected error", extra={"path": request.url.path})
-        return error_response(500, "internal_error", "internal server error (see the server log)")
 
     @app.get("/healthz", tags=["system"], summary="Liveness: the process answers")
     async def healthz() -> Response:
@@ -181,6 +186,9 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(ui.router)
+    # Inside the Observer, so that it counts the 500s CatchAll answers, and
+    # inside SecurityHeaders, so that those 500s carry the headers too.
+    app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Observer, metrics=metrics)
     return app

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 
 from regalia.server.auth import Authenticator
+from regalia.server.jsonbody import json_response
 from regalia.service import Actor, Service
 from regalia.service.views import to_jsonable
 
@@ -38,4 +39,5 @@ Svc = Annotated[Service, Depends(service_of)]
 
 
 def out(obj: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(to_jsonable(obj), status_code=status)
+    """``obj`` (views, lists, dicts) as a JSON response; never invalid JSON."""
+    return json_response(to_jsonable(obj), status)

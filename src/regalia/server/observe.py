@@ -151,6 +151,61 @@ class Observer:
             record()
 
 
+class CatchAll:
+    """An unexpected error answers 500 ``internal_error`` (logged with its
+    traceback) and leaves the connection open for the client's next request.
+
+    Starlette's own last resort (``ServerErrorMiddleware``) sends its 500 and then
+    raises the error again, and uvicorn closes a connection whose application
+    raised: a client that keeps its connection alive (the SDK) then fails its
+    next request too. Only when the response has already begun is the error
+    raised on, since closing the connection is then the only way to tell the
+    client the body is cut short.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:
+                raise
+            LOG.exception("unexpected error", extra={"path": scope.get("path")})
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "internal_error",
+                        "message": "internal server error (see the server log)",
+                        "details": {},
+                    }
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
 def _bounded(receive: Receive, send: Send) -> tuple[Receive, Send]:
     """Cut a body without Content-Length (chunked) off at the JSON limit too:
     answer 413 at once, tell the app the client left, and drop what it sends."""

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
+from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.schemas import (
     NewTeam,
     NewUser,
@@ -14,7 +15,7 @@ from regalia.server.schemas import (
     TeamRoleChange,
 )
 
-router = APIRouter(tags=["identities"])
+router = APIRouter(tags=["identities"], route_class=StrictJsonRoute)
 
 
 def _forget_keys(request: Request) -> None:

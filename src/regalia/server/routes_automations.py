@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
+from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.schemas import AutomationChange, NewAutomation
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 TAGS: list[str | Enum] = ["automations"]
 
 

@@ -16,12 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from regalia.blobs.base import STREAM_CHUNK, WHOLE_UPLOAD_MAX, validate_digest
 from regalia.errors import ContentMismatch, NotFound, StorageUnavailable
 from regalia.server.deps import Caller, Svc, out
+from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.schemas import DigestList, NewUpload
 from regalia.server.uploads import UploadArea, UploadState, receive_file
 from regalia.service import Service
 from regalia.service.access import require_org_admin
 
-router = APIRouter(tags=["files"])
+router = APIRouter(tags=["files"], route_class=StrictJsonRoute)
 DOWNLOAD_CHUNK = 1024 * 1024
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
+from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.schemas import (
     CollectionChange,
     NewRegistry,
@@ -18,7 +19,7 @@ from regalia.server.schemas import (
     Search,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 REG: list[str | Enum] = ["registries"]
 
 

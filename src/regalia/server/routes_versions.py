@@ -13,10 +13,11 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
+from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.schemas import AliasChange, NewLink, NewRun, NewVersion, Use, VersionChange
 from regalia.service.views import FileEntry
 
-router = APIRouter(tags=["versions"])
+router = APIRouter(tags=["versions"], route_class=StrictJsonRoute)
 IdemKey = Annotated[
     str | None,
     Header(

@@ -5,9 +5,14 @@ Responses are the service's views as JSON (:func:`regalia.service.views.to_jsona
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from regalia.core.names import MAX_ID
+
+# Sizes fit the database's 64-bit integers (a bigger one is a 400 naming the field).
+Size = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class Body(BaseModel):
@@ -88,7 +93,7 @@ class Search(Body):
 class File(Body):
     path: str
     digest: str
-    size: int = Field(ge=0)
+    size: Size
     check: str | None = None
 
 
@@ -140,7 +145,7 @@ class DigestList(Body):
 
 class NewUpload(Body):
     digest: str
-    size: int = Field(ge=0)
+    size: Size
 
 
 class NewAutomation(Body):

@@ -11,6 +11,7 @@ blob store takes it, so what is stored is what the client hashed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -94,7 +95,13 @@ class UploadArea:
             tmp = folder / f"meta.{uuid.uuid4().hex}"
             tmp.write_text(json.dumps({"size": size, "part_size": part_size}))
             os.replace(tmp, meta)
-        except OSError as exc:
+        except (OverflowError, OSError) as exc:
+            if isinstance(exc, OverflowError) or exc.errno in (errno.EFBIG, errno.EINVAL):
+                self.discard(digest)
+                raise TooLarge(
+                    f"an upload of {size} bytes is larger than this server's storage can hold",
+                    size=size,
+                ) from None
             raise StorageUnavailable(f"cannot start the upload: {exc.strerror or exc}") from exc
         return self.state(digest)
 

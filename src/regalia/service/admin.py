@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from regalia.core.jsonvalues import validate_text
 from regalia.core.names import (
+    name_key,
+    removable,
+    removable_alias,
     validate_alias,
     validate_entity_name,
     validate_registry_name,
@@ -155,7 +159,8 @@ class AdminMixin(TeamsMixin):
         exist_ok: bool = False,
     ) -> RegistryView:
         """Create a custom registry; org role member or admin; the creator becomes its admin."""
-        validate_registry_name(name)
+        name = validate_registry_name(name)
+        validate_text(description, "the description")
         vis = Visibility.parse(visibility)
         types = self._types(artifact_types)
         if actor.org_role not in (OrgRole.ADMIN, OrgRole.MEMBER):
@@ -188,7 +193,7 @@ class AdminMixin(TeamsMixin):
                 Registry(
                     org_id=actor.org_id,
                     name=name,
-                    name_key=name.lower(),
+                    name_key=name_key(name),
                     description=description,
                     visibility=vis.value,
                     artifact_types=types,
@@ -246,6 +251,7 @@ class AdminMixin(TeamsMixin):
     ) -> RegistryView:
         vis = Visibility.parse(visibility) if visibility is not None else None
         types = self._types(artifact_types)
+        validate_text(description, "the description")
 
         def fn(repo: Repo) -> RegistryView:
             reg, role = visible_registry(repo, actor, name, for_update=True)
@@ -349,7 +355,7 @@ class AdminMixin(TeamsMixin):
 
     # -- protected aliases (R7) --------------------------------------------------------------
     def protect_alias(self, actor: Actor, registry: str, alias: str) -> list[str]:
-        validate_alias(alias)
+        alias = validate_alias(alias)
 
         def fn(repo: Repo) -> list[str]:
             reg, role = visible_registry(repo, actor, registry)
@@ -363,7 +369,7 @@ class AdminMixin(TeamsMixin):
         return self.db.write(fn)
 
     def unprotect_alias(self, actor: Actor, registry: str, alias: str) -> list[str]:
-        validate_alias(alias)
+        alias = removable_alias(alias)
 
         def fn(repo: Repo) -> list[str]:
             reg, role = visible_registry(repo, actor, registry)
@@ -408,7 +414,8 @@ class AdminMixin(TeamsMixin):
         remove_tags: Sequence[str] = (),
     ) -> CollectionView:
         add = [validate_tag(t) for t in add_tags]
-        remove = [validate_tag(t) for t in remove_tags]
+        remove = [removable(validate_tag, t) for t in remove_tags]
+        validate_text(description, "the description")
 
         def fn(repo: Repo) -> CollectionView:
             reg, role, coll = self._collection(repo, actor, registry, name, lock=True)

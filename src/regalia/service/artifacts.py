@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from regalia.blobs.base import StoredBlob, validate_check, validate_digest
+from regalia.core.jsonvalues import validate_metadata, validate_text
 from regalia.core.names import (
+    MAX_ID,
+    MAX_RUN_KEY,
+    name_key,
     parse_target,
+    removable,
+    removable_alias,
     validate_alias,
     validate_artifact_name,
     validate_entity_name,
-    validate_file_path,
+    validate_label,
+    validate_manifest_paths,
     validate_tag,
 )
 from regalia.core.roles import Permission, RegistryRole
@@ -65,8 +72,15 @@ def manifest_digest(files: Sequence[FileEntry]) -> str:
 def _dedupe(names: Sequence[str]) -> list[str]:
     seen: dict[str, str] = {}
     for n in names:
-        seen.setdefault(n.lower(), n)
+        seen.setdefault(name_key(n), n)
     return list(seen.values())
+
+
+def validate_alias_or_latest(alias: str) -> str | None:
+    """An alias of ``exactly=``: ``latest`` (managed, so left out) gives None."""
+    if isinstance(alias, str) and name_key(alias) == LATEST:
+        return None
+    return validate_alias(alias)
 
 
 class ArtifactsMixin(ServiceBase):
@@ -79,7 +93,8 @@ class ArtifactsMixin(ServiceBase):
 
     # -- helpers -----------------------------------------------------------------
     def _ctx(self, repo: Repo, actor: Actor, membership_id: int) -> _Ctx:
-        found = repo.membership_context(membership_id)
+        # An id past the database's integers cannot exist (and must not reach SQL).
+        found = repo.membership_context(membership_id) if 0 < membership_id <= MAX_ID else None
         if found is None:
             raise VersionNotFound(f"artifact version {membership_id} not found")
         m, coll, reg, proj = found
@@ -112,7 +127,7 @@ class ArtifactsMixin(ServiceBase):
         if registry_id is None or role is None or role.rank >= RegistryRole.ADMIN.rank:
             return
         protected = repo.protected_keys([registry_id])[registry_id]
-        if any(a.lower() in protected for a in aliases):
+        if any(name_key(a) in protected for a in aliases):
             check(role, Permission.PROTECTED_ALIAS_EDIT, repo.get(Registry, registry_id))
 
     def _move_latest(
@@ -177,7 +192,7 @@ class ArtifactsMixin(ServiceBase):
         self._record(
             repo, actor, action, coll, version_index=m.version_index, version_id=m.version_id
         )
-        if any(n.lower() == LATEST for n in names):
+        if any(name_key(n) == LATEST for n in names):
             self._move_latest(repo, actor, coll)
         repo.touch_collection(coll.id, self.now())
 
@@ -209,13 +224,15 @@ class ArtifactsMixin(ServiceBase):
         validate_artifact_name(type, "artifact type")
         aliases = _dedupe([validate_alias(a) for a in aliases])
         tags = list(dict.fromkeys(validate_tag(t) for t in tags))
-        paths = [validate_file_path(f.path) for f in files]
+        validate_manifest_paths(f.path for f in files)
         for f in files:
             validate_digest(f.digest)
             if f.check is not None:
                 validate_check(f.check)
-        if len(set(paths)) != len(paths):
-            raise InvalidRequest("two files in the artifact have the same name")
+        validate_metadata(metadata)
+        validate_text(description, "the description")
+        if run_key is not None:
+            validate_label(run_key, "run key", MAX_RUN_KEY)
         require_entity(actor, entity, project, "log artifacts")
         digest = manifest_digest(files)
 
@@ -228,7 +245,7 @@ class ArtifactsMixin(ServiceBase):
                     "kind": "sequence",
                     "project_id": proj.id,
                     "name": name,
-                    "name_key": name.lower(),
+                    "name_key": name_key(name),
                     "type": type,
                     "description": "",
                     "next_index": 0,
@@ -326,7 +343,7 @@ class ArtifactsMixin(ServiceBase):
                         "kind": "portfolio",
                         "registry_id": reg.id,
                         "name": path.collection,
-                        "name_key": path.collection.lower(),
+                        "name_key": name_key(path.collection),
                         "type": seq.type,
                         "description": "",
                         "next_index": 0,
@@ -415,11 +432,11 @@ class ArtifactsMixin(ServiceBase):
         """Remove, then add aliases of a version in one transaction; with ``exactly``,
         make its custom aliases exactly those. R5 moves, R7 protection, R11 history."""
         add = _dedupe([validate_alias(a) for a in add])
-        remove = _dedupe([validate_alias(a) for a in remove])
+        remove = _dedupe([removable_alias(a) for a in remove])
         wanted = (
             None
             if exactly is None
-            else _dedupe([validate_alias(a) for a in exactly if a.lower() != LATEST])
+            else _dedupe([a for a in map(validate_alias_or_latest, exactly) if a is not None])
         )
 
         def fn(repo: Repo) -> VersionView:
@@ -427,11 +444,11 @@ class ArtifactsMixin(ServiceBase):
             m = ctx.membership
             adding, removing = list(add), list(remove)
             if wanted is not None:
-                current = [a for a in repo.aliases_of([m.id])[m.id] if a.lower() != LATEST]
-                keys = {a.lower() for a in wanted}
-                have = {a.lower() for a in current}
-                removing += [a for a in current if a.lower() not in keys]
-                adding += [a for a in wanted if a.lower() not in have]
+                current = [a for a in repo.aliases_of([m.id])[m.id] if name_key(a) != LATEST]
+                keys = {name_key(a) for a in wanted}
+                have = {name_key(a) for a in current}
+                removing += [a for a in current if name_key(a) not in keys]
+                adding += [a for a in wanted if name_key(a) not in have]
             if not adding and not removing:
                 return self._version_view(repo, m)
             self._check_protected(repo, ctx.role, ctx.collection.registry_id, adding + removing)
@@ -471,7 +488,9 @@ class ArtifactsMixin(ServiceBase):
         remove_tags: Sequence[str] = (),
     ) -> VersionView:
         add = list(dict.fromkeys(validate_tag(t) for t in add_tags))
-        remove = list(dict.fromkeys(validate_tag(t) for t in remove_tags))
+        remove = list(dict.fromkeys(removable(validate_tag, t) for t in remove_tags))
+        validate_metadata(metadata)
+        validate_text(description, "the description")
 
         def fn(repo: Repo) -> VersionView:
             ctx = self._ctx(repo, actor, membership_id)

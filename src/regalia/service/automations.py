@@ -21,7 +21,7 @@ from regalia.core.automations import (
     parse_template,
     validate_secret_name,
 )
-from regalia.core.names import validate_entity_name
+from regalia.core.names import MAX_ID, validate_entity_name
 from regalia.core.roles import Permission
 from regalia.core.targets import check_target, redact_url
 from regalia.errors import (
@@ -298,7 +298,10 @@ class AutomationsMixin(ServiceBase):
         automation_id: int,
         permission: Permission = Permission.REGISTRY_VIEW,
     ) -> Automation:
-        row: Automation | None = repo.get(Automation, automation_id)
+        # An id past the database's integers cannot exist (and must not reach SQL).
+        row: Automation | None = (
+            repo.get(Automation, automation_id) if 0 < automation_id <= MAX_ID else None
+        )
         reg = repo.get(Registry, row.registry_id) if row is not None else None
         role = registry_role(repo, actor, reg) if reg is not None else None
         if row is None or reg is None or role is None or row.org_id != actor.org_id:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from regalia.blobs.base import BlobStore
 from regalia.blobs.local import LocalBlobStore
 from regalia.config import DEFAULT_OWNER, Settings
-from regalia.core.names import validate_entity_name
+from regalia.core.names import name_key, validate_entity_name
 from regalia.core.roles import OrgRole, Visibility
 from regalia.errors import (
     Conflict,
@@ -311,7 +311,7 @@ class ServiceBase:
                     source_index=r.vindex,
                     type=r.seq_type,
                     aliases=names,
-                    protected_aliases=[a for a in names if a.lower() in prot],
+                    protected_aliases=[a for a in names if name_key(a) in prot],
                     tags=tags[r.vid],
                     description=r.description or "",
                     metadata=dict(r.metadata or {}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from regalia.core.names import MAX_ID
 from regalia.errors import InvalidRequest
 from regalia.service.access import visible_registry
 from regalia.service.base import ServiceBase, as_utc
@@ -30,10 +31,16 @@ class HistoryMixin(ServiceBase):
             raise InvalidRequest("limit must be between 1 and 1000")
         before = None
         if cursor:
-            try:
-                before = int(cursor)
-            except ValueError:
-                raise InvalidRequest(f"invalid history cursor {cursor!r}") from None
+            # ASCII digits only (int() also takes ' 7', '1_000' and other scripts' digits),
+            # and within the ids the database holds.
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19) or not (
+                0 < int(cursor) <= MAX_ID
+            ):
+                raise InvalidRequest(
+                    f"invalid history cursor {cursor[:40]!r}: pass back the next_cursor "
+                    "of the previous page unchanged"
+                )
+            before = int(cursor)
 
         def fn(repo: Repo) -> Page:
             reg, _ = visible_registry(repo, actor, registry)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from regalia.core.names import (
+    MAX_NAME,
+    MAX_RUN_KEY,
     RegistryPath,
     SourcePath,
     parse_path,
     validate_entity_name,
+    validate_label,
     version_index_from_ref,
 )
 from regalia.core.roles import Permission
@@ -164,6 +167,9 @@ class ReadsMixin(ArtifactsMixin):
         starting a run that exists in that project already is not an error."""
         validate_entity_name(entity, "entity name")
         validate_entity_name(project, "project name")
+        validate_label(run_key, "run key", MAX_RUN_KEY)
+        if job_type is not None:
+            validate_label(job_type, "job type", MAX_NAME)
         require_entity(actor, entity, project, "start runs")
 
         def fn(repo: Repo) -> str:

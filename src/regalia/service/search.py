@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from regalia.core.filters import parse_filter
+from regalia.core.names import name_key
 from regalia.core.search import MAX_QUERY, matches, query_terms
 from regalia.errors import InvalidRequest, QueryTooExpensive
 from regalia.service.access import effective_roles
@@ -158,7 +159,8 @@ class SearchMixin(ServiceBase):
         terms = query_terms(query)
         if not terms:
             return SearchResults(query, [], [], [])
-        prefix = query.strip().lower()[:MAX_QUERY]  # aliases and tags: the text as typed
+        # Aliases and tags: the text as typed, compared as names are (NFKC, case folded).
+        prefix = name_key(query.strip()[:MAX_QUERY])
 
         def fn(repo: Repo) -> SearchResults:
             visible = self._visible(repo, actor)

@@ -24,6 +24,7 @@ backtracking ``re``: SQLAlchemy's ``regexp_match`` and filters' ``$regex`` use i
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sqlite3
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from regalia.core import patterns
 from regalia.core.limits import QUERY_TIMEOUT_S, WRITE_TIMEOUT_S
-from regalia.errors import QueryTooExpensive, RegaliaError, StorageUnavailable
+from regalia.errors import InvalidRequest, QueryTooExpensive, RegaliaError, StorageUnavailable
 from regalia.store.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ def make_engine(
     try:
         if url.startswith("sqlite"):
             engine = create_engine(
-                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+                url,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+                json_serializer=_json_text,
             )
             _configure_sqlite(engine)
         else:
@@ -88,12 +91,19 @@ def make_engine(
                 if snapshot_reads
                 else {}
             )
-            engine = create_engine(url, pool_size=5, max_overflow=10, **options)
+            engine = create_engine(
+                url, pool_size=5, max_overflow=10, json_serializer=_json_text, **options
+            )
             if statement_timeout_s:
                 _set_statement_timeout(engine, statement_timeout_s)
     except (sa_exc.ArgumentError, ImportError) as exc:
         raise StorageUnavailable(f"cannot use database URL {url!r}: {exc}") from None
     return engine
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns hold JSON: no NaN or Infinity (Python's default writes them)."""
+    return json.dumps(value, allow_nan=False)
 
 
 def _set_statement_timeout(engine: Engine, seconds: float) -> None:
@@ -258,9 +268,14 @@ class Database:
                     return fn(session)
             except RegaliaError:
                 raise
+            except OverflowError:  # SQLite binds 64-bit integers only
+                raise _out_of_range() from None
             except sa_exc.SQLAlchemyError as exc:
                 if _timed_out(exc):  # never retried: it would run as long again
                     raise self._over_budget(write) from None
+                refused = _refused_value(exc)
+                if refused is not None:
+                    raise refused from None
                 if attempt < MAX_ATTEMPTS and _is_transient(exc):
                     time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
                     continue
@@ -319,6 +334,27 @@ class Database:
         finally:
             if engine is not self.engine:
                 engine.dispose()
+
+
+def _out_of_range() -> InvalidRequest:
+    return InvalidRequest("a number in the request is outside the range the database can store")
+
+
+def _refused_value(exc: sa_exc.SQLAlchemyError) -> InvalidRequest | None:
+    """A value in the request the database cannot hold (a number past its integers,
+    text with U+0000): the client's error, not a failing database. The service
+    refuses these first; this keeps any it missed from answering 500 or 503."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None)
+    if state == "22003" or isinstance(orig, OverflowError):  # numeric_value_out_of_range
+        return _out_of_range()
+    if isinstance(orig, ValueError) and "JSON compliant" in str(orig):
+        return InvalidRequest("a value in the request is not JSON: JSON has no NaN or Infinity")
+    if state == "22001":  # string_data_right_truncation
+        return InvalidRequest("a text in the request is longer than the database can store")
+    if state in ("22021", "22P05") or "NUL (0x00)" in str(orig):
+        return InvalidRequest("text in the request holds a character the database cannot store")
+    return None
 
 
 def _translate(exc: sa_exc.SQLAlchemyError) -> RegaliaError:

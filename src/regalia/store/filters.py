@@ -86,6 +86,7 @@ from regalia.core.filters import (
     encode_cursor,
     parse_order,
 )
+from regalia.core.names import name_key
 from regalia.errors import InvalidFilter
 from regalia.store.models import (
     Alias,
@@ -337,7 +338,7 @@ def _alias(node: Compare | Exists) -> Predicate:
     link = Alias.membership_id == Membership.id
     if isinstance(node, Compare) and node.op == "$regex":
         node = Compare(node.field, node.op, node.value, node.key, ignore_case=True)
-    return _any_row(node, Alias.name_key, link, Alias.name, fold=str.lower)
+    return _any_row(node, Alias.name_key, link, Alias.name, fold=name_key)
 
 
 def _any_row(

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from regalia.core.names import name_key
 from regalia.store import outbox, views
 from regalia.store import statements as st
 from regalia.store.models import (
@@ -100,7 +101,7 @@ class Repo:
 
     def user_by_name(self, org_id: int, name: str) -> User | None:
         return self.s.scalar(
-            select(User).where(User.org_id == org_id, User.name_key == name.lower())
+            select(User).where(User.org_id == org_id, User.name_key == name_key(name))
         )
 
     def users(self, org_id: int) -> Sequence[User]:
@@ -171,7 +172,7 @@ class Repo:
 
     def team_by_name(self, org_id: int, name: str) -> Team | None:
         return self.s.scalar(
-            select(Team).where(Team.org_id == org_id, Team.name_key == name.lower())
+            select(Team).where(Team.org_id == org_id, Team.name_key == name_key(name))
         )
 
     def teams_of(self, user_id: int) -> Sequence[Team]:
@@ -298,9 +299,11 @@ class Repo:
         ``for_update`` the session's object, whose changes are saved on commit."""
         if for_update:
             return self.s.scalar(
-                select(Registry).where(Registry.org_id == org_id, Registry.name_key == name.lower())
+                select(Registry).where(
+                    Registry.org_id == org_id, Registry.name_key == name_key(name)
+                )
             )
-        row = self.conn.execute(st.REGISTRY_BY_NAME, {"org": org_id, "key": name.lower()}).first()
+        row = self.conn.execute(st.REGISTRY_BY_NAME, {"org": org_id, "key": name_key(name)}).first()
         return None if row is None else st.detached(Registry, row._mapping)
 
     def registry_path(
@@ -312,9 +315,9 @@ class Repo:
         stmt = st.REGISTRY_PATH_BY_INDEX if isinstance(ref, int) else st.REGISTRY_PATH_BY_ALIAS
         params = {
             "org": org_id,
-            "rkey": registry.lower(),
-            "ckey": collection.lower(),
-            "ref": ref if isinstance(ref, int) else ref.lower(),
+            "rkey": name_key(registry),
+            "ckey": name_key(collection),
+            "ref": ref if isinstance(ref, int) else name_key(ref),
         }
         row = self.conn.execute(stmt, params).first()
         if row is None:
@@ -392,12 +395,12 @@ class Repo:
         return views.protected_keys(self.conn, registry_ids)
 
     def add_protected_alias(self, registry_id: int, name: str, when: datetime) -> bool:
-        exists = self.s.get(ProtectedAliasName, (registry_id, name.lower()))
+        exists = self.s.get(ProtectedAliasName, (registry_id, name_key(name)))
         if exists:
             return False
         self.add(
             ProtectedAliasName(
-                registry_id=registry_id, name_key=name.lower(), name=name, created_at=when
+                registry_id=registry_id, name_key=name_key(name), name=name, created_at=when
             )
         )
         return True
@@ -406,7 +409,7 @@ class Repo:
         res = self.s.execute(
             delete(ProtectedAliasName).where(
                 ProtectedAliasName.registry_id == registry_id,
-                ProtectedAliasName.name_key == name.lower(),
+                ProtectedAliasName.name_key == name_key(name),
             )
         )
         return bool(getattr(res, "rowcount", 0))
@@ -471,13 +474,13 @@ class Repo:
         self, registry_id: int, name: str, *, lock: bool = False
     ) -> Collection | None:
         stmt = select(Collection).where(
-            Collection.registry_id == registry_id, Collection.name_key == name.lower()
+            Collection.registry_id == registry_id, Collection.name_key == name_key(name)
         )
         return self.s.scalar(stmt.with_for_update() if lock else stmt)
 
     def sequence(self, project_id: int, name: str, *, lock: bool = False) -> Collection | None:
         stmt = select(Collection).where(
-            Collection.project_id == project_id, Collection.name_key == name.lower()
+            Collection.project_id == project_id, Collection.name_key == name_key(name)
         )
         return self.s.scalar(stmt.with_for_update() if lock else stmt)
 
@@ -508,7 +511,7 @@ class Repo:
         if lock and self.dialect == "postgresql":
             stmt = stmt.with_for_update()
         owner = registry_id if registry_id is not None else project_id
-        row = self.conn.execute(stmt, {"owner": owner, "key": name.lower()}).first()
+        row = self.conn.execute(stmt, {"owner": owner, "key": name_key(name)}).first()
         return None if row is None else st.detached(Collection, row._mapping)
 
     def lock_collection(self, collection_id: int) -> Collection:
@@ -694,7 +697,7 @@ class Repo:
 
     def membership_by_alias(self, collection_id: int, alias: str) -> Membership | None:
         row = self.conn.execute(
-            st.MEMBERSHIP_BY_ALIAS, {"cid": collection_id, "key": alias.lower()}
+            st.MEMBERSHIP_BY_ALIAS, {"cid": collection_id, "key": name_key(alias)}
         ).first()
         return None if row is None else st.detached(Membership, row._mapping)
 
@@ -725,7 +728,7 @@ class Repo:
 
     def alias(self, collection_id: int, name: str) -> Row[Any] | None:
         """The alias row ``(id, membership_id, name)``, or None."""
-        result = self.conn.execute(st.ALIAS_ROW, {"cid": collection_id, "key": name.lower()})
+        result = self.conn.execute(st.ALIAS_ROW, {"cid": collection_id, "key": name_key(name)})
         return cast("Row[Any] | None", result.first())
 
     def aliases_of(self, membership_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -739,7 +742,7 @@ class Repo:
 
         One UPDATE (or INSERT): the alias is never on two versions or none.
         """
-        key = name.lower()
+        key = name_key(name)
         row = self.conn.execute(st.ALIAS_ROW, {"cid": collection_id, "key": key}).first()
         if row is None:
             self.conn.execute(
@@ -808,7 +811,7 @@ class Repo:
     def record(self, **values: Any) -> None:
         """Add a history event; events are written together by :meth:`finish`."""
         if values.get("alias") is not None:
-            values["alias_key"] = values["alias"].lower()
+            values["alias_key"] = name_key(values["alias"])
         else:
             values.setdefault("alias", None)
             values["alias_key"] = None
@@ -844,7 +847,7 @@ class Repo:
         if registry_id is not None:
             stmt = stmt.where(HistoryEvent.registry_id == registry_id)
         if alias is not None:
-            stmt = stmt.where(HistoryEvent.alias_key == alias.lower())
+            stmt = stmt.where(HistoryEvent.alias_key == name_key(alias))
         if until is not None:
             stmt = stmt.where(HistoryEvent.created_at <= until)
         if before_id is not None:

@@ -42,6 +42,12 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("role", sa.String(length=16), server_default="member", nullable=False)
         )
+    # Data written under the old rules: name keys become NFKC + case folded,
+    # NaN/Infinity kept in SQLite's JSON become null (see regalia.store.legacy).
+    from regalia.store.legacy import rekey_names, repair_json
+
+    rekey_names(op.get_bind())
+    repair_json(op.get_bind())
 
 
 def downgrade() -> None:
