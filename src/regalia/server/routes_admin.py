@@ -6,7 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
+from regalia.server.params import EntityName
+from regalia.server.responses import ApiKey, NewUserOut, Revoked
 from regalia.server.schemas import NewTeam, NewUser, OrgRoleChange, TeamMemberAdd
+from regalia.service.views import Actor, TeamView, UserView
 
 router = APIRouter(tags=["identities"])
 
@@ -15,24 +18,36 @@ def _forget_keys(request: Request) -> None:
     request.app.state.auth.forget()
 
 
-@router.get("/viewer", summary="Who the API key belongs to")
+@router.get("/viewer", summary="Who the API key belongs to", response_model=Actor)
 def viewer(actor: Caller) -> JSONResponse:
     return out(actor)
 
 
 @router.post(
-    "/viewer/api-keys", status_code=201, summary="A new API key for the caller (shown once)"
+    "/viewer/api-keys",
+    status_code=201,
+    summary="A new API key for the caller (shown once)",
+    response_model=ApiKey,
 )
 def new_own_key(actor: Caller, svc: Svc) -> JSONResponse:
     return out({"api_key": svc.create_api_key(actor)}, 201)
 
 
-@router.get("/users", summary="Users and service accounts of the organization")
+@router.get(
+    "/users",
+    summary="Users and service accounts of the organization",
+    response_model=list[UserView],
+)
 def users(actor: Caller, svc: Svc) -> JSONResponse:
     return out(svc.list_users(actor))
 
 
-@router.post("/users", status_code=201, summary="Create a user or service account (org admin)")
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Create a user or service account (org admin)",
+    response_model=NewUserOut,
+)
 def create_user(body: NewUser, actor: Caller, svc: Svc) -> JSONResponse:
     user, key = svc.create_user(
         actor,
@@ -44,9 +59,13 @@ def create_user(body: NewUser, actor: Caller, svc: Svc) -> JSONResponse:
     return out({"user": user, "api_key": key}, 201)
 
 
-@router.put("/users/{name}/org-role", summary="Change a user's org role (org admin)")
+@router.put(
+    "/users/{name}/org-role",
+    summary="Change a user's org role (org admin)",
+    response_model=UserView,
+)
 def set_org_role(
-    name: str, body: OrgRoleChange, actor: Caller, svc: Svc, request: Request
+    name: EntityName, body: OrgRoleChange, actor: Caller, svc: Svc, request: Request
 ) -> JSONResponse:
     user = svc.set_org_role(actor, name, body.org_role)
     _forget_keys(request)
@@ -54,27 +73,34 @@ def set_org_role(
 
 
 @router.post(
-    "/users/{name}/api-keys", status_code=201, summary="A new API key for a user (shown once)"
+    "/users/{name}/api-keys",
+    status_code=201,
+    summary="A new API key for a user (shown once)",
+    response_model=ApiKey,
 )
-def new_key(name: str, actor: Caller, svc: Svc) -> JSONResponse:
+def new_key(name: EntityName, actor: Caller, svc: Svc) -> JSONResponse:
     return out({"api_key": svc.create_api_key(actor, name)}, 201)
 
 
-@router.delete("/users/{name}/api-keys", summary="Revoke every API key of a user")
-def revoke_keys(name: str, actor: Caller, svc: Svc, request: Request) -> JSONResponse:
+@router.delete(
+    "/users/{name}/api-keys", summary="Revoke every API key of a user", response_model=Revoked
+)
+def revoke_keys(name: EntityName, actor: Caller, svc: Svc, request: Request) -> JSONResponse:
     revoked = svc.revoke_api_keys(actor, name)
     _forget_keys(request)
     return out({"revoked": revoked})
 
 
-@router.post("/teams", status_code=201, summary="Create a team (org admin)")
+@router.post(
+    "/teams", status_code=201, summary="Create a team (org admin)", response_model=TeamView
+)
 def create_team(body: NewTeam, actor: Caller, svc: Svc) -> JSONResponse:
     return out(svc.create_team(actor, body.name, exist_ok=body.exist_ok), 201)
 
 
-@router.post("/teams/{team}/members", summary="Add a user to a team")
+@router.post("/teams/{team}/members", summary="Add a user to a team", response_model=TeamView)
 def add_team_member(
-    team: str, body: TeamMemberAdd, actor: Caller, svc: Svc, request: Request
+    team: EntityName, body: TeamMemberAdd, actor: Caller, svc: Svc, request: Request
 ) -> JSONResponse:
     view = svc.add_team_member(actor, team, body.user)
     _forget_keys(request)
