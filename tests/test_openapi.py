@@ -36,11 +36,13 @@ VALIDATORS = {
 def server(settings, service):
     owner = service.ensure_org()
     key = service.create_api_key(owner)
-    with ThreadServer(settings, service) as srv:
-        with httpx.Client(
+    with (
+        ThreadServer(settings, service) as srv,
+        httpx.Client(
             base_url=srv.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
-        ) as client:
-            yield client, owner
+        ) as client,
+    ):
+        yield client, owner
 
 
 def _operations(doc):
@@ -127,7 +129,7 @@ def test_the_document_states_media_types_bounds_and_name_rules(server):
 
 
 @pytest.mark.parametrize("kind", sorted(VALIDATORS))
-@settings(max_examples=300, derandomize=True, deadline=None)
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
 @given(text=st.one_of(st.text(max_size=140), st.text(string.printable, max_size=140)))
 def test_name_patterns_agree_with_the_validators(kind, text):
     """A name the service accepts matches the documented pattern and length;

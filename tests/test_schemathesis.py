@@ -118,7 +118,11 @@ class World:
     automation_id: int
     delivery_id: str
 
-    def path_parameters(self, path: str, names: list[str]) -> dict[str, Any]:
+    QUERY = ("path",)  # query parameters that name objects
+
+    def parameters(self, path: str, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Values naming this world's objects, by location, for ``names``."""
+        query = {"path": f"wandb-registry-{self.registry}/{self.collection}:{self.alias}"}
         values: dict[str, Any] = {
             "name": self.user if path.startswith("/api/v1/users/") else self.registry,
             "collection": self.collection,
@@ -130,7 +134,10 @@ class World:
             "automation_id": self.automation_id,
             "delivery_id": self.delivery_id,
         }
-        return {name: values[name] for name in names if name in values}
+        return {
+            "path": {name: values[name] for name in names if name in values},
+            "query": {name: query[name] for name in names if name in query},
+        }
 
 
 class Seeder:
@@ -226,17 +233,18 @@ class Run:
             operation = result.ok()
             self.operations += 1
             names = [p.name for p in operation.path_parameters]
+            names += [p.name for p in operation.query if p.name in World.QUERY]
             started = time.monotonic()
             if coverage:
                 self.coverage(operation, key)
             for mode, seeded, count in plan:
-                fixed: dict[str, Any] = {}
+                fixed: dict[str, dict[str, Any]] = {}
                 if seeded:
                     if not names:
                         continue  # nothing to name: the generated run covers it
                     if world is None or fresh:
                         world = self.seeder.world()
-                    fixed = world.path_parameters(operation.path, names)
+                    fixed = world.parameters(operation.path, names)
                 self.operation(operation, key, mode, fixed, count)
             self.seconds[operation.label] += time.monotonic() - started
 
@@ -253,10 +261,19 @@ class Run:
             self.case(operation.label, case, key)
 
     def operation(
-        self, operation: Any, key: str, mode: GenerationMode, fixed: dict[str, Any], count: int
+        self,
+        operation: Any,
+        key: str,
+        mode: GenerationMode,
+        fixed: dict[str, dict[str, Any]],
+        count: int,
     ) -> None:
         label = operation.label
-        strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed or None)
+        strategy = operation.as_strategy(
+            generation_mode=mode,
+            path_parameters=fixed.get("path") or None,
+            query=fixed.get("query") or None,
+        )
 
         @settings(
             max_examples=count,

@@ -104,6 +104,25 @@ TAG_RULE = NameRule(
     f"a tag: words of letters, digits, '_' and '-' separated by spaces, "
     f"at most {MAX_TAG} characters",
 )
+# Paths (SPEC §2) put the rules together: org, entity and project segments
+# follow the artifact-name characters; a ref is any alias, managed ones too.
+_SEGMENT = r"[A-Za-z0-9_.-]{1,128}"
+_REGISTRY_INNER = REGISTRY_NAME_RULE.pattern[1:-1]
+_REGISTRY_PATH = rf"(?:{_SEGMENT}/)?{REGISTRY_PREFIX}{_REGISTRY_INNER}/{_SEGMENT}"
+_REF = rf"(?::{_ALIAS_CHARS})?"
+REGISTRY_TARGET_RULE = NameRule(
+    "registry path",
+    rf"^{_REGISTRY_PATH}$",
+    MAX_NAME + 1 + len(REGISTRY_PREFIX) + MAX_REGISTRY_NAME + 1 + MAX_NAME,
+    f"a registry collection: [org/]{REGISTRY_PREFIX}{{registry}}/{{collection}}",
+)
+ARTIFACT_PATH_RULE = NameRule(
+    "artifact path",
+    rf"^(?:{_REGISTRY_PATH}|{_SEGMENT}/{_SEGMENT}/{_SEGMENT}){_REF}$",
+    REGISTRY_TARGET_RULE.max_length + 1 + MAX_ALIAS,
+    f"[org/]{REGISTRY_PREFIX}{{registry}}/{{collection}}[:ref] or "
+    "entity/project/name[:ref]; ref: vN, latest or an alias (no ref: latest)",
+)
 DIGEST_RULE = NameRule(
     "digest",
     r"^[0-9a-f]{64}$",

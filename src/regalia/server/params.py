@@ -39,6 +39,8 @@ Alias = Annotated[str, _rule(names.ALIAS_RULE)]
 AliasRef = Annotated[str, _rule(names.ALIAS_REF_RULE)]
 Tag = Annotated[str, _rule(names.TAG_RULE)]
 Digest = Annotated[str, _rule(names.DIGEST_RULE)]
+RegistryTarget = Annotated[str, _rule(names.REGISTRY_TARGET_RULE)]
+ArtifactPath = Annotated[str, _rule(names.ARTIFACT_PATH_RULE)]
 DIGEST_SCHEMA = names.DIGEST_RULE.json_schema()
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID, description=f"an id (1 to {MAX_ID})")]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
-from regalia.server.params import Id
+from regalia.server.params import ArtifactPath, Id
 from regalia.server.responses import Deleted, Lineage, RunKey, Unlinked
 from regalia.server.schemas import AliasChange, NewLink, NewRun, NewVersion, Use, VersionChange
 from regalia.service.views import FileEntry, VersionView
@@ -34,7 +34,7 @@ MembershipId = Annotated[Id, Path(description="the id of a version in a collecti
     summary="Resolve a registry or source path (`...:alias`) to a version",
     response_model=VersionView,
 )
-def resolve(actor: Caller, svc: Svc, path: str = Query(min_length=1)) -> JSONResponse:
+def resolve(actor: Caller, svc: Svc, path: Annotated[ArtifactPath, Query()]) -> JSONResponse:
     return out(svc.resolve(actor, path))
 
 

@@ -20,40 +20,61 @@ from regalia.server.params import (
     OrgRoleName,
     RegistryName,
     RegistryRoleName,
+    RegistryTarget,
     Size,
     Tag,
     VisibilityName,
 )
 
 
-def nul_at(value: Any, where: str = "body") -> str | None:
-    """Where the first NUL character (U+0000) of a JSON value is, or None.
+def has_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character (U+0000) in a string or key.
     PostgreSQL cannot store NUL in text or JSON, so no API input may hold one
-    (on SQLite too: both stores keep the same things)."""
+    (on SQLite neither: both stores keep the same things)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return True
+        elif kind is dict:
+            stack += item.keys()
+            stack += item.values()
+        elif kind is list:
+            stack += item
+    return False
+
+
+def nul_at(value: Any, where: str = "body") -> str | None:
+    """Where the first NUL of ``value`` is (for the error message), or None."""
     if isinstance(value, str):
         return where if "\x00" in value else None
+    items: list[tuple[str, Any]] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            found = nul_at(key, f"{where} key") or nul_at(item, f"{where}.{key}")
-            if found:
-                return found
+            items += [(f"{where} key", key), (f"{where}.{key}", item)]
     elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = nul_at(item, f"{where}[{i}]")
-            if found:
-                return found
-    return None
+        items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+    return next((found for w, item in items if (found := nul_at(item, w))), None)
 
 
-class Body(BaseModel):
+class Part(BaseModel):
+    """A model inside a body (checked as part of it)."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class Body(Part):
+    """A request body: no unknown fields, no NUL anywhere."""
 
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        found = nul_at(data)
-        if found:
-            raise ValueError(f"{found!r} holds a NUL character (U+0000), which text may not hold")
+        if has_nul(data):
+            raise ValueError(
+                f"{nul_at(data)!r} holds a NUL character (U+0000), which text may not hold"
+            )
         return data
 
 
@@ -119,7 +140,7 @@ class Search(Body):
     limit: int = Field(100, ge=1, le=1000)
 
 
-class File(Body):
+class File(Part):
     path: str
     digest: Digest
     size: Size
@@ -147,7 +168,7 @@ class VersionChange(Body):
 
 
 class NewLink(Body):
-    target: str = Field(description="wandb-registry-{registry}/{collection}")
+    target: RegistryTarget
     aliases: list[Alias] = []
 
 
