@@ -11,8 +11,10 @@ rule, so no route has to list them by hand:
   authenticated operation; 403 for those that check a role (all but a few
   that only show the caller what it may see, :data:`NO_ROLE_NEEDED`);
 - 404 where the path names something (or the query does, ``/resolve``);
-- 409 for writes, 413 for operations with a body (the JSON limit, the size
-  of an upload);
+- 409 for creates of named things, retried writes (an ``Idempotency-Key``
+  used for another request, a type mismatch) and deleting a version whose
+  link holds a protected alias (:data:`CONFLICTS`); 413 for operations with
+  a body (the JSON limit, the size of an upload);
 - every error with the envelope ``{"error": {"code", "message", "details"}}``
   (the ``Error`` component) and the codes it may carry, from ``errors.py``.
 
@@ -73,19 +75,26 @@ NO_ROLE_NEEDED = {
     ("get", "/api/v1/viewer"),
     ("post", "/api/v1/viewer/api-keys"),
     ("get", "/api/v1/registries"),
+    ("get", "/api/v1/users"),
     ("get", "/api/v1/search"),
     ("post", "/api/v1/search/registries"),
     ("post", "/api/v1/search/collections"),
     ("post", "/api/v1/search/versions"),
     ("post", "/api/v1/blobs/missing"),
 }
-# Operations sent as POST that change nothing (their filters need a body).
-READS = {path for method, path in NO_ROLE_NEEDED if path.startswith("/api/v1/search/")} | {
-    "/api/v1/blobs/missing"
+# Operations that answer 409 besides those taking an Idempotency-Key
+# (whose key may have served another request, and which link or log with a
+# type the collection does not hold).
+CONFLICTS = {
+    ("post", "/api/v1/users"),  # the name is taken
+    ("post", "/api/v1/teams"),
+    ("post", "/api/v1/registries"),
+    ("post", "/api/v1/registries/{name}/automations"),
+    ("delete", "/api/v1/versions/{membership_id}"),  # a link holds a protected alias (R7)
 }
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Operations that name what they look up outside their path.
 NAMES_IN_QUERY = {("get", "/api/v1/resolve")}
-WRITES = {"post", "put", "patch", "delete"}
 
 
 def install(app: FastAPI) -> None:
@@ -138,7 +147,8 @@ def error_statuses(method: str, path: str, operation: dict[str, Any]) -> set[int
         statuses |= {401, 503}
         if (method, path) not in NO_ROLE_NEEDED:
             statuses.add(403)
-        if method in WRITES and path not in READS:
+        retried = any(p.get("name") == IDEMPOTENCY_HEADER for p in params)
+        if retried or (method, path) in CONFLICTS:
             statuses.add(409)
     if any(p.get("in") == "path" for p in params) or (method, path) in NAMES_IN_QUERY:
         statuses.add(404)
