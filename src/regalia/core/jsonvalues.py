@@ -41,7 +41,7 @@ def _check_text(text: str, base: str, path: list[str | int], what: str) -> None:
         return
     if "\x00" in text:
         raise InvalidRequest(
-            f"{what} of {_where(base, path)} contains the character U+0000, which cannot be stored",
+            f"{what} of {_where(base, path)} contains the character U+0000 (NUL), which cannot be stored",
             where=_where(base, path),
         )
     try:
@@ -145,7 +145,7 @@ def validate_text(text: str | None, what: str) -> str | None:
     if text is None or (text.isascii() and "\x00" not in text):
         return text
     if "\x00" in text:
-        raise InvalidRequest(f"{what} contains the character U+0000, which cannot be stored")
+        raise InvalidRequest(f"{what} contains the character U+0000 (NUL), which cannot be stored")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

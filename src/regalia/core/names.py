@@ -61,6 +61,108 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
 
 
+@dataclass(frozen=True)
+class NameRule:
+    """One name rule of SPEC §2 as data, for documents that state it (the
+    OpenAPI document's parameter and body schemas).
+
+    ``pattern`` is written in the subset shared by Python's ``re`` and
+    ECMA-262 (JSON Schema's dialect), except that ``\\w``, ``\\d`` and ``\\s``
+    mean their Unicode classes as in Python. It states the characters a name
+    may hold; the ``validate_*`` function of the rule is the authority and may
+    refuse more (``tests/test_openapi.py`` checks that every name it accepts
+    matches the pattern, and that the two agree on printable ASCII).
+    """
+
+    what: str
+    pattern: str
+    max_length: int
+    description: str
+
+    def json_schema(self) -> dict[str, object]:
+        """The rule as a JSON Schema for a string."""
+        return {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": self.max_length,
+            "pattern": self.pattern,
+            "description": self.description,
+        }
+
+
+# No / \ # ? % : or control characters, no whitespace at either end.
+_REGISTRY_CHAR = r"[^/\\#?%:\x00-\x1f\x7f]"
+_REGISTRY_EDGE = r"[^/\\#?%:\x00-\x1f\x7f\s]"
+REGISTRY_NAME_RULE = NameRule(
+    "registry name",
+    rf"^{_REGISTRY_EDGE}(?:{_REGISTRY_CHAR}*{_REGISTRY_EDGE})?$",
+    MAX_REGISTRY_NAME,
+    f"a registry name: 1-{MAX_REGISTRY_NAME} characters, none of / \\ # ? % : or control "
+    "characters, no whitespace at either end; unique in the organization ignoring case",
+)
+ARTIFACT_NAME_RULE = NameRule(
+    "artifact name",
+    r"^(?!\.\.?$)[A-Za-z0-9_.-]+$",
+    MAX_NAME,
+    f"an artifact or collection name: 1-{MAX_NAME} of A-Z a-z 0-9 _ . - (not . or ..)",
+)
+ENTITY_NAME_RULE = NameRule(
+    "name",
+    ARTIFACT_NAME_RULE.pattern,
+    MAX_NAME,
+    f"a user, team, entity or project name: 1-{MAX_NAME} of A-Z a-z 0-9 _ . - (not . or ..)",
+)
+# Aliases 'latest' and 'v<digits>' (any case) are managed: a reference may name
+# them, a change may not.
+_ALIAS_CHARS = rf"[^/:\s\x00-\x1f\x7f]{{1,{MAX_ALIAS}}}"
+ALIAS_REF_RULE = NameRule(
+    "alias",
+    rf"^{_ALIAS_CHARS}$",
+    MAX_ALIAS,
+    f"an alias: 1-{MAX_ALIAS} characters, no '/', ':', whitespace or control characters "
+    "('latest' and 'v<N>' included)",
+)
+ALIAS_RULE = NameRule(
+    "alias",
+    rf"^(?![Ll][Aa][Tt][Ee][Ss][Tt]$)(?![Vv]\d+$){_ALIAS_CHARS}$",
+    MAX_ALIAS,
+    f"an alias: 1-{MAX_ALIAS} characters, no '/', ':', whitespace or control characters; "
+    "not 'latest' or 'v<N>' (the registry manages those)",
+)
+TAG_RULE = NameRule(
+    "tag",
+    _TAG.pattern,
+    MAX_TAG,
+    f"a tag: words of letters, digits, '_' and '-' separated by spaces, "
+    f"at most {MAX_TAG} characters",
+)
+# Paths (SPEC §2) put the rules together: org, entity and project segments
+# follow the artifact-name characters; a ref is any alias, managed ones too.
+_SEGMENT = r"[A-Za-z0-9_.-]{1,128}"
+_REGISTRY_INNER = REGISTRY_NAME_RULE.pattern[1:-1]
+_REGISTRY_PATH = rf"(?:{_SEGMENT}/)?{REGISTRY_PREFIX}{_REGISTRY_INNER}/{_SEGMENT}"
+_REF = rf"(?::{_ALIAS_CHARS})?"
+REGISTRY_TARGET_RULE = NameRule(
+    "registry path",
+    rf"^{_REGISTRY_PATH}$",
+    MAX_NAME + 1 + len(REGISTRY_PREFIX) + MAX_REGISTRY_NAME + 1 + MAX_NAME,
+    f"a registry collection: [org/]{REGISTRY_PREFIX}{{registry}}/{{collection}}",
+)
+ARTIFACT_PATH_RULE = NameRule(
+    "artifact path",
+    rf"^(?:{_REGISTRY_PATH}|{_SEGMENT}/{_SEGMENT}/{_SEGMENT}){_REF}$",
+    REGISTRY_TARGET_RULE.max_length + 1 + MAX_ALIAS,
+    f"[org/]{REGISTRY_PREFIX}{{registry}}/{{collection}}[:ref] or "
+    "entity/project/name[:ref]; ref: vN, latest or an alias (no ref: latest)",
+)
+DIGEST_RULE = NameRule(
+    "digest",
+    r"^[0-9a-f]{64}$",
+    64,
+    "a SHA-256 digest in lowercase hex (64 characters)",
+)
+
+
 def _has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
@@ -218,7 +320,7 @@ def validate_tag(tag: str) -> str:
             f"tag {tag[:20]!r}... is {len(tag)} characters; the limit is {MAX_TAG}",
             rule="tag_length",
         )
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):  # match() let a trailing newline through
         raise InvalidName(
             f"tag {tag!r} is invalid: use letters, digits, '_' and '-', words separated "
             "by spaces, no leading or trailing space",

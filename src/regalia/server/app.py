@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -27,6 +27,7 @@ from regalia import __version__
 from regalia.config import Settings
 from regalia.errors import RegaliaError
 from regalia.server import (
+    openapi,
     routes_admin,
     routes_automations,
     routes_blobs,
@@ -35,8 +36,10 @@ from regalia.server import (
     ui,
 )
 from regalia.server.auth import Authenticator
+from regalia.server.deps import clean_url
 from regalia.server.headers import SecurityHeaders
 from regalia.server.observe import CatchAll, Metrics, Observer
+from regalia.server.responses import Health
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
@@ -71,6 +74,10 @@ DOCS_PAGE = """<!doctype html>
 </body>
 </html>
 """
+
+
+class PrometheusText(Response):
+    media_type = "text/plain; version=0.0.4"
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -164,13 +171,23 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         code = HTTP_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-    @app.get("/healthz", tags=["system"], summary="Liveness: the process answers")
+    @app.get(
+        "/healthz",
+        tags=["system"],
+        summary="Liveness: the process answers",
+        response_model=Health,
+    )
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @app.get("/metrics", tags=["system"], summary="Prometheus metrics", include_in_schema=True)
+    @app.get(
+        "/metrics",
+        tags=["system"],
+        summary="Prometheus metrics (text exposition format 0.0.4)",
+        response_class=PrometheusText,
+    )
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        return PrometheusText(metrics.render())
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
@@ -184,11 +201,12 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         routes_blobs,
         routes_automations,
     ):
-        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", dependencies=[Depends(clean_url)])
     app.include_router(ui.router)
     # Inside the Observer, so that it counts the 500s CatchAll answers, and
     # inside SecurityHeaders, so that those 500s carry the headers too.
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Observer, metrics=metrics)
+    openapi.install(app)
     return app

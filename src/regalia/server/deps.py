@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 
+from regalia.errors import InvalidRequest
 from regalia.server.auth import Authenticator
 from regalia.server.jsonbody import json_response
 from regalia.service import Actor, Service
@@ -41,3 +42,13 @@ Svc = Annotated[Service, Depends(service_of)]
 def out(obj: Any, status: int = 200) -> JSONResponse:
     """``obj`` (views, lists, dicts) as a JSON response; never invalid JSON."""
     return json_response(to_jsonable(obj), status)
+
+
+async def clean_url(request: Request) -> None:
+    """Refuse a NUL character (U+0000) in the path or query: PostgreSQL cannot
+    store or compare text holding one, and no name or id holds one."""
+    scope = request.scope
+    if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+        raise InvalidRequest(
+            "the URL holds a NUL character (%00), which names and parameters may not hold"
+        )

@@ -7,6 +7,8 @@ from fastapi.responses import JSONResponse
 
 from regalia.server.deps import Caller, Svc, out
 from regalia.server.jsonbody import StrictJsonRoute
+from regalia.server.params import EntityName
+from regalia.server.responses import ApiKey, NewUserOut, Revoked
 from regalia.server.schemas import (
     NewTeam,
     NewUser,
@@ -14,6 +16,7 @@ from regalia.server.schemas import (
     TeamMemberAdd,
     TeamRoleChange,
 )
+from regalia.service.views import Actor, TeamView, UserView
 
 router = APIRouter(tags=["identities"], route_class=StrictJsonRoute)
 
@@ -22,24 +25,36 @@ def _forget_keys(request: Request) -> None:
     request.app.state.auth.forget()
 
 
-@router.get("/viewer", summary="Who the API key belongs to")
+@router.get("/viewer", summary="Who the API key belongs to", response_model=Actor)
 def viewer(actor: Caller) -> JSONResponse:
     return out(actor)
 
 
 @router.post(
-    "/viewer/api-keys", status_code=201, summary="A new API key for the caller (shown once)"
+    "/viewer/api-keys",
+    status_code=201,
+    summary="A new API key for the caller (shown once)",
+    response_model=ApiKey,
 )
 def new_own_key(actor: Caller, svc: Svc) -> JSONResponse:
     return out({"api_key": svc.create_api_key(actor)}, 201)
 
 
-@router.get("/users", summary="Users and service accounts of the organization")
+@router.get(
+    "/users",
+    summary="Users and service accounts of the organization",
+    response_model=list[UserView],
+)
 def users(actor: Caller, svc: Svc) -> JSONResponse:
     return out(svc.list_users(actor))
 
 
-@router.post("/users", status_code=201, summary="Create a user or service account (org admin)")
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Create a user or service account (org admin)",
+    response_model=NewUserOut,
+)
 def create_user(body: NewUser, actor: Caller, svc: Svc) -> JSONResponse:
     user, key = svc.create_user(
         actor,
@@ -51,9 +66,13 @@ def create_user(body: NewUser, actor: Caller, svc: Svc) -> JSONResponse:
     return out({"user": user, "api_key": key}, 201)
 
 
-@router.put("/users/{name}/org-role", summary="Change a user's org role (org admin)")
+@router.put(
+    "/users/{name}/org-role",
+    summary="Change a user's org role (org admin)",
+    response_model=UserView,
+)
 def set_org_role(
-    name: str, body: OrgRoleChange, actor: Caller, svc: Svc, request: Request
+    name: EntityName, body: OrgRoleChange, actor: Caller, svc: Svc, request: Request
 ) -> JSONResponse:
     user = svc.set_org_role(actor, name, body.org_role)
     _forget_keys(request)
@@ -61,39 +80,59 @@ def set_org_role(
 
 
 @router.post(
-    "/users/{name}/api-keys", status_code=201, summary="A new API key for a user (shown once)"
+    "/users/{name}/api-keys",
+    status_code=201,
+    summary="A new API key for a user (shown once)",
+    response_model=ApiKey,
 )
-def new_key(name: str, actor: Caller, svc: Svc) -> JSONResponse:
+def new_key(name: EntityName, actor: Caller, svc: Svc) -> JSONResponse:
     return out({"api_key": svc.create_api_key(actor, name)}, 201)
 
 
-@router.delete("/users/{name}/api-keys", summary="Revoke every API key of a user")
-def revoke_keys(name: str, actor: Caller, svc: Svc, request: Request) -> JSONResponse:
+@router.delete(
+    "/users/{name}/api-keys", summary="Revoke every API key of a user", response_model=Revoked
+)
+def revoke_keys(name: EntityName, actor: Caller, svc: Svc, request: Request) -> JSONResponse:
     revoked = svc.revoke_api_keys(actor, name)
     _forget_keys(request)
     return out({"revoked": revoked})
 
 
-@router.get("/teams", summary="Teams of the organization, with members and team roles")
+@router.get(
+    "/teams",
+    summary="Teams of the organization, with members and team roles",
+    response_model=list[TeamView],
+)
 def teams(actor: Caller, svc: Svc) -> JSONResponse:
     return out(svc.list_teams(actor))
 
 
-@router.post("/teams", status_code=201, summary="Create a team (you become its admin)")
+@router.post(
+    "/teams",
+    status_code=201,
+    summary="Create a team (you become its admin)",
+    response_model=TeamView,
+)
 def create_team(body: NewTeam, actor: Caller, svc: Svc) -> JSONResponse:
     return out(svc.create_team(actor, body.name, exist_ok=body.exist_ok), 201)
 
 
-@router.get("/teams/{team}", summary="One team, with members and team roles")
-def team(team: str, actor: Caller, svc: Svc) -> JSONResponse:
+@router.get(
+    "/teams/{team}", summary="One team, with members and team roles", response_model=TeamView
+)
+def team(team: EntityName, actor: Caller, svc: Svc) -> JSONResponse:
     return out(svc.get_team(actor, team))
 
 
 # Team changes hand out or take away the team's registry roles: each forgets the
 # remembered keys, so the change applies to this process's next request at once.
-@router.post("/teams/{team}/members", summary="Add a user to a team (org or team admin)")
+@router.post(
+    "/teams/{team}/members",
+    summary="Add a user to a team (org or team admin)",
+    response_model=TeamView,
+)
 def add_team_member(
-    team: str, body: TeamMemberAdd, actor: Caller, svc: Svc, request: Request
+    team: EntityName, body: TeamMemberAdd, actor: Caller, svc: Svc, request: Request
 ) -> JSONResponse:
     view = svc.add_team_member(actor, team, body.user, role=body.role)
     _forget_keys(request)
@@ -101,10 +140,17 @@ def add_team_member(
 
 
 @router.put(
-    "/teams/{team}/members/{user}", summary="Change a member's team role (org or team admin)"
+    "/teams/{team}/members/{user}",
+    summary="Change a member's team role (org or team admin)",
+    response_model=TeamView,
 )
 def set_team_role(
-    team: str, user: str, body: TeamRoleChange, actor: Caller, svc: Svc, request: Request
+    team: EntityName,
+    user: EntityName,
+    body: TeamRoleChange,
+    actor: Caller,
+    svc: Svc,
+    request: Request,
 ) -> JSONResponse:
     view = svc.set_team_role(actor, team, user, body.role)
     _forget_keys(request)
@@ -112,10 +158,12 @@ def set_team_role(
 
 
 @router.delete(
-    "/teams/{team}/members/{user}", summary="Remove a member (org or team admin; or leave)"
+    "/teams/{team}/members/{user}",
+    summary="Remove a member (org or team admin; or leave)",
+    response_model=TeamView,
 )
 def remove_team_member(
-    team: str, user: str, actor: Caller, svc: Svc, request: Request
+    team: EntityName, user: EntityName, actor: Caller, svc: Svc, request: Request
 ) -> JSONResponse:
     view = svc.remove_team_member(actor, team, user)
     _forget_keys(request)

@@ -12,11 +12,20 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import MalformedRangeHeader
 
 from regalia.blobs.base import STREAM_CHUNK, WHOLE_UPLOAD_MAX, validate_digest
-from regalia.errors import ContentMismatch, NotFound, StorageUnavailable
+from regalia.errors import ContentMismatch, InvalidRequest, NotFound, StorageUnavailable
 from regalia.server.deps import Caller, Svc, out
 from regalia.server.jsonbody import StrictJsonRoute
+from regalia.server.params import DIGEST_SCHEMA, Digest, Id, PartNumber
+from regalia.server.responses import (
+    Discarded,
+    Missing,
+    PartReceived,
+    StoredContent,
+    UploadProgress,
+)
 from regalia.server.schemas import DigestList, NewUpload
 from regalia.server.uploads import UploadArea, UploadState, receive_file
 from regalia.service import Service
@@ -26,8 +35,48 @@ router = APIRouter(tags=["files"], route_class=StrictJsonRoute)
 DOWNLOAD_CHUNK = 1024 * 1024
 
 
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+OCTETS = "application/octet-stream"
+# The bytes of a PUT are the content itself, not JSON.
+RAW_BODY = {"requestBody": {"required": True, "content": {OCTETS: BINARY}}}
+SHA256_HEADER = {
+    "X-Regalia-Sha256": {"description": "the content's SHA-256", "schema": DIGEST_SCHEMA}
+}
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {OCTETS: BINARY}, "headers": SHA256_HEADER},
+    206: {
+        "description": "the requested range (several ranges: multipart/byteranges)",
+        "content": {OCTETS: BINARY, "multipart/byteranges": BINARY},
+        "headers": SHA256_HEADER,
+    },
+    416: {
+        "description": "the range starts past the end of the content (Content-Range: bytes */size)",
+        "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
+    },
+}
+RANGE_PARAMETER = {
+    "name": "Range",
+    "in": "header",
+    "required": False,
+    "description": "bytes=START-END, bytes=START- or bytes=-SUFFIX (RFC 9110); a retry "
+    "resumes with bytes=N-",
+    "schema": {"type": "string", "pattern": r"^bytes=(\d*-\d*)(, *\d*-\d*)*$"},
+}
+
+
 class BlobFile(FileResponse):
     chunk_size = DOWNLOAD_CHUNK
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        # Starlette answers a malformed Range with a text/plain 400; this API
+        # answers every 400 with its error envelope.
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader as exc:
+            raise InvalidRequest(
+                f"invalid Range header {http_range[:100]!r}: {exc.content}", rule="range"
+            ) from None
 
 
 def _uploads(request: Request) -> UploadArea:
@@ -58,7 +107,11 @@ def _state(state: UploadState) -> dict[str, object]:
     }
 
 
-@router.post("/blobs/missing", summary="Which of these SHA-256 digests the store lacks")
+@router.post(
+    "/blobs/missing",
+    summary="Which of these SHA-256 digests the store lacks",
+    response_model=Missing,
+)
 def missing(body: DigestList, actor: Caller, svc: Svc) -> JSONResponse:
     return out({"missing": svc.missing_blobs(actor, body.digests)})
 
@@ -66,8 +119,11 @@ def missing(body: DigestList, actor: Caller, svc: Svc) -> JSONResponse:
 @router.put(
     "/blobs/{digest}",
     summary="Upload a whole content (up to 16 MiB or the part size; larger ones use /uploads)",
+    status_code=201,
+    response_model=StoredContent,
+    openapi_extra=RAW_BODY,
 )
-async def put_blob(digest: str, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
+async def put_blob(digest: Digest, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
     validate_digest(digest)
     area = _uploads(request)
     tmp = area.temp_path()
@@ -85,7 +141,9 @@ async def put_blob(digest: str, request: Request, actor: Caller, svc: Svc) -> JS
     return out({"digest": stored.digest, "size": stored.size, "check": stored.check}, 201)
 
 
-@router.post("/uploads", summary="Start or resume a resumable upload")
+@router.post(
+    "/uploads", summary="Start or resume a resumable upload", response_model=UploadProgress
+)
 def start_upload(body: NewUpload, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
     validate_digest(body.digest)
     if svc.blobs.has(body.digest):
@@ -93,15 +151,22 @@ def start_upload(body: NewUpload, request: Request, actor: Caller, svc: Svc) -> 
     return out(_state(_uploads(request).start(body.digest, body.size)))
 
 
-@router.get("/uploads/{digest}", summary="Which parts of an upload arrived")
-def upload_state(digest: str, request: Request, actor: Caller) -> JSONResponse:
+@router.get(
+    "/uploads/{digest}", summary="Which parts of an upload arrived", response_model=UploadProgress
+)
+def upload_state(digest: Digest, request: Request, actor: Caller) -> JSONResponse:
     return out(_state(_uploads(request).state(digest)))
 
 
-@router.put("/uploads/{digest}/parts/{number}", summary="Send one part (verified by its SHA-256)")
+@router.put(
+    "/uploads/{digest}/parts/{number}",
+    summary="Send one part (verified by its SHA-256)",
+    response_model=PartReceived,
+    openapi_extra=RAW_BODY,
+)
 async def put_part(
-    digest: str,
-    number: int,
+    digest: Digest,
+    number: PartNumber,
     request: Request,
     actor: Caller,
     part_sha256: Annotated[str | None, Header(alias="X-Regalia-Part-Sha256")] = None,
@@ -110,8 +175,14 @@ async def put_part(
     return out({"part": number, "size": written})
 
 
-@router.post("/uploads/{digest}/complete", summary="Verify the whole content and store it")
-def complete_upload(digest: str, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
+@router.post(
+    "/uploads/{digest}/complete",
+    summary="Verify the whole content and store it",
+    status_code=201,
+    response_model=StoredContent,
+    responses={200: {"model": StoredContent, "description": "stored by an earlier complete"}},
+)
+def complete_upload(digest: Digest, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
     area = _uploads(request)
     try:
         path, blob = area.complete(digest)
@@ -132,8 +203,10 @@ def complete_upload(digest: str, request: Request, actor: Caller, svc: Svc) -> J
     return out({"digest": stored.digest, "size": stored.size, "check": stored.check}, 201)
 
 
-@router.delete("/uploads/{digest}", summary="Abandon an upload (org admins)")
-def abandon_upload(digest: str, request: Request, actor: Caller) -> JSONResponse:
+@router.delete(
+    "/uploads/{digest}", summary="Abandon an upload (org admins)", response_model=Discarded
+)
+def abandon_upload(digest: Digest, request: Request, actor: Caller) -> JSONResponse:
     # Uploads are shared by everyone sending the same content: only an admin
     # may throw one away (others' parts included).
     require_org_admin(actor, "abandon uploads")
@@ -144,9 +217,11 @@ def abandon_upload(digest: str, request: Request, actor: Caller) -> JSONResponse
 @router.get(
     "/versions/{membership_id}/blobs/{digest}",
     summary="Download a file of a version (HTTP Range supported)",
-    response_class=Response,
+    response_class=BlobFile,
+    responses=DOWNLOAD_RESPONSES,
+    openapi_extra={"parameters": [RANGE_PARAMETER]},
 )
-async def download(membership_id: int, digest: str, actor: Caller, svc: Svc) -> Response:
+async def download(membership_id: Id, digest: Digest, actor: Caller, svc: Svc) -> Response:
     entry = await run_in_threadpool(svc.blob_for_download, actor, membership_id, digest)
     return await run_in_threadpool(blob_response, svc, entry.digest)
 

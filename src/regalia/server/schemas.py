@@ -5,39 +5,99 @@ Responses are the service's views as JSON (:func:`regalia.service.views.to_jsona
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from regalia.core.names import MAX_ID
+from regalia.server.params import (
+    ActionName,
+    Alias,
+    ArtifactName,
+    Digest,
+    EntityName,
+    EventName,
+    FilterKindName,
+    OrgRoleName,
+    RegistryName,
+    RegistryRoleName,
+    RegistryTarget,
+    Size,
+    Tag,
+    TeamRoleName,
+    VisibilityName,
+)
 
-# Sizes fit the database's 64-bit integers (a bigger one is a 400 naming the field).
-Size = Annotated[int, Field(ge=0, le=MAX_ID)]
+
+def has_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character (U+0000) in a string or key.
+    PostgreSQL cannot store NUL in text or JSON, so no API input may hold one
+    (on SQLite neither: both stores keep the same things)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return True
+        elif kind is dict:
+            stack += item.keys()
+            stack += item.values()
+        elif kind is list:
+            stack += item
+    return False
 
 
-class Body(BaseModel):
+def nul_at(value: Any, where: str = "body") -> str | None:
+    """Where the first NUL of ``value`` is (for the error message), or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            items += [(f"{where} key", key), (f"{where}.{key}", item)]
+    elif isinstance(value, list):
+        items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+    return next((found for w, item in items if (found := nul_at(item, w))), None)
+
+
+class Part(BaseModel):
+    """A model inside a body (checked as part of it)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
+class Body(Part):
+    """A request body: no unknown fields, no NUL anywhere."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if has_nul(data):
+            raise ValueError(
+                f"{nul_at(data)!r} holds a NUL character (U+0000), which text may not hold"
+            )
+        return data
+
+
 class NewUser(Body):
-    name: str
-    org_role: str = "member"
+    name: EntityName
+    org_role: OrgRoleName = "member"
     service_account: bool = False
     exist_ok: bool = False
 
 
 class OrgRoleChange(Body):
-    org_role: str
+    org_role: OrgRoleName
 
 
 class NewTeam(Body):
-    name: str
+    name: EntityName
     exist_ok: bool = False
 
 
 class TeamMemberAdd(Body):
-    user: str
-    role: str | None = Field(
+    user: EntityName
+    role: TeamRoleName | None = Field(
         None,
         description="team role: 'member' or 'admin'; default 'member' for a new member, "
         "unchanged for an existing one",
@@ -45,40 +105,40 @@ class TeamMemberAdd(Body):
 
 
 class TeamRoleChange(Body):
-    role: str = Field(description="team role: 'member' or 'admin'")
+    role: TeamRoleName = Field(description="team role: 'member' or 'admin'")
 
 
 class NewRegistry(Body):
-    name: str
-    visibility: str = "organization"
+    name: RegistryName
+    visibility: VisibilityName = "organization"
     description: str = ""
-    artifact_types: list[str] | None = None
+    artifact_types: list[ArtifactName] | None = None
     exist_ok: bool = False
 
 
 class RegistryChange(Body):
     description: str | None = None
-    visibility: str | None = None
-    artifact_types: list[str] | None = None
+    visibility: VisibilityName | None = None
+    artifact_types: list[ArtifactName] | None = None
     clear_artifact_types: bool = False
 
 
 class RoleAssignment(Body):
-    user: str | None = None
-    team: str | None = None
-    role: str | None = Field(
+    user: EntityName | None = None
+    team: EntityName | None = None
+    role: RegistryRoleName | None = Field(
         None, description="admin, member, viewer, restricted_viewer; null removes"
     )
 
 
 class ProtectedAliasAdd(Body):
-    alias: str
+    alias: Alias
 
 
 class CollectionChange(Body):
     description: str | None = None
-    add_tags: list[str] = []
-    remove_tags: list[str] = []
+    add_tags: list[Tag] = []
+    remove_tags: list[Tag] = []
 
 
 class Search(Body):
@@ -90,47 +150,47 @@ class Search(Body):
     limit: int = Field(100, ge=1, le=1000)
 
 
-class File(Body):
+class File(Part):
     path: str
-    digest: str
+    digest: Digest
     size: Size
     check: str | None = None
 
 
 class NewVersion(Body):
-    entity: str
-    project: str
-    name: str
-    type: str
+    entity: EntityName
+    project: EntityName
+    name: ArtifactName
+    type: ArtifactName
     files: list[File]
     description: str | None = None
     metadata: dict[str, Any] | None = None
-    aliases: list[str] = []
-    tags: list[str] = []
+    aliases: list[Alias] = []
+    tags: list[Tag] = []
     run_key: str | None = None
 
 
 class VersionChange(Body):
     description: str | None = None
     metadata: dict[str, Any] | None = None
-    add_tags: list[str] = []
-    remove_tags: list[str] = []
+    add_tags: list[Tag] = []
+    remove_tags: list[Tag] = []
 
 
 class NewLink(Body):
-    target: str = Field(description="wandb-registry-{registry}/{collection}")
-    aliases: list[str] = []
+    target: RegistryTarget
+    aliases: list[Alias] = []
 
 
 class AliasChange(Body):
-    add: list[str] = []
-    remove: list[str] = []
-    exactly: list[str] | None = None
+    add: list[Alias] = []
+    remove: list[Alias] = []
+    exactly: list[Alias] | None = None
 
 
 class NewRun(Body):
-    entity: str
-    project: str
+    entity: EntityName
+    project: EntityName
     run_key: str
     job_type: str | None = None
 
@@ -140,24 +200,23 @@ class Use(Body):
 
 
 class DigestList(Body):
-    digests: list[str]
+    digests: list[Digest]
 
 
 class NewUpload(Body):
-    digest: str
+    digest: Digest
     size: Size
 
 
 class NewAutomation(Body):
-    name: str
-    event: str = Field(
-        description="LINK_ARTIFACT, ADD_ARTIFACT_ALIAS, REMOVE_ARTIFACT_ALIAS, "
-        "UNLINK_ARTIFACT or ADD_ARTIFACT_TAG"
-    )
-    action: str = Field(description="slack or webhook")
+    name: EntityName
+    event: EventName
+    action: ActionName
     target: str = Field(description="the Slack incoming-webhook URL, or the webhook's URL")
-    collection: str | None = Field(None, description="null: every collection of the registry")
-    filter_kind: str | None = Field(None, description="alias, alias_regex or tag_regex")
+    collection: ArtifactName | None = Field(
+        None, description="null: every collection of the registry"
+    )
+    filter_kind: FilterKindName | None = None
     filter_value: str | None = None
     access_token: str | None = Field(None, description="sent as Authorization: Bearer")
     signing_secret: str | None = Field(None, description="signs each body (HMAC-SHA256)")
