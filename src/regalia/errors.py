@@ -8,7 +8,8 @@ class from it, never from the message) and the ``http_status`` a server uses::
     │   ├── InvalidName                   400
     │   ├── InvalidFilter                 400
     │   ├── FileChanged / FileMissing     400
-    │   └── ContentMismatch               400  (uploaded bytes do not hash as announced)
+    │   ├── ContentMismatch               400  (uploaded bytes do not hash as announced)
+    │   └── ContentNotUploaded            400  (a manifest names content the caller did not send)
     ├── Unauthenticated                   401
     ├── PermissionDenied                  403  (names the role needed)
     ├── NotFound                          404
@@ -71,6 +72,15 @@ class ContentMismatch(InvalidRequest):
     """A client sent bytes that do not hash to the digest it announced."""
 
     code = "content_mismatch"
+
+
+class ContentNotUploaded(InvalidRequest):
+    """A manifest names content the caller neither sent nor may download (SPEC §7).
+
+    The answer is the same whether or not anyone stored that content, so it
+    tells nothing about content the caller may not read."""
+
+    code = "content_not_uploaded"
 
 
 class Unauthenticated(RegaliaError):

@@ -36,6 +36,7 @@ from regalia.server import (
 )
 from regalia.server.auth import Authenticator
 from regalia.server.observe import Metrics, Observer
+from regalia.server.sweeper import sweep_periodically
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
@@ -76,7 +77,10 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             from regalia.worker import DeliveryWorker
 
             task = asyncio.create_task(DeliveryWorker(svc).run(stop))
+        sweeper = asyncio.create_task(sweep_periodically(svc, app.state.uploads, stop))
         yield
+        stop.set()
+        await sweeper
         if task is not None:
             stop.set()
             try:

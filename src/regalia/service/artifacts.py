@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from regalia.blobs.base import StoredBlob, validate_check, validate_digest
+from regalia.blobs.base import validate_check, validate_digest
 from regalia.core.names import (
     parse_target,
     validate_alias,
@@ -34,7 +33,7 @@ from regalia.service.access import (
     require_entity,
     visible_registry,
 )
-from regalia.service.base import ServiceBase
+from regalia.service.content import ContentMixin
 from regalia.service.views import Actor, FileEntry, VersionView
 from regalia.store.models import Collection, Membership, Project, Registry, Version
 from regalia.store.repo import Repo
@@ -68,14 +67,7 @@ def _dedupe(names: Sequence[str]) -> list[str]:
     return list(seen.values())
 
 
-class ArtifactsMixin(ServiceBase):
-    # -- files -----------------------------------------------------------------
-    def store_file(self, local_path: Path, progress: Any = None) -> StoredBlob:
-        """Put a local file into the blob store (once per content); return its
-        ``StoredBlob(digest, size, check)``, ``check`` being the BLAKE3 that
-        downloads verify (``FileEntry.check``)."""
-        return self.blobs.put_file(Path(local_path), progress=progress)
-
+class ArtifactsMixin(ContentMixin):
     # -- helpers -----------------------------------------------------------------
     def _ctx(self, repo: Repo, actor: Actor, membership_id: int) -> _Ctx:
         found = repo.membership_context(membership_id)
@@ -199,8 +191,17 @@ class ArtifactsMixin(ServiceBase):
     ) -> VersionView:
         """Record a new version of ``entity/project/name`` from stored blobs.
 
+        Every file's content must be one the caller may reference (SPEC §7: they
+        sent it, or may download a version holding it; see :meth:`verified_files`),
+        and its size and check are confirmed against the store.
         R10: identical files return the existing version (``created`` is False).
-        Raises InvalidName, PermissionDenied, TypeMismatch, StorageUnavailable.
+
+        Raises:
+            InvalidName, InvalidRequest: a bad name, path, size or check.
+            ContentNotUploaded: a content the caller did not send and may not download.
+            PermissionDenied: the caller may not log into ``entity/project``.
+            TypeMismatch: the artifact exists with another type.
+            StorageUnavailable: a content is missing from the blob store.
         """
         validate_entity_name(entity, "entity name")
         validate_entity_name(project, "project name")
@@ -216,6 +217,7 @@ class ArtifactsMixin(ServiceBase):
         if len(set(paths)) != len(paths):
             raise InvalidRequest("two files in the artifact have the same name")
         require_entity(actor, entity, project, "log artifacts")
+        files = self.verified_files(actor, files)
         digest = manifest_digest(files)
 
         def fn(repo: Repo) -> VersionView:
