@@ -1,13 +1,13 @@
 """Moving file contents to and from a server, streamed, resumable, verified.
 
 Upload: hash every file locally (SHA-256, its identity, and the BLAKE3 check),
-ask the server which contents it must send (those it lacks, and those this
-user may not read: stored by someone else, they must be sent to be referenced),
-and send only those, several at once.
-A small content goes in one request; a large one goes in parts, each with
-its SHA-256 in ``X-Regalia-Part-Sha256`` (the upload belongs to this user, and
-the server keeps the parts it received, so a retry, even from a new process,
-sends only the missing ones). The server re-hashes what it received before storing it,
+ask the server which contents to send (those it lacks, and those this user may
+not read: stored by someone else, they must be sent to be referenced), and
+send only those, several at once. A small content goes in one request; a
+large one goes in parts, each declaring its SHA-256 in
+``X-Regalia-Part-Sha256`` (the upload belongs to this user, and the server
+keeps the parts it received, so a retry, even from a new process, sends only
+the missing ones). The server re-hashes what it received before storing it,
 and the client compares the server's digests with its own.
 
 Download: :class:`RemoteBlobs` gives the download cache a stream that resumes
