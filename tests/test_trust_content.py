@@ -152,6 +152,9 @@ def test_finding1_outsider_cannot_log_a_version_of_a_restricted_file(cast, who):
     d, size = sha256(cast.secret), len(cast.secret)
     nobody = sha256(b"content nobody ever stored")
     with cast.http(who) as http:
+        # They may download versions of their own: that gives no right to others' content.
+        own = log_bytes(http, who, payload(1000, f"{who}'s own file"), "own")
+        assert own.status_code == 201, own.text
         stolen = http.post("/versions", json=manifest(who, d, size))
         never = http.post("/versions", json=manifest(who, nobody, size))
         # One answer, whether or not the content exists: 400, same code, same text.

@@ -33,7 +33,7 @@ from regalia.service.access import (
     require_entity,
     visible_registry,
 )
-from regalia.service.content import ContentMixin
+from regalia.service.content import ChecksUnknown, ContentMixin
 from regalia.service.views import Actor, FileEntry, VersionView
 from regalia.store.models import Collection, Membership, Project, Registry, Version
 from regalia.store.repo import Repo
@@ -193,7 +193,8 @@ class ArtifactsMixin(ContentMixin):
 
         Every file's content must be one the caller may reference (SPEC §7: they
         sent it, or may download a version holding it; see :meth:`verified_files`),
-        and its size and check are confirmed against the store.
+        and its size and check are confirmed against the store, in the same
+        transaction as the write.
         R10: identical files return the existing version (``created`` is False).
 
         Raises:
@@ -217,10 +218,10 @@ class ArtifactsMixin(ContentMixin):
         if len(set(paths)) != len(paths):
             raise InvalidRequest("two files in the artifact have the same name")
         require_entity(actor, entity, project, "log artifacts")
-        files = self.verified_files(actor, files)
-        digest = manifest_digest(files)
+        digest = manifest_digest(files)  # sizes as given: confirmed equal to the store's below
 
         def fn(repo: Repo) -> VersionView:
+            checked = self._confirmed_files(repo, actor, files)  # SPEC §7, sizes, checks
             now = self.now()
             proj = repo.ensure_project(actor.org_id, entity, project, now)
             seq = repo.ensure_collection(
@@ -269,7 +270,7 @@ class ArtifactsMixin(ContentMixin):
                     updated_at=now,
                 )
             )
-            repo.add_files(version.id, [(f.path, f.digest, f.size, f.check) for f in files])
+            repo.add_files(version.id, [(f.path, f.digest, f.size, f.check) for f in checked])
             repo.add_blobs(actor.org_id, {f.digest: f.size for f in files}, now)
             # Checked under the blob rows' locks, so a concurrent delete cannot free
             # a file between this check and the commit (R9 vs. §7 visibility).
@@ -285,7 +286,11 @@ class ArtifactsMixin(ContentMixin):
             repo.add_version_tags(version.id, tags)
             return self._version_view(repo, m)
 
-        return self.db.write(self._once(actor, idempotency_key, "log", fn))
+        try:
+            return self.db.write(self._once(actor, idempotency_key, "log", fn))
+        except ChecksUnknown as unknown:  # contents stored before checks were recorded
+            self.measure(unknown.digests)
+            return self.db.write(self._once(actor, idempotency_key, "log", fn))
 
     # -- link ----------------------------------------------------------------------------
     def link(

@@ -46,6 +46,13 @@ GRANT_LIFETIME = timedelta(days=7)
 """How long having sent a content lets a user reference it; afterwards only the
 versions they may download do (the server's sweep deletes expired grants)."""
 
+HOLDERS_SCANNED = 200
+"""Versions looked at per content when deciding whether the caller may download
+one holding it (the first found by the index): a content held by more versions
+than this, none of the first of which the caller may download, must be uploaded
+(sent once, then a grant covers it). It bounds the cost of the check, and of
+asking about a popular content one may not read."""
+
 DOWNLOAD_ROLES = tuple(r.value for r in RegistryRole if allows(r, Permission.FILES_DOWNLOAD))
 
 
@@ -58,6 +65,22 @@ def not_uploaded(digest: str, path: str | None = None) -> ContentNotUploaded:
         "(a version may reference only content you sent or may already download)",
         **details,
     )
+
+
+class ChecksUnknown(Exception):
+    """Raised inside a transaction: these stored contents have no recorded check
+    yet; measure them (:meth:`ContentMixin.measure`) outside it and retry."""
+
+    def __init__(self, digests: Sequence[str]) -> None:
+        super().__init__(f"{len(digests)} contents without a recorded check")
+        self.digests = list(digests)
+
+
+def _validate(files: Sequence[FileEntry]) -> None:
+    for f in files:
+        validate_digest(f.digest)
+        if f.check is not None:
+            validate_check(f.check)
 
 
 class ContentMixin(ServiceBase):
@@ -108,8 +131,10 @@ class ContentMixin(ServiceBase):
         or not anyone stored it. The REST API's ``/blobs/missing`` and
         ``POST /uploads`` use it, and so must any other protocol's "already
         stored, no upload URL" answer (the W&B adapter's ``uploadUrl: null``).
-        At most two indexed queries, then a look at the blob store for the
-        digests that passed.
+        At most two indexed queries (grants by primary key; for the others the
+        org's blob rows by primary key, each with an ``EXISTS`` over at most
+        :data:`HOLDERS_SCANNED` versions found through ``version_files.digest``),
+        then a look at the blob store for the digests that passed.
 
         Raises:
             InvalidRequest: a digest is not 64 lowercase hex digits.
@@ -119,25 +144,25 @@ class ContentMixin(ServiceBase):
         return {d for d in wanted if d in allowed and self.blobs.has(d)}
 
     def _may_reference(self, repo: Repo, actor: Actor, digests: Sequence[str]) -> set[str]:
-        """Of ``digests``, those ``actor`` holds a grant for or may download
-        (one query on the grants, a second only for the others)."""
+        """Of ``digests``, those ``actor`` holds a grant for or may download (one
+        query on the grants; a second only for the digests without one)."""
         if not digests:
             return set()
-        since = self.now() - GRANT_LIFETIME
-        allowed = repo.granted_digests(actor.user_id, digests, since)
+        allowed = repo.granted_digests(actor.user_id, digests, self.now() - GRANT_LIFETIME)
         rest = [d for d in digests if d not in allowed]
         if rest:
-            org_role = OrgRole(actor.org_role)
             allowed |= repo.downloadable_digests(
                 actor.org_id,
+                actor.user_id,
                 rest,
+                scan=HOLDERS_SCANNED,
                 everything=actor.is_org_admin,
                 entity_keys=sorted({actor.name.lower(), *(t.lower() for t in actor.team_names)}),
-                user_id=actor.user_id,
                 team_ids=list(actor.team_ids),
                 roles=DOWNLOAD_ROLES,
                 org_visible=allows(
-                    implied_by_org(org_role, Visibility.ORGANIZATION), Permission.FILES_DOWNLOAD
+                    implied_by_org(OrgRole(actor.org_role), Visibility.ORGANIZATION),
+                    Permission.FILES_DOWNLOAD,
                 ),
             )
         return allowed
@@ -146,33 +171,43 @@ class ContentMixin(ServiceBase):
         """A manifest whose every content ``actor`` may reference, with sizes and
         checks confirmed by the store (the client's claim is never trusted).
 
-        ``log_version`` calls it first, whichever way the request came. A
-        content the caller may not reference is refused with the same error
-        whether or not it is stored, and its size and check are never shown;
-        a mismatch for content the caller may reference says what the store holds.
+        ``log_version`` applies the same rule (in its own transaction), whichever
+        way the request came. A content the caller may not reference is refused
+        with the same error whether or not it is stored, and its size and check
+        are never shown; a mismatch for content the caller may reference says
+        what the store holds.
 
         Raises:
             ContentNotUploaded: a content the caller neither sent nor may download.
             InvalidRequest: a malformed digest or check, or a size or check that
                 does not match the stored content.
         """
-        digests = list(dict.fromkeys(validate_digest(f.digest) for f in files))
+        _validate(files)
+        try:
+            return self.db.read(lambda repo: self._confirmed_files(repo, actor, files))
+        except ChecksUnknown as unknown:
+            self.measure(unknown.digests)
+            return self.db.read(lambda repo: self._confirmed_files(repo, actor, files))
+
+    def _confirmed_files(
+        self, repo: Repo, actor: Actor, files: Sequence[FileEntry]
+    ) -> list[FileEntry]:
+        """:meth:`verified_files` inside a transaction: one query for the rule, one
+        for the checks. Raises :class:`ChecksUnknown` if the store holds a content
+        whose check was never recorded (measure it outside the transaction, retry)."""
+        if not files:
+            return []
+        digests = list(dict.fromkeys(f.digest for f in files))
+        allowed = self._may_reference(repo, actor, digests)
         for f in files:
-            if f.check is not None:
-                validate_check(f.check)
-
-        def fn(repo: Repo) -> tuple[set[str], dict[str, tuple[int, str]]]:
-            allowed = self._may_reference(repo, actor, digests)
-            for f in files:
-                if f.digest not in allowed:
-                    raise not_uploaded(f.digest, f.path)
-            return allowed, repo.blob_checks(digests)
-
-        _, known = self.db.read(fn)
+            if f.digest not in allowed:
+                raise not_uploaded(f.digest, f.path)
+        known = repo.blob_checks(digests)
+        unknown = [d for d in digests if d not in known]
+        if unknown:
+            raise ChecksUnknown(unknown)
         out = []
         for f in files:
-            if f.digest not in known:
-                known[f.digest] = self._measure(f.digest)
             size, check = known[f.digest]
             if f.size != size or (f.check is not None and f.check != check):
                 raise InvalidRequest(
@@ -182,6 +217,12 @@ class ContentMixin(ServiceBase):
                 )
             out.append(FileEntry(f.path, f.digest, size, check))
         return out
+
+    def measure(self, digests: Sequence[str]) -> None:
+        """Read stored contents whose checks are unknown and record their checks
+        (for :class:`ChecksUnknown`; only for content the caller may reference)."""
+        for digest in digests:
+            self._measure(digest)
 
     def expire_grants(self) -> int:
         """Delete grants older than :data:`GRANT_LIFETIME` (the server's sweep);

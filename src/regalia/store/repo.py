@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, and_, delete, exists, func, insert, or_, select, true, update
+from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -206,9 +206,10 @@ class Repo:
 
     def record_blob_checks(self, checks: Sequence[tuple[str, int, str]]) -> None:
         """Remember ``(digest, size, check)`` of received contents (known ones stay)."""
-        self._insert_ignore(
-            BlobCheck, [{"digest": d, "size": n, "check": c} for d, n, c in dict.fromkeys(checks)]
-        )
+        rows = [{"digest": d, "size": n, "check": c} for d, n, c in dict.fromkeys(checks)]
+        if rows:
+            ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
+            self.conn.execute(ins(BlobCheck).on_conflict_do_nothing(), rows)
 
     # -- content access (SPEC §7: proof of possession) ---------------------------------
     def grant_blobs(
@@ -222,91 +223,52 @@ class Repo:
         if not rows:
             return
         ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        stmt = ins(BlobGrant).values(rows)
-        self.s.execute(
+        stmt = ins(BlobGrant)
+        self.conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[BlobGrant.user_id, BlobGrant.digest],
                 set_={"granted_at": stmt.excluded.granted_at, "org_id": stmt.excluded.org_id},
-            )
+            ),
+            rows,
         )
 
     def granted_digests(self, user_id: int, digests: Sequence[str], since: datetime) -> set[str]:
         """Those of ``digests`` the user was granted at ``since`` or later (primary key)."""
         out: set[str] = set()
         for chunk in _chunks(digests):
-            out.update(
-                self.conn.execute(
-                    select(BlobGrant.digest).where(
-                        BlobGrant.user_id == user_id,
-                        BlobGrant.digest.in_(chunk),
-                        BlobGrant.granted_at >= since,
-                    )
-                ).scalars()
-            )
+            params = {"uid": user_id, "digests": chunk, "since": since}
+            out.update(self.conn.execute(st.GRANTED, params).scalars())
         return out
 
     def downloadable_digests(
         self,
         org_id: int,
+        user_id: int,
         digests: Sequence[str],
         *,
+        scan: int,
         everything: bool,
         entity_keys: Sequence[str],
-        user_id: int,
         team_ids: Sequence[int],
         roles: Sequence[str],
         org_visible: bool,
     ) -> set[str]:
-        """Those of ``digests`` that some version of the org the caller may download holds.
-
-        The rules come from the caller (the service): ``everything`` (an org admin)
-        may download every version; otherwise a source version whose project's
-        entity is one of ``entity_keys`` (lower case), or a link in a registry
-        where the user or one of ``team_ids`` has one of ``roles``, or (with
-        ``org_visible``) in any registry of visibility ``organization``. One
-        query: the org's blob rows by primary key, each with an ``EXISTS`` that
-        stops at the first version found (``version_files.digest`` index).
-        """
-        vf, m, c = VersionFile, Membership, Collection
-        if everything:
-            allowed: Any = true()
-        else:
-            via_source = and_(
-                c.kind == "sequence",
-                exists().where(
-                    Project.id == c.project_id, func.lower(Project.entity).in_(list(entity_keys))
-                ),
-            )
-            member = exists().where(
-                RegistryMember.registry_id == c.registry_id,
-                RegistryMember.role.in_(list(roles)),
-                or_(
-                    RegistryMember.user_id == user_id,
-                    RegistryMember.team_id.in_(list(team_ids)),
-                ),
-            )
-            in_registry = [member]
-            if org_visible:
-                in_registry.append(
-                    exists().where(
-                        Registry.id == c.registry_id, Registry.visibility == "organization"
-                    )
-                )
-            allowed = or_(via_source, and_(c.kind == "portfolio", or_(*in_registry)))
-        held = (
-            select(vf.version_id)
-            .join(m, m.version_id == vf.version_id)
-            .join(c, c.id == m.collection_id)
-            .where(vf.digest == Blob.digest, c.org_id == org_id, allowed)
-            .exists()
-        )
+        """Those of ``digests`` that one of the first ``scan`` versions of the org
+        holding them lets the user download (one query; the rules of who may
+        download come from the service, see ``statements.DOWNLOADABLE``)."""
+        params: dict[str, Any] = {
+            "org": org_id,
+            "uid": user_id,
+            "scan": scan,
+            "everything": everything,
+            "entities": list(entity_keys),
+            "tids": list(team_ids),
+            "roles": list(roles),
+            "org_visible": org_visible,
+        }
         out: set[str] = set()
         for chunk in _chunks(digests):
-            out.update(
-                self.conn.execute(
-                    select(Blob.digest).where(Blob.org_id == org_id, Blob.digest.in_(chunk), held)
-                ).scalars()
-            )
+            out.update(self.conn.execute(st.DOWNLOADABLE, {**params, "digests": chunk}).scalars())
         return out
 
     def expire_grants(self, before: datetime) -> int:
