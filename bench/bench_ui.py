@@ -67,7 +67,7 @@ def seed(home: Path, database_url: str | None, total: int) -> float:
     svc.update_registry(owner, "model", description="Production models of the vision team")
     blob_file = home / "weights.bin"
     blob_file.write_bytes(os.urandom(4096))
-    blob = svc.store_file(blob_file)
+    blob = svc.store_file(owner, blob_file)
     entry = FileEntry("model.bin", blob.digest, blob.size, blob.check)
     first: dict[str, tuple[int, int]] = {}  # collection -> (sequence id, portfolio id)
     for name in COLLECTIONS:

@@ -180,7 +180,7 @@ class VersionMaker:
         data = content if content is not None else f"content {self.count} {uuid.uuid4()}"
         path = self.root / f"file-{self.count}"
         path.write_bytes(data.encode() if isinstance(data, str) else data)
-        blob = self.service.store_file(path)
+        blob = self.service.store_file(actor, path)
         return self.service.log_version(
             actor,
             entity=entity or actor.name,

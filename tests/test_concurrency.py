@@ -101,7 +101,7 @@ def _worker(
         for j in range(LINKS_PER_WORKER):
             path = files / f"v{j}.bin"
             path.write_bytes(f"worker {n} version {j} {random.random()}\n".encode() * (j + 1))
-            digests.append(service.store_file(path))
+            digests.append(service.store_file(actor, path))
 
         start(0)  # phase 1: concurrent logging into one source artifact
         sources = []

@@ -298,7 +298,7 @@ def make_clients(service: Service, owner: Actor, tmp_path: Path) -> list[Client]
             data = rng.randbytes(size)
             path = files / f"{n}-{j}.bin"
             path.write_bytes(data)
-            blob = service.store_file(path)
+            blob = service.store_file(owner, path)
             view = service.log_version(
                 owner,
                 entity=ENTITY,

@@ -62,6 +62,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def part_hash(data: bytes) -> dict[str, str]:
+    """The header a part declares its SHA-256 in (required)."""
+    return {"X-Regalia-Part-Sha256": sha256(data)}
+
+
 # ======================================================================================
 # A server around the test's service, and clients that watch what they send
 # ======================================================================================
@@ -296,7 +301,8 @@ def finish_and_check(
 
     blob = server.service.blobs.local_path(digest)
     assert blob is not None and sha256(blob.read_bytes()) == digest
-    assert not (server.settings.home / "uploads" / digest).exists()  # upload folder gone
+    owner_uploads = server.settings.home / "uploads" / str(server.owner.user_id)
+    assert not (owner_uploads / digest).exists()  # upload folder gone
     out = download(server.backend(), view, tmp_path / "resumed-out")
     assert (out / "model.bin").read_bytes() == data
 
@@ -419,9 +425,13 @@ def test_part_not_matching_its_sha256_is_refused(server):
         assert err["details"] == {"part": 1}
         assert http.get(f"/uploads/{digest}").json()["parts_received"] == [0]
         # A wrong length is refused too: too long (413), too short (400).
-        _refused(http.put(f"/uploads/{digest}/parts/2", content=parts[2] + b"x"), "too_large")
-        _refused(http.put(f"/uploads/{digest}/parts/2", content=parts[2][:-1]), "invalid_request")
-        _refused(http.put(f"/uploads/{digest}/parts/3", content=b"x"), "invalid_request")
+        declared = {"X-Regalia-Part-Sha256": sha256(parts[2])}
+        r = http.put(f"/uploads/{digest}/parts/2", content=parts[2] + b"x", headers=declared)
+        _refused(r, "too_large")
+        r = http.put(f"/uploads/{digest}/parts/2", content=parts[2][:-1], headers=declared)
+        _refused(r, "invalid_request")
+        r = http.put(f"/uploads/{digest}/parts/3", content=b"x", headers=declared)
+        _refused(r, "invalid_request")
         assert http.get(f"/uploads/{digest}").json()["parts_received"] == [0]
         # Completing without every part is refused and names the missing ones.
         err = _refused(http.post(f"/uploads/{digest}/complete"), "invalid_request")
@@ -440,8 +450,9 @@ def test_upload_whose_whole_content_does_not_match_stores_nothing(server):
         for n in range(3):
             chunk = data[n * PART : (n + 1) * PART]
             if n == 2:
-                chunk = chunk[:-1] + b"\x00"  # damaged, and no part hash sent
-            assert http.put(f"/uploads/{digest}/parts/{n}", content=chunk).status_code == 200
+                chunk = chunk[:-1] + b"\x00"  # damaged, with a part hash of the damage
+            r = http.put(f"/uploads/{digest}/parts/{n}", content=chunk, headers=part_hash(chunk))
+            assert r.status_code == 200, r.text
         err = _refused(http.post(f"/uploads/{digest}/complete"), "content_mismatch")
         assert err["details"]["expected"] == digest
         assert err["details"]["actual"] != digest
@@ -850,7 +861,8 @@ def test_complete_retried_after_success_answers_stored(server):
     with server.http() as http:
         _start(http, data)
         for n in range(2):
-            http.put(f"/uploads/{digest}/parts/{n}", content=data[n * PART : (n + 1) * PART])
+            chunk = data[n * PART : (n + 1) * PART]
+            http.put(f"/uploads/{digest}/parts/{n}", content=chunk, headers=part_hash(chunk))
         first = http.post(f"/uploads/{digest}/complete")
         assert first.status_code == 201
         retry = http.post(f"/uploads/{digest}/complete")
@@ -866,7 +878,8 @@ def test_refused_resend_of_a_received_part_does_not_spoil_the_upload(
     with server.http() as http:
         _start(http, data)
         good = data[:PART]
-        assert http.put(f"/uploads/{digest}/parts/0", content=good).status_code == 200
+        r = http.put(f"/uploads/{digest}/parts/0", content=good, headers=part_hash(good))
+        assert r.status_code == 200
         bad = http.put(
             f"/uploads/{digest}/parts/0",
             content=b"\x00" * PART,

@@ -9,7 +9,8 @@ class from it, never from the message) and the ``http_status`` a server uses::
     │   ├── InvalidFilter                 400
     │   ├── FileChanged / FileMissing     400
     │   ├── ContentMismatch               400  (uploaded bytes do not hash as announced)
-    │   └── QueryTooExpensive             400  (a filter or search ran past the time budget)
+    │   ├── QueryTooExpensive             400  (a filter or search ran past the time budget)
+    │   └── ContentNotUploaded            400  (a manifest names content the caller did not send)
     ├── Unauthenticated                   401
     ├── PermissionDenied                  403  (names the role needed)
     ├── NotFound                          404
@@ -80,6 +81,15 @@ class QueryTooExpensive(InvalidRequest):
     request would be stopped again, so clients must not retry it unchanged."""
 
     code = "query_too_expensive"
+
+
+class ContentNotUploaded(InvalidRequest):
+    """A manifest names content the caller neither sent nor may download (SPEC §7).
+
+    The answer is the same whether or not anyone stored that content, so it
+    tells nothing about content the caller may not read."""
+
+    code = "content_not_uploaded"
 
 
 class Unauthenticated(RegaliaError):

@@ -41,7 +41,8 @@ def _check_text(text: str, base: str, path: list[str | int], what: str) -> None:
         return
     if "\x00" in text:
         raise InvalidRequest(
-            f"{what} of {_where(base, path)} contains the character U+0000 (NUL), which cannot be stored",
+            f"{what} of {_where(base, path)} contains the character U+0000 (NUL), "
+            "which cannot be stored",
             where=_where(base, path),
         )
     try:

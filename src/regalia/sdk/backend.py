@@ -58,12 +58,13 @@ class InProcessBackend:
         return self.service.blobs
 
     def store_file(self, path: Path, progress: ProgressSink | None = None) -> StoredBlob:
-        return self.service.store_file(path, progress=progress)
+        """Store a file's content; the acting user may then reference it (SPEC §7)."""
+        return self.service.store_file(self.actor, path, progress=progress)
 
     def store_files(
         self, paths: Sequence[Path], progress: ProgressSink | None = None
     ) -> list[StoredBlob]:
-        return [self.service.store_file(p, progress=progress) for p in paths]
+        return self.service.store_files(self.actor, paths, progress=progress)
 
     def refresh(self) -> None:
         self.actor = self.service.refresh_actor(self.actor)

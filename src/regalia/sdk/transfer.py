@@ -1,8 +1,11 @@
 """Moving file contents to and from a server, streamed, resumable, verified.
 
 Upload: hash every file locally (SHA-256, its identity, and the BLAKE3 check),
-ask the server which contents it lacks, and send only those, several at once.
-A small content goes in one request; a large one goes in parts (the server
+ask the server which contents to send (those it lacks, and those this user may
+not read: stored by someone else, they must be sent to be referenced), and
+send only those, several at once. A small content goes in one request; a
+large one goes in parts, each declaring its SHA-256 in
+``X-Regalia-Part-Sha256`` (the upload belongs to this user, and the server
 keeps the parts it received, so a retry, even from a new process, sends only
 the missing ones). The server re-hashes what it received before storing it,
 and the client compares the server's digests with its own.
@@ -14,6 +17,7 @@ verifies the bytes by their check.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 
 READ_CHUNK = 1024 * 1024
 PARALLEL = 4
+PART_SHA256_HEADER = "X-Regalia-Part-Sha256"
 PART_RETRIES = 4
 
 
@@ -107,7 +112,10 @@ class Uploader:
                 "PUT",
                 f"/uploads/{blob.digest}/parts/{n}",
                 content=_FileRange(path, start, length, progress),
-                headers={"Content-Length": str(length)},
+                headers={
+                    "Content-Length": str(length),
+                    PART_SHA256_HEADER: part_sha256(path, start, length),
+                },
             )
 
         with ThreadPoolExecutor(max(1, min(self.parallel, len(todo)))) as pool:
@@ -116,6 +124,22 @@ class Uploader:
             "POST", f"/uploads/{blob.digest}/complete", idempotent=True
         )
         return done
+
+
+def part_sha256(path: Path, start: int, length: int) -> str:
+    """SHA-256 of ``length`` bytes of ``path`` from ``start``: the hash a part
+    declares, so the server counts it only if the bytes it got match."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as f:
+        f.seek(start)
+        left = length
+        while left:
+            chunk = f.read(min(READ_CHUNK, left))
+            if not chunk:
+                raise FileChanged(f"file {path} got shorter during upload")
+            hasher.update(chunk)
+            left -= len(chunk)
+    return hasher.hexdigest()
 
 
 class _FileRange:

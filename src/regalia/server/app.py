@@ -40,6 +40,7 @@ from regalia.server.deps import clean_url
 from regalia.server.headers import SecurityHeaders
 from regalia.server.observe import CatchAll, Metrics, Observer
 from regalia.server.responses import Health
+from regalia.server.sweeper import sweep_periodically
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
@@ -107,7 +108,10 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             from regalia.worker import DeliveryWorker
 
             task = asyncio.create_task(DeliveryWorker(svc).run(stop))
+        sweeper = asyncio.create_task(sweep_periodically(svc, app.state.uploads, stop))
         yield
+        stop.set()
+        await sweeper
         if task is not None:
             stop.set()
             try:

@@ -9,13 +9,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import MalformedRangeHeader
 
 from regalia.blobs.base import STREAM_CHUNK, WHOLE_UPLOAD_MAX, validate_digest
-from regalia.errors import ContentMismatch, InvalidRequest, NotFound, StorageUnavailable
+from regalia.errors import (
+    ContentMismatch,
+    InvalidRequest,
+    NotFound,
+    StorageUnavailable,
+    UserNotFound,
+)
 from regalia.server.deps import Caller, Svc, out
 from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.params import DIGEST_SCHEMA, Digest, Id, PartNumber
@@ -27,7 +33,7 @@ from regalia.server.responses import (
     UploadProgress,
 )
 from regalia.server.schemas import DigestList, NewUpload
-from regalia.server.uploads import UploadArea, UploadState, receive_file
+from regalia.server.uploads import PART_SHA256_HEADER, UploadArea, UploadState, receive_file
 from regalia.service import Service
 from regalia.service.access import require_org_admin
 
@@ -109,7 +115,9 @@ def _state(state: UploadState) -> dict[str, object]:
 
 @router.post(
     "/blobs/missing",
-    summary="Which of these SHA-256 digests the store lacks",
+    summary="Which of these SHA-256 digests the caller must upload",
+    description="A content the caller neither sent (in the last 7 days) nor may download "
+    "is reported missing whether or not it is stored: uploading it proves possession.",
     response_model=Missing,
 )
 def missing(body: DigestList, actor: Caller, svc: Svc) -> JSONResponse:
@@ -119,6 +127,8 @@ def missing(body: DigestList, actor: Caller, svc: Svc) -> JSONResponse:
 @router.put(
     "/blobs/{digest}",
     summary="Upload a whole content (up to 16 MiB or the part size; larger ones use /uploads)",
+    description="The bytes are hashed as they arrive; the answer describes them (the same "
+    "whether or not the store had the content) and lets the caller reference the content.",
     status_code=201,
     response_model=StoredContent,
     openapi_extra=RAW_BODY,
@@ -135,32 +145,40 @@ async def put_blob(digest: Digest, request: Request, actor: Caller, svc: Svc) ->
                 expected=digest,
                 actual=blob.digest,
             )
-        stored = await run_in_threadpool(svc.adopt_blob, tmp, blob)
+        if not tmp.exists():  # the body stalled so long that the sweep took the file
+            raise InvalidRequest("the upload stalled and was dropped; send it again")
+        stored = await run_in_threadpool(svc.adopt_blob, actor, tmp, blob)
     finally:
         tmp.unlink(missing_ok=True)
     return out({"digest": stored.digest, "size": stored.size, "check": stored.check}, 201)
 
 
 @router.post(
-    "/uploads", summary="Start or resume a resumable upload", response_model=UploadProgress
+    "/uploads",
+    summary="Start or resume your resumable upload",
+    description="Answers `stored: true` (nothing to send) only for content the caller may "
+    "already reference; otherwise starts or resumes the caller's own upload.",
+    response_model=UploadProgress,
 )
 def start_upload(body: NewUpload, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
     validate_digest(body.digest)
-    if svc.blobs.has(body.digest):
+    if svc.referenceable_contents(actor, [body.digest]):
         return out({"digest": body.digest, "size": body.size, "stored": True})
-    return out(_state(_uploads(request).start(body.digest, body.size)))
+    return out(_state(_uploads(request).start(actor.user_id, body.digest, body.size)))
 
 
 @router.get(
-    "/uploads/{digest}", summary="Which parts of an upload arrived", response_model=UploadProgress
+    "/uploads/{digest}",
+    summary="Which parts of your upload arrived",
+    response_model=UploadProgress,
 )
 def upload_state(digest: Digest, request: Request, actor: Caller) -> JSONResponse:
-    return out(_state(_uploads(request).state(digest)))
+    return out(_state(_uploads(request).state(actor.user_id, digest)))
 
 
 @router.put(
     "/uploads/{digest}/parts/{number}",
-    summary="Send one part (verified by its SHA-256)",
+    summary="Send one part of your upload (verified against its declared SHA-256)",
     response_model=PartReceived,
     openapi_extra=RAW_BODY,
 )
@@ -169,15 +187,23 @@ async def put_part(
     number: PartNumber,
     request: Request,
     actor: Caller,
-    part_sha256: Annotated[str | None, Header(alias="X-Regalia-Part-Sha256")] = None,
+    part_sha256: Annotated[
+        str,
+        Header(
+            alias=PART_SHA256_HEADER,
+            pattern="^[0-9a-fA-F]{64}$",
+            description="the part's SHA-256; a part that does not match is not received",
+        ),
+    ],
 ) -> JSONResponse:
-    written = await _uploads(request).write_part(digest, number, _counted(request), part_sha256)
+    area = _uploads(request)
+    written = await area.write_part(actor.user_id, digest, number, _counted(request), part_sha256)
     return out({"part": number, "size": written})
 
 
 @router.post(
     "/uploads/{digest}/complete",
-    summary="Verify the whole content and store it",
+    summary="Verify your whole upload and store it",
     status_code=201,
     response_model=StoredContent,
     responses={200: {"model": StoredContent, "description": "stored by an earlier complete"}},
@@ -185,32 +211,50 @@ async def put_part(
 def complete_upload(digest: Digest, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
     area = _uploads(request)
     try:
-        path, blob = area.complete(digest)
+        path, blob = area.complete(actor.user_id, digest)
     except NotFound:
-        # A retried complete: the first one stored the content, or is storing it.
-        if svc.blobs.has(validate_digest(digest)):
-            size, check = svc.known_check(digest)
+        # A retried complete: the first one stored the content (and granted it),
+        # or is storing it. Content the caller may not reference stays "not found".
+        known = svc.stored_content(actor, validate_digest(digest))
+        if known is not None:
+            size, check = known
             return out({"digest": digest, "size": size, "check": check, "stored": True})
-        if area.completing(digest):
+        if area.completing(actor.user_id, digest):
             raise StorageUnavailable(
                 "this upload is being completed by another request; retry shortly"
             ) from None
         raise
     try:
-        stored = svc.adopt_blob(path, blob)
+        stored = svc.adopt_blob(actor, path, blob)
     finally:
         path.unlink(missing_ok=True)
     return out({"digest": stored.digest, "size": stored.size, "check": stored.check}, 201)
 
 
 @router.delete(
-    "/uploads/{digest}", summary="Abandon an upload (org admins)", response_model=Discarded
+    "/uploads/{digest}",
+    summary="Abandon your upload (org admins: anyone's, with `user`)",
+    response_model=Discarded,
 )
-def abandon_upload(digest: Digest, request: Request, actor: Caller) -> JSONResponse:
-    # Uploads are shared by everyone sending the same content: only an admin
-    # may throw one away (others' parts included).
-    require_org_admin(actor, "abandon uploads")
-    _uploads(request).discard(digest)
+def abandon_upload(
+    digest: Digest,
+    request: Request,
+    actor: Caller,
+    svc: Svc,
+    user: Annotated[
+        str | None, Query(description="whose upload to abandon (org admins only)")
+    ] = None,
+) -> JSONResponse:
+    validate_digest(digest)
+    owner = actor.user_id
+    if user is not None and user.lower() != actor.name.lower():
+        require_org_admin(actor, "abandon another user's upload")
+        found = [u.id for u in svc.list_users(actor) if u.name.lower() == user.lower()]
+        if not found:
+            raise UserNotFound(f"user {user!r} not found", user=user)
+        owner = found[0]
+    if not _uploads(request).discard(owner, digest):
+        raise NotFound(f"no upload in progress for {digest}", digest=digest)
     return out({"discarded": digest})
 
 

@@ -25,28 +25,25 @@ import uvicorn
 
 from regalia.config import Settings
 from regalia.server.observe import configure_logging
+from regalia.server.sweeper import sweep_once
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
 
 LOG = logging.getLogger("regalia.server")
 GRACE_SECONDS = 10
-ABANDONED_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload untouched for a week is swept at start
 
 
 def prepare(settings: Settings, out: TextIO) -> None:
-    """Migrate, create the organization on first start, and say how to get a key."""
+    """Migrate, create the organization on first start, sweep what crashed
+    transfers left (:mod:`regalia.server.sweeper`), and say how to get a key."""
     svc = Service(settings)
     try:
         owner = svc.ensure_org()
         key = svc.first_api_key(owner)
         svc.sweep_web_sessions()  # ended UI sessions (logins sweep them too)
+        sweep_once(svc, UploadArea(settings.home / "uploads", settings.upload_part_bytes))
     finally:
         svc.close()
-    swept = UploadArea(settings.home / "uploads", settings.upload_part_bytes).sweep(
-        ABANDONED_UPLOAD_SECONDS
-    )
-    if swept:
-        LOG.info("removed abandoned uploads", extra={"count": swept})
     if key is not None:
         print(
             f"Organization {owner.org_name!r} is ready. API key of its admin "

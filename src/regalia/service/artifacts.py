@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
-from regalia.blobs.base import StoredBlob, validate_check, validate_digest
+from regalia.blobs.base import validate_check, validate_digest
 from regalia.core.jsonvalues import validate_metadata, validate_text
 from regalia.core.names import (
     MAX_ID,
@@ -42,7 +41,7 @@ from regalia.service.access import (
     require_entity,
     visible_registry,
 )
-from regalia.service.base import ServiceBase
+from regalia.service.content import ChecksUnknown, ContentMixin
 from regalia.service.views import Actor, FileEntry, VersionView
 from regalia.store.models import Collection, Membership, Project, Registry, Version
 from regalia.store.repo import Repo
@@ -83,14 +82,7 @@ def validate_alias_or_latest(alias: str) -> str | None:
     return validate_alias(alias)
 
 
-class ArtifactsMixin(ServiceBase):
-    # -- files -----------------------------------------------------------------
-    def store_file(self, local_path: Path, progress: Any = None) -> StoredBlob:
-        """Put a local file into the blob store (once per content); return its
-        ``StoredBlob(digest, size, check)``, ``check`` being the BLAKE3 that
-        downloads verify (``FileEntry.check``)."""
-        return self.blobs.put_file(Path(local_path), progress=progress)
-
+class ArtifactsMixin(ContentMixin):
     # -- helpers -----------------------------------------------------------------
     def _ctx(self, repo: Repo, actor: Actor, membership_id: int) -> _Ctx:
         # An id past the database's integers cannot exist (and must not reach SQL).
@@ -215,8 +207,18 @@ class ArtifactsMixin(ServiceBase):
     ) -> VersionView:
         """Record a new version of ``entity/project/name`` from stored blobs.
 
+        Every file's content must be one the caller may reference (SPEC §7: they
+        sent it, or may download a version holding it; see :meth:`verified_files`),
+        and its size and check are confirmed against the store, in the same
+        transaction as the write.
         R10: identical files return the existing version (``created`` is False).
-        Raises InvalidName, PermissionDenied, TypeMismatch, StorageUnavailable.
+
+        Raises:
+            InvalidName, InvalidRequest: a bad name, path, size or check.
+            ContentNotUploaded: a content the caller did not send and may not download.
+            PermissionDenied: the caller may not log into ``entity/project``.
+            TypeMismatch: the artifact exists with another type.
+            StorageUnavailable: a content is missing from the blob store.
         """
         validate_entity_name(entity, "entity name")
         validate_entity_name(project, "project name")
@@ -234,9 +236,10 @@ class ArtifactsMixin(ServiceBase):
         if run_key is not None:
             validate_label(run_key, "run key", MAX_RUN_KEY)
         require_entity(actor, entity, project, "log artifacts")
-        digest = manifest_digest(files)
+        digest = manifest_digest(files)  # sizes as given: confirmed equal to the store's below
 
         def fn(repo: Repo) -> VersionView:
+            checked = self._confirmed_files(repo, actor, files)  # SPEC §7, sizes, checks
             now = self.now()
             proj = repo.ensure_project(actor.org_id, entity, project, now)
             seq = repo.ensure_collection(
@@ -285,7 +288,7 @@ class ArtifactsMixin(ServiceBase):
                     updated_at=now,
                 )
             )
-            repo.add_files(version.id, [(f.path, f.digest, f.size, f.check) for f in files])
+            repo.add_files(version.id, [(f.path, f.digest, f.size, f.check) for f in checked])
             repo.add_blobs(actor.org_id, {f.digest: f.size for f in files}, now)
             # Checked under the blob rows' locks, so a concurrent delete cannot free
             # a file between this check and the commit (R9 vs. §7 visibility).
@@ -301,7 +304,11 @@ class ArtifactsMixin(ServiceBase):
             repo.add_version_tags(version.id, tags)
             return self._version_view(repo, m)
 
-        return self.db.write(self._once(actor, idempotency_key, "log", fn))
+        try:
+            return self.db.write(self._once(actor, idempotency_key, "log", fn))
+        except ChecksUnknown as unknown:  # contents stored before checks were recorded
+            self.measure(unknown.digests)
+            return self.db.write(self._once(actor, idempotency_key, "log", fn))
 
     # -- link ----------------------------------------------------------------------------
     def link(

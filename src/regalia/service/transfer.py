@@ -1,10 +1,11 @@
 """File transfer use cases for clients that talk to a server.
 
-A remote client hashes its files, asks which contents the store lacks
-(:meth:`TransferMixin.missing_blobs`), uploads only those, then logs the
-version. The server never trusts a client's claim about a content: sizes are
-checked against the store and BLAKE3 checks against the one recorded when the
-server received the bytes (or computed from the stored blob).
+A remote client hashes its files, asks which contents it must send
+(:meth:`TransferMixin.missing_blobs`: those it may not already reference, see
+:mod:`regalia.service.content`), uploads only those, then logs the version.
+The server never trusts a client's claim about a content: sizes are checked
+against the store and BLAKE3 checks against the one recorded when the server
+received the bytes (or computed from the stored blob).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from regalia.blobs.base import STREAM_CHUNK, StoredBlob, new_check_hasher, validate_digest
+from regalia.blobs.base import StoredBlob, validate_digest
 from regalia.errors import InvalidRequest, NotFound
 from regalia.service.reads import ReadsMixin
 from regalia.service.views import Actor, FileEntry
@@ -23,62 +24,34 @@ MAX_DIGESTS_PER_QUERY = 10_000
 
 class TransferMixin(ReadsMixin):
     def missing_blobs(self, actor: Actor, digests: Sequence[str]) -> list[str]:
-        """The digests among ``digests`` whose content the store lacks."""
+        """The digests among ``digests`` the caller must upload before a version
+        of theirs may reference them: those not in :meth:`referenceable_contents`.
+
+        A content the caller may not read is reported missing whether or not it
+        is stored (uploading it proves possession), so the answer tells nothing
+        about other users' contents.
+
+        Raises:
+            InvalidRequest: too many digests, or a malformed one.
+        """
         if len(digests) > MAX_DIGESTS_PER_QUERY:
             raise InvalidRequest(
                 f"ask about at most {MAX_DIGESTS_PER_QUERY} digests at once", count=len(digests)
             )
-        return [d for d in dict.fromkeys(digests) if not self.blobs.has(validate_digest(d))]
+        wanted = list(dict.fromkeys(validate_digest(d) for d in digests))
+        present = self.referenceable_contents(actor, wanted)
+        return [d for d in wanted if d not in present]
 
-    def adopt_blob(self, path: Path, blob: StoredBlob) -> StoredBlob:
-        """Move a received, verified file into the store and remember its check."""
-        stored = self.blobs.adopt(path, blob)
-        self.db.write(lambda repo: repo.record_blob_check(stored.digest, stored.size, stored.check))
-        return stored
+    def adopt_blob(self, actor: Actor, path: Path, blob: StoredBlob) -> StoredBlob:
+        """Move a file the server received from ``actor`` and hashed into the
+        store, remember its check and grant ``actor`` the right to reference it.
 
-    def verified_files(self, actor: Actor, files: Sequence[FileEntry]) -> list[FileEntry]:
-        """A client's manifest with sizes and checks confirmed by the store.
-
-        Raises:
-            InvalidRequest: a content is not stored (upload it first), or the
-                manifest gives a size or check that does not match it.
+        If the content is stored already the file is dropped, and the answer is
+        the same as for a first upload (it describes the bytes the caller sent).
         """
-        digests = [validate_digest(f.digest) for f in files]
-        known = self.db.read(lambda repo: repo.blob_checks(digests))
-        out = []
-        for f in files:
-            if f.digest not in known:
-                known[f.digest] = self._measure(f.digest)
-            size, check = known[f.digest]
-            if f.size != size or (f.check is not None and f.check != check):
-                raise InvalidRequest(
-                    f"file {f.path!r}: the stored content {f.digest[:12]}... is {size} bytes "
-                    f"with check {check}; the manifest says {f.size} bytes, check {f.check}",
-                    path=f.path,
-                )
-            out.append(FileEntry(f.path, f.digest, size, check))
-        return out
-
-    def _measure(self, digest: str) -> tuple[int, str]:
-        """Size and BLAKE3 check of a stored blob (read once, then remembered)."""
-        try:
-            hasher = new_check_hasher()
-            size = 0
-            with self.blobs.open(digest) as stream:
-                while chunk := stream.read(STREAM_CHUNK):
-                    hasher.update(chunk)
-                    size += len(chunk)
-        except NotFound:
-            raise InvalidRequest(
-                f"content {digest} is not in the blob store; upload it first", digest=digest
-            ) from None
-        check = f"blake3:{hasher.hexdigest()}"
-
-        def fn(repo: Repo) -> None:
-            repo.record_blob_check(digest, size, check)
-
-        self.db.write(fn)
-        return size, check
+        stored = self.blobs.adopt(path, blob)
+        self.record_received(actor, [stored])
+        return stored
 
     def blob_for_download(self, actor: Actor, membership_id: int, digest: str) -> FileEntry:
         """The file entry of ``digest`` in a version the caller may download.
@@ -101,7 +74,10 @@ class TransferMixin(ReadsMixin):
             raise NotFound(f"version {membership_id} has no file with content {digest}")
         return entry
 
-    def known_check(self, digest: str) -> tuple[int, str]:
-        """Size and BLAKE3 check of a stored content."""
+    def stored_content(self, actor: Actor, digest: str) -> tuple[int, str] | None:
+        """Size and BLAKE3 check of a content the caller may reference; None for
+        any other (stored or not), so the answer reveals nothing."""
+        if digest not in self.referenceable_contents(actor, [digest]):
+            return None
         known = self.db.read(lambda repo: repo.blob_checks([digest]))
         return known[digest] if digest in known else self._measure(digest)

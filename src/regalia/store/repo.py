@@ -27,6 +27,7 @@ from regalia.store.models import (
     ApiKey,
     Blob,
     BlobCheck,
+    BlobGrant,
     Collection,
     CollectionTag,
     HistoryEvent,
@@ -290,6 +291,78 @@ class Repo:
 
     def record_blob_check(self, digest: str, size: int, check: str) -> None:
         self._insert_ignore(BlobCheck, {"digest": digest, "size": size, "check": check})
+
+    def record_blob_checks(self, checks: Sequence[tuple[str, int, str]]) -> None:
+        """Remember ``(digest, size, check)`` of received contents (known ones stay)."""
+        rows = [{"digest": d, "size": n, "check": c} for d, n, c in dict.fromkeys(checks)]
+        if rows:
+            ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
+            self.conn.execute(ins(BlobCheck).on_conflict_do_nothing(), rows)
+
+    # -- content access (SPEC §7: proof of possession) ---------------------------------
+    def grant_blobs(
+        self, org_id: int, user_id: int, digests: Iterable[str], when: datetime
+    ) -> None:
+        """The user sent these contents now: grant (or renew) their right to reference them."""
+        rows = [
+            {"user_id": user_id, "digest": d, "org_id": org_id, "granted_at": when}
+            for d in dict.fromkeys(digests)
+        ]
+        if not rows:
+            return
+        ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        stmt = ins(BlobGrant)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[BlobGrant.user_id, BlobGrant.digest],
+                set_={"granted_at": stmt.excluded.granted_at, "org_id": stmt.excluded.org_id},
+            ),
+            rows,
+        )
+
+    def granted_digests(self, user_id: int, digests: Sequence[str], since: datetime) -> set[str]:
+        """Those of ``digests`` the user was granted at ``since`` or later (primary key)."""
+        out: set[str] = set()
+        for chunk in _chunks(digests):
+            params = {"uid": user_id, "digests": chunk, "since": since}
+            out.update(self.conn.execute(st.GRANTED, params).scalars())
+        return out
+
+    def downloadable_digests(
+        self,
+        org_id: int,
+        user_id: int,
+        digests: Sequence[str],
+        *,
+        scan: int,
+        everything: bool,
+        entity_keys: Sequence[str],
+        team_ids: Sequence[int],
+        roles: Sequence[str],
+        org_visible: bool,
+    ) -> set[str]:
+        """Those of ``digests`` that one of the first ``scan`` versions of the org
+        holding them lets the user download (one query; the rules of who may
+        download come from the service, see ``statements.DOWNLOADABLE``)."""
+        params: dict[str, Any] = {
+            "org": org_id,
+            "uid": user_id,
+            "scan": scan,
+            "everything": everything,
+            "entities": list(entity_keys),
+            "tids": list(team_ids),
+            "roles": list(roles),
+            "org_visible": org_visible,
+        }
+        out: set[str] = set()
+        for chunk in _chunks(digests):
+            out.update(self.conn.execute(st.DOWNLOADABLE, {**params, "digests": chunk}).scalars())
+        return out
+
+    def expire_grants(self, before: datetime) -> int:
+        """Delete grants given before ``before``; returns how many."""
+        result = self.s.execute(delete(BlobGrant).where(BlobGrant.granted_at < before))
+        return int(cast(Any, result).rowcount or 0)
 
     # -- registries -------------------------------------------------------------
     def registry_by_name(
@@ -854,3 +927,9 @@ class Repo:
             stmt = stmt.where(HistoryEvent.id < before_id)
         order = HistoryEvent.id.asc() if ascending else HistoryEvent.id.desc()
         return self.s.scalars(stmt.order_by(order).limit(limit)).all()
+
+
+def _chunks(items: Sequence[str], size: int = 1000) -> Iterable[list[str]]:
+    """``items`` in lists of at most ``size`` (bounded ``IN`` lists)."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

@@ -10,12 +10,26 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, inspect, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from regalia.store.models import (
     Alias,
     ApiKey,
+    Blob,
+    BlobGrant,
     Collection,
     IdempotencyKey,
     Membership,
@@ -23,6 +37,7 @@ from regalia.store.models import (
     Registry,
     RegistryMember,
     Version,
+    VersionFile,
     WebSession,
 )
 
@@ -156,3 +171,67 @@ WEB_SESSION_USER = (
         ApiKey.revoked_at.is_(None),
     )
 )
+
+
+# -- content access (SPEC §7) ---------------------------------------------------------------
+GRANTED = select(BlobGrant.digest).where(
+    BlobGrant.user_id == bindparam("uid"),
+    BlobGrant.digest.in_(bindparam("digests", expanding=True)),
+    BlobGrant.granted_at >= bindparam("since"),
+)
+
+
+def _downloadable() -> Any:
+    """Of the digests ``:digests``, those the org ``:org``'s blob rows hold (primary
+    key) that one of the first ``:scan`` versions referencing them (index on
+    ``version_files.digest``) lets the user ``:uid`` download: a bounded ``EXISTS``
+    that stops at the first such version. Who may download what is decided by the
+    caller through ``:everything`` (org admin), ``:entities`` (source artifacts of
+    these lower-case entity names), ``:roles`` held by ``:uid`` or ``:tids`` in a
+    registry, and ``:org_visible`` (every registry of visibility ``organization``)."""
+    m, c = Membership, Collection
+    via_source = and_(
+        c.kind == "sequence",
+        exists().where(
+            Project.id == c.project_id,
+            func.lower(Project.entity).in_(bindparam("entities", expanding=True)),
+        ),
+    )
+    via_member = exists().where(
+        RegistryMember.registry_id == c.registry_id,
+        RegistryMember.role.in_(bindparam("roles", expanding=True)),
+        or_(
+            RegistryMember.user_id == bindparam("uid"),
+            RegistryMember.team_id.in_(bindparam("tids", expanding=True)),
+        ),
+    )
+    via_org = and_(
+        bindparam("org_visible", type_=Boolean),
+        exists().where(Registry.id == c.registry_id, Registry.visibility == "organization"),
+    )
+    allowed = or_(
+        bindparam("everything", type_=Boolean),
+        via_source,
+        and_(c.kind == "portfolio", or_(via_member, via_org)),
+    )
+    first_holders = (
+        select(VersionFile.version_id)
+        .where(VersionFile.digest == Blob.digest)
+        .limit(bindparam("scan", type_=Integer))
+        .correlate(Blob)  # the outer query's blob row, two levels up
+        .scalar_subquery()
+    )
+    held = (
+        select(m.id)
+        .join(c, c.id == m.collection_id)
+        .where(m.version_id.in_(first_holders), c.org_id == bindparam("org"), allowed)
+        .exists()
+    )
+    return select(Blob.digest).where(
+        Blob.org_id == bindparam("org"),
+        Blob.digest.in_(bindparam("digests", expanding=True)),
+        held,
+    )
+
+
+DOWNLOADABLE = _downloadable()

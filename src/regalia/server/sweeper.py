@@ -1,0 +1,62 @@
+"""What the server throws away, at start and every :data:`SWEEP_INTERVAL` seconds.
+
+* temporary files of whole ``PUT``s and of ``complete``s left by a crash,
+  once untouched for :data:`~regalia.server.uploads.TEMP_MAX_AGE` (15 minutes);
+* resumable uploads untouched for :data:`~regalia.server.uploads.UPLOAD_MAX_AGE`
+  (7 days: a client may resume for that long);
+* grants to reference content older than
+  :data:`~regalia.service.content.GRANT_LIFETIME` (7 days), so the table stays
+  bounded (expired grants are ignored anyway).
+
+Every server process sweeps; the sweeps are idempotent, so several at once do
+no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from regalia.errors import RegaliaError
+from regalia.server.uploads import UploadArea
+from regalia.service import Service
+
+LOG = logging.getLogger("regalia.server")
+SWEEP_INTERVAL = 300.0
+
+
+@dataclass(frozen=True)
+class Swept:
+    uploads: int  # upload folders and temporary files removed
+    grants: int  # expired grants deleted
+
+
+def sweep_once(svc: Service, area: UploadArea, *, now: float | None = None) -> Swept:
+    """One sweep of the upload area and the grants; logs what it removed."""
+    swept = Swept(area.sweep(now=now), svc.expire_grants())
+    if swept.uploads or swept.grants:
+        LOG.info(
+            "removed abandoned uploads and expired grants",
+            extra={"uploads": swept.uploads, "grants": swept.grants},
+        )
+    return swept
+
+
+async def sweep_periodically(
+    svc: Service, area: UploadArea, stop: asyncio.Event, interval: float = SWEEP_INTERVAL
+) -> None:
+    """Sweep every ``interval`` seconds until ``stop`` is set (the first sweep
+    waits one interval: ``regalia server`` sweeps once before serving)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
+        try:
+            await run_in_threadpool(sweep_once, svc, area)
+        except (OSError, RegaliaError) as exc:
+            LOG.warning("the sweep of abandoned uploads failed: %s", exc)
