@@ -160,7 +160,7 @@ class Seeder:
         svc.protect_alias(admin, registry, "production")
         path = self.root / f"file-{n}"
         path.write_bytes(f"content {n}".encode())
-        blob = svc.store_file(path)
+        blob = svc.store_file(admin, path)
         version = svc.log_version(
             admin,
             entity=admin.name,
