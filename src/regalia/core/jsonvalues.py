@@ -36,22 +36,24 @@ def _float_name(value: float) -> str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-def _check_text(text: str, base: str, path: list[str | int], what: str) -> None:
+def _text_problem(text: str) -> str | None:
+    """What in ``text`` cannot be stored or sent as JSON, if anything."""
     if text.isascii() and "\x00" not in text:
-        return
+        return None
     if "\x00" in text:
-        raise InvalidRequest(
-            f"{what} of {_where(base, path)} contains the character U+0000 (NUL), "
-            "which cannot be stored",
-            where=_where(base, path),
-        )
+        return "contains the character U+0000 (NUL), which cannot be stored"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidRequest(
-            f"{what} of {_where(base, path)} contains a lone surrogate (not Unicode text)",
-            where=_where(base, path),
-        ) from None
+        return "contains a lone surrogate (not Unicode text)"
+    return None
+
+
+def _check_text(text: str, base: str, path: list[str | int], what: str) -> None:
+    problem = _text_problem(text)
+    if problem is not None:
+        where = _where(base, path)
+        raise InvalidRequest(f"{what} of {where} {problem}", where=where)
 
 
 def validate_json(value: Any, what: str = "value") -> Any:
@@ -143,14 +145,9 @@ def validate_text(text: str | None, what: str) -> str | None:
     Raises:
         InvalidRequest: naming ``what``.
     """
-    if text is None or (text.isascii() and "\x00" not in text):
-        return text
-    if "\x00" in text:
-        raise InvalidRequest(f"{what} contains the character U+0000 (NUL), which cannot be stored")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"{what} contains a lone surrogate (not Unicode text)") from None
+    problem = None if text is None else _text_problem(text)
+    if problem is not None:
+        raise InvalidRequest(f"{what} {problem}")
     return text
 
 

@@ -113,7 +113,6 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         stop.set()
         await sweeper
         if task is not None:
-            stop.set()
             try:
                 await asyncio.wait_for(task, timeout=15)
             except TimeoutError:

@@ -17,6 +17,7 @@ import base64
 import binascii
 import threading
 import time
+from typing import Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -49,31 +50,52 @@ def api_key_from(header: str | None) -> str:
     raise Unauthenticated("the Authorization header must be 'Bearer KEY' or HTTP Basic")
 
 
+K = TypeVar("K")
+
+
+class _Remembered(Generic[K]):
+    """Actors remembered for ``ttl`` seconds each, at most 10,000 at a time."""
+
+    def __init__(self, ttl: float, lock: threading.Lock) -> None:
+        self.ttl = ttl
+        self._lock = lock
+        self._items: dict[K, tuple[float, Actor]] = {}
+
+    def get(self, key: K) -> Actor | None:
+        hit = self._items.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, key: K, actor: Actor) -> Actor:
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + self.ttl, actor)
+        return actor
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 class Authenticator:
     """Turns a request's credentials into an :class:`Actor`."""
 
     def __init__(self, service: Service, ttl: float = KEY_CACHE_SECONDS) -> None:
         self.service = service
         self.ttl = ttl
-        self._known: dict[str, tuple[float, Actor]] = {}
-        self._users: dict[int, tuple[float, Actor]] = {}
-        self._lock = threading.Lock()
+        lock = threading.Lock()
+        self._known: _Remembered[str] = _Remembered(ttl, lock)
+        self._users: _Remembered[int] = _Remembered(ttl, lock)
 
     async def actor(self, request: Request) -> Actor:
         return await self.actor_of_key(api_key_from(request.headers.get("authorization")))
 
     async def actor_of_key(self, key: str) -> Actor:
         """The key's owner (remembered for ``ttl`` seconds)."""
-        now = time.monotonic()
         hit = self._known.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        actor = await run_in_threadpool(self.service.authenticate, key)
-        with self._lock:
-            if len(self._known) > 10_000:
-                self._known.clear()
-            self._known[key] = (now + self.ttl, actor)
-        return actor
+        if hit is not None:
+            return hit
+        return self._known.put(key, await run_in_threadpool(self.service.authenticate, key))
 
     async def actor_of_session(self, token: str) -> Actor:
         """The user of a live web session (see ``Service.web_session_user``)."""
@@ -81,19 +103,12 @@ class Authenticator:
 
     def _session_actor(self, token: str) -> Actor:
         user_id = self.service.web_session_user(token)
-        now = time.monotonic()
         hit = self._users.get(user_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        actor = self.service.actor_of_user(user_id)
-        with self._lock:
-            if len(self._users) > 10_000:
-                self._users.clear()
-            self._users[user_id] = (now + self.ttl, actor)
-        return actor
+        if hit is not None:
+            return hit
+        return self._users.put(user_id, self.service.actor_of_user(user_id))
 
     def forget(self) -> None:
         """Drop every remembered key and user (after a revocation or a role change)."""
-        with self._lock:
-            self._known.clear()
-            self._users.clear()
+        self._known.clear()
+        self._users.clear()

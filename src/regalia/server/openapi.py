@@ -88,6 +88,10 @@ NO_ROLE_NEEDED = {
 CONFLICTS = {
     ("post", "/api/v1/users"),  # the name is taken
     ("post", "/api/v1/teams"),
+    # demoting or removing a team's last admin
+    ("post", "/api/v1/teams/{team}/members"),
+    ("put", "/api/v1/teams/{team}/members/{user}"),
+    ("delete", "/api/v1/teams/{team}/members/{user}"),
     ("post", "/api/v1/registries"),
     ("post", "/api/v1/registries/{name}/automations"),
     ("delete", "/api/v1/versions/{membership_id}"),  # a link holds a protected alias (R7)

@@ -20,7 +20,6 @@ from regalia.errors import (
     InvalidRequest,
     NotFound,
     StorageUnavailable,
-    UserNotFound,
 )
 from regalia.server.deps import Caller, Svc, out
 from regalia.server.jsonbody import StrictJsonRoute
@@ -249,10 +248,7 @@ def abandon_upload(
     owner = actor.user_id
     if user is not None and user.lower() != actor.name.lower():
         require_org_admin(actor, "abandon another user's upload")
-        found = [u.id for u in svc.list_users(actor) if u.name.lower() == user.lower()]
-        if not found:
-            raise UserNotFound(f"user {user!r} not found", user=user)
-        owner = found[0]
+        owner = svc.user_id(actor, user)
     if not _uploads(request).discard(owner, digest):
         raise NotFound(f"no upload in progress for {digest}", digest=digest)
     return out({"discarded": digest})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from regalia.core.names import validate_entity_name
+from regalia.core.names import name_key, validate_entity_name
 from regalia.core.roles import OrgRole, TeamRole
 from regalia.errors import (
     AlreadyExists,
@@ -39,6 +39,15 @@ class TeamsMixin(ServiceBase):
         if user is None:
             raise UserNotFound(f"user {name!r} not found", user=name)
         return user
+
+    def user_id(self, actor: Actor, name: str) -> int:
+        """The id of the organization's user ``name``.
+
+        Raises:
+            InvalidName: not a user name; UserNotFound: no such user.
+        """
+        validate_entity_name(name, "user name")
+        return self.db.read(lambda repo: self._user(repo, actor, name).id)
 
     def _team(self, repo: Repo, actor: Actor, name: str) -> Team:
         team = repo.team_by_name(actor.org_id, name)
@@ -79,7 +88,7 @@ class TeamsMixin(ServiceBase):
                     return self._team_view(repo, found)
                 raise AlreadyExists(f"a team or user named {name!r} already exists", name=name)
             team = repo.add(
-                Team(org_id=actor.org_id, name=name, name_key=name.lower(), created_at=self.now())
+                Team(org_id=actor.org_id, name=name, name_key=name_key(name), created_at=self.now())
             )
             repo.add_team_member(team.id, actor.user_id, TeamRole.ADMIN.value)
             self._record_team_change(

@@ -290,14 +290,12 @@ class Repo:
         return known
 
     def record_blob_check(self, digest: str, size: int, check: str) -> None:
-        self._insert_ignore(BlobCheck, {"digest": digest, "size": size, "check": check})
+        self.record_blob_checks([(digest, size, check)])
 
     def record_blob_checks(self, checks: Sequence[tuple[str, int, str]]) -> None:
         """Remember ``(digest, size, check)`` of received contents (known ones stay)."""
         rows = [{"digest": d, "size": n, "check": c} for d, n, c in dict.fromkeys(checks)]
-        if rows:
-            ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
-            self.conn.execute(ins(BlobCheck).on_conflict_do_nothing(), rows)
+        self._insert_ignore(BlobCheck, rows)
 
     # -- content access (SPEC §7: proof of possession) ---------------------------------
     def grant_blobs(
