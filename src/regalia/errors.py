@@ -21,7 +21,9 @@ class from it, never from the message) and the ``http_status`` a server uses::
     ├── Conflict                          409
     │   ├── AlreadyExists
     │   ├── TypeMismatch
-    │   └── ProtectedAlias
+    │   ├── ProtectedAlias
+    │   ├── FileConflict                  (a download would overwrite other content)
+    │   └── AddressInUse                  (a server's host and port are taken)
     ├── TooLarge                          413
     ├── IntegrityError                    500  (a hash did not match: data is damaged)
     ├── StorageUnavailable                503
@@ -158,6 +160,18 @@ class TypeMismatch(Conflict):
 
 class ProtectedAlias(Conflict):
     code = "protected_alias"
+
+
+class FileConflict(Conflict):
+    """A download folder holds files whose content differs from the version's."""
+
+    code = "file_conflict"
+
+
+class AddressInUse(Conflict):
+    """``regalia server`` cannot listen: another process holds its host and port."""
+
+    code = "address_in_use"
 
 
 class TooLarge(RegaliaError):

@@ -6,11 +6,13 @@ from dataclasses import replace
 
 import click
 
-from regalia.cli.context import State, pass_state, registry_name
+from regalia.cli.context import CliError, State, pass_state, registry_name
 from regalia.cli.output import emit_json, table
+from regalia.config import Settings
 from regalia.core.names import validate_entity_name
 from regalia.core.roles import OrgRole, RegistryRole, TeamRole, Visibility
 from regalia.errors import NotFound, TeamNotFound, UserNotFound
+from regalia.sdk.backend import BASE_URL_ENV, resolve
 from regalia.service.views import MemberView, TeamView
 
 ORG_ROLES = click.Choice([r.value for r in OrgRole])
@@ -45,6 +47,7 @@ def init(state: State, org_name: str | None) -> None:
     stale) REGALIA_API_KEY: whoever can open the database is trusted here.
     """
     settings = state.settings()
+    _refuse_init_beside_a_server(settings)
     if org_name is not None:
         validate_entity_name(org_name, "organization name")
         settings = replace(settings, org_name=org_name)
@@ -64,6 +67,24 @@ def init(state: State, org_name: str | None) -> None:
     _print_key(key)
     if org_name is not None and org_name != state.settings().org_name:
         click.echo(f"  export REGALIA_ORG={org_name}")
+
+
+def _refuse_init_beside_a_server(settings: Settings) -> None:
+    """``init`` makes a local organization: refused while the SDK and CLI point at a
+    server, whose key it would not be (the user meant to join that server)."""
+    target = resolve(settings)
+    if target.base_url is None:
+        return
+    if target.url_from == BASE_URL_ENV:
+        why, instead = f"{BASE_URL_ENV} is set", f"unset {BASE_URL_ENV} first"
+    else:
+        why, instead = f"a login is saved in {target.login_file}", "run 'regalia logout' first"
+    raise CliError(
+        f"regalia init would create a local organization in {settings.home}, not on "
+        f"{target.base_url} ({why}): for a key on that server, ask its admin for one (they "
+        f"run 'regalia key create' there), then 'regalia login --base-url {target.base_url} "
+        f"--api-key KEY'; to use a local store instead, {instead}"
+    )
 
 
 # -- users ---------------------------------------------------------------------------------

@@ -46,10 +46,11 @@ class State:
         """Settings from the environment, with ``--home`` in place of ``REGALIA_HOME``."""
         return Settings.from_env(home=self.home)
 
-    def backend(self) -> Backend:
-        """The SDK backend acting as ``--api-key`` / ``REGALIA_API_KEY``, else the local owner."""
+    def backend(self, *, notice: bool = True) -> Backend:
+        """The SDK backend acting as ``--api-key`` / ``REGALIA_API_KEY``, else the local
+        owner (``notice``: say on stderr when that is the local store, see ``connect``)."""
         if self._backend is None:
-            self._backend = connect(self.settings(), api_key=self.api_key or None)
+            self._backend = connect(self.settings(), api_key=self.api_key or None, notice=notice)
         return self._backend
 
     def close(self) -> None:

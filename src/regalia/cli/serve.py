@@ -1,11 +1,17 @@
-"""``regalia server``, ``regalia worker``, ``regalia login`` and ``regalia logout``."""
+"""``regalia server``, ``regalia worker``, ``regalia login``, ``regalia logout`` and
+``regalia whoami``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+from sqlalchemy.engine import make_url
 
 from regalia.cli.context import State, pass_state
-from regalia.sdk.backend import login_path, save_login
+from regalia.cli.output import emit_json
+from regalia.config import Settings
+from regalia.sdk.backend import API_KEY_ENV, login_path, resolve, save_login
 
 LOG_LEVEL = click.option(
     "--log-level",
@@ -136,4 +142,66 @@ def logout(state: State) -> None:
         click.echo("Not logged in.")
 
 
-COMMANDS = [server, worker, login, logout]
+KEY_SOURCES = {"argument": "--api-key", API_KEY_ENV: API_KEY_ENV, "saved login": "saved login"}
+
+
+def database_shown(settings: Settings) -> str:
+    """The store's database as a person reads it: the SQLite file, or the
+    PostgreSQL URL without its password."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}"
+    return "PostgreSQL " + url.set(password=None).render_as_string(hide_password=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@pass_state
+def whoami(state: State, as_json: bool) -> None:
+    """Who you act as (user, organization, org role, teams), where (a server, and
+    whether REGALIA_BASE_URL or a saved login chose it, or the local store), and
+    where the API key came from."""
+    settings = state.settings()
+    target = resolve(settings, api_key=state.api_key or None)
+    who = state.backend(notice=False).actor
+    key_from = KEY_SOURCES.get(target.key_from or "", "local owner")
+    where: dict[str, Any]
+    if target.base_url is not None:
+        how = (
+            f"saved login in {target.login_file}"
+            if target.login_file is not None
+            else target.url_from
+        )
+        where = {
+            "kind": "server",
+            "url": target.base_url,
+            "chosen_by": target.url_from,
+            "login_file": str(target.login_file) if target.login_file else None,
+        }
+        where_text = f"server {target.base_url} ({how})"
+    else:
+        db = database_shown(settings)
+        where = {"kind": "local", "home": str(settings.home), "database": db}
+        where_text = f"local store {settings.home} ({db})"
+    if as_json:
+        emit_json(
+            {
+                "user": who.name,
+                "kind": who.kind,
+                "org": who.org_name,
+                "org_role": who.org_role,
+                "teams": list(who.team_names),
+                "where": where,
+                "key_from": key_from,
+            }
+        )
+        return
+    kind = "service account" if who.kind == "service" else "user"
+    click.echo(f"{kind}: {who.name}")
+    click.echo(f"org: {who.org_name} (org role: {who.org_role})")
+    click.echo(f"teams: {', '.join(who.team_names) or '(none)'}")
+    click.echo(f"where: {where_text}")
+    click.echo(f"key: {key_from}")
+
+
+COMMANDS = [server, worker, login, logout, whoami]

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from regalia.cli.context import State, pass_state
+from regalia.cli.context import CliError, State, pass_state
 from regalia.cli.output import emit_json, human_size, table
 from regalia.core.names import REGISTRY_PREFIX, validate_artifact_name, validate_registry_name
-from regalia.errors import InvalidName
+from regalia.errors import FileConflict, InvalidName
 from regalia.sdk.artifact import Artifact
 from regalia.service.views import CollectionView, Page, VersionView
 
@@ -121,12 +121,26 @@ def alias_rm(state: State, path: str, names: tuple[str, ...]) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to download into (default: ./artifacts/<name>:vN).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite files of the folder whose content differs from the version's.",
+)
 @pass_state
-def get(state: State, path: str, root: Path | None) -> None:
-    """Download the files of the version at PATH; print the folder."""
+def get(state: State, path: str, root: Path | None, force: bool) -> None:
+    """Download the files of the version at PATH; print the folder.
+
+    Refuses, writing nothing, when the folder holds a file of the version with
+    other content (unless --force); files already there with the same content
+    are kept, and files that are not in the version are never touched."""
     backend = state.backend()
     view = backend.resolve(path)
-    folder = Artifact._from_view(backend, view).download(root)
+    try:
+        folder = Artifact._from_view(backend, view).download(root, overwrite=force)
+    except FileConflict as exc:
+        raise CliError(
+            f"{exc.message}: use --force to overwrite them, or --root DIR to download elsewhere"
+        ) from None
     click.echo(f"{view.qualified_name}: {view.file_count} files, {human_size(view.size)}", err=True)
     click.echo(folder)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from regalia.core.names import validate_alias, validate_artifact_name, validate_file_path
 from regalia.errors import FileChanged, FileMissing, InvalidRequest
 from regalia.sdk.cache import fetch_to
-from regalia.sdk.destinations import download_targets
+from regalia.sdk.destinations import download_targets, refuse_conflicts
 from regalia.sdk.progress import progress_bar
 from regalia.service.views import FileEntry, VersionView
 
@@ -365,26 +365,42 @@ class Artifact:
         *,
         path_prefix: str | None = None,
         skip_cache: bool | None = None,
+        overwrite: bool = True,
         **_: Any,
     ) -> str:
         """Download every file into ``root`` (default ``./artifacts/<name>:vN``),
         verifying each (by its BLAKE3 check, or by SHA-256 for files of older
-        versions); returns the folder."""
+        versions); returns the folder.
+
+        With ``overwrite=False`` nothing is written if a file of the version is
+        already there with other content (:class:`~regalia.errors.FileConflict`
+        names them); files already there with the same content are kept as they
+        are. The default overwrites them, as the W&B SDK does. Files of the
+        folder that are not in the version are never touched."""
         entries = self.files()
         if path_prefix:
             entries = [e for e in entries if e.path.startswith(path_prefix)]
-        self._download(entries, root)
+        self._download(entries, root, overwrite=overwrite)
         return str(Path(root) if root is not None else self._default_root())
 
     def _download(
-        self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None
+        self,
+        entries: list[ManifestEntry],
+        root: str | os.PathLike[str] | None,
+        *,
+        overwrite: bool = True,
     ) -> list[str]:
         backend, view = self._logged()
         base = Path(root) if root is not None else self._default_root()
+        what = f"{view.collection.name}:{view.version}"
         # Every path checked before anything is written (the manifest is the server's word).
-        targets = download_targets(
-            base, [e.path for e in entries], what=f"{view.collection.name}:{view.version}"
-        )
+        targets = download_targets(base, [e.path for e in entries], what=what)
+        all_targets = list(targets)
+        if not overwrite:
+            wanted = [(e.path, e.size, e.digest, e.check) for e in entries]
+            there = set(refuse_conflicts(base, targets, wanted, what=what))
+            entries = [e for i, e in enumerate(entries) if i not in there]
+            targets = [t for i, t in enumerate(targets) if i not in there]
         store = backend.blobs_for(view.membership_id)
         total = sum(e.size for e in entries)
         with progress_bar(total, f"download {self.name}") as bar:
@@ -407,4 +423,4 @@ class Artifact:
             else:
                 with ThreadPoolExecutor(max_workers=4) as pool:
                     list(pool.map(one, zip(entries, targets, strict=True)))
-        return [str(t) for t in targets]
+        return [str(t) for t in all_targets]

@@ -10,12 +10,17 @@ rules, must not write outside the folder on any operating system (``C:x``,
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from regalia.blobs.base import CHECK_PREFIX, new_check_hasher
 from regalia.core.names import validate_manifest_paths
-from regalia.errors import InvalidName
+from regalia.errors import FileConflict, InvalidName
+
+READ_CHUNK = 1024 * 1024
+SHOWN_CONFLICTS = 5
 
 
 def download_targets(root: Path, paths: Sequence[str], *, what: str) -> list[Path]:
@@ -65,3 +70,79 @@ def _outside(what: str, path: str) -> InvalidName:
         rule="file_path",
         path=path,
     )
+
+
+def refuse_conflicts(
+    root: Path,
+    targets: Sequence[Path],
+    wanted: Sequence[tuple[str, int, str, str | None]],
+    *,
+    what: str,
+) -> list[int]:
+    """Refuse to download where files of other content are in the way.
+
+    Args:
+        root: the download folder.
+        targets: the local file of each manifest file (from :func:`download_targets`).
+        wanted: ``(path, size, sha256, check)`` of each manifest file, in the same order.
+        what: the artifact, for the error message.
+
+    Returns:
+        The indices of the files already there with the version's content
+        (compared by size, then by hash): they need not be written again.
+
+    Raises:
+        FileConflict: some destination holds other content, or is a folder (or
+            lies under a file); names up to :data:`SHOWN_CONFLICTS` of them.
+            Nothing has been written.
+    """
+    root = Path(os.path.abspath(root))
+    same: list[int] = []
+    conflicts: list[str] = []
+    for i, (target, (path, size, digest, check)) in enumerate(zip(targets, wanted, strict=True)):
+        state = _state_of(target, root, size, digest, check)
+        if state == "same":
+            same.append(i)
+        elif state != "absent":
+            conflicts.append(path)
+    if conflicts:
+        shown = ", ".join(conflicts[:SHOWN_CONFLICTS])
+        more = len(conflicts) - SHOWN_CONFLICTS
+        if more > 0:
+            shown += f" and {more} more"
+        count = f"{len(conflicts)} file{'s' if len(conflicts) != 1 else ''}"
+        raise FileConflict(
+            f"refusing to download {what} into {root}: {count} there differ from the "
+            f"version's ({shown}); nothing was written",
+            root=str(root),
+            paths=conflicts[:SHOWN_CONFLICTS],
+            count=len(conflicts),
+        )
+    return same
+
+
+def _state_of(target: Path, root: Path, size: int, digest: str, check: str | None) -> str:
+    """``absent``, ``same`` (this content), or ``other`` (other content, a folder, a
+    file where a folder must be)."""
+    for parent in target.relative_to(root).parents:
+        folder = root / parent
+        if folder.exists() and not folder.is_dir():
+            return "other"
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return "absent"
+    except NotADirectoryError:
+        return "other"
+    if not os.path.isfile(target) or st.st_size != size:
+        return "other"
+    return "same" if _hash_of(target, check) == (check or digest) else "other"
+
+
+def _hash_of(path: Path, check: str | None) -> str:
+    """The file's BLAKE3 check (``blake3:<hex>``) if ``check`` is given, else its SHA-256."""
+    hasher = new_check_hasher() if check is not None else hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(READ_CHUNK):
+            hasher.update(chunk)
+    return CHECK_PREFIX + hasher.hexdigest() if check is not None else hasher.hexdigest()

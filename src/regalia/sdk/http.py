@@ -23,8 +23,9 @@ import httpx
 
 from regalia.blobs.base import BlobStore, ProgressSink, StoredBlob
 from regalia.config import Settings
+from regalia.core.apikeys import what_to_run
 from regalia.core.jsonvalues import dumps_strict, validate_metadata
-from regalia.errors import RegaliaError, ServerUnreachable, from_dict
+from regalia.errors import RegaliaError, ServerUnreachable, Unauthenticated, from_dict
 from regalia.sdk import wire
 from regalia.sdk.cache import ArtifactCache, default_max_bytes
 from regalia.sdk.transfer import RemoteBlobs, Uploader
@@ -129,9 +130,20 @@ class HttpBackend:
                 if response.status_code < 400:
                     return response.json()
                 if response.status_code not in RETRY_STATUSES or not safe or attempt >= RETRIES:
-                    raise error_of(response)
+                    raise self.explained(error_of(response))
             attempt += 1
             time.sleep(min(2.0, 0.05 * 2**attempt))
+
+    def explained(self, err: RegaliaError) -> RegaliaError:
+        """A refused key as one line naming this server and what to run."""
+        reason = err.details.get("reason")
+        if not isinstance(err, Unauthenticated) or not isinstance(reason, str):
+            return err
+        return Unauthenticated(
+            f"the Regalia server at {self.base_url} refused the API key: {err.message}; "
+            f"{what_to_run(reason, self.base_url)}",
+            **err.details,
+        )
 
     def write(self, method: str, path: str, json: Any = None) -> Any:
         """A write that may be retried: it carries a fresh idempotency key."""

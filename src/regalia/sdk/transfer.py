@@ -229,7 +229,7 @@ class _ResumingReader(io.RawIOBase):
         if response.status_code >= 400:
             response.read()
             response.close()
-            raise error_of(response)
+            raise self.backend.explained(error_of(response))
         if self.offset and response.status_code != 206:
             response.close()
             raise ServerUnreachable("the server does not resume downloads (no Range support)")

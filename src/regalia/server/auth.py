@@ -3,7 +3,8 @@ user ``api`` and the key as password (the form the W&B client sends).
 
 Keys are stored hashed (SHA-256); an authenticated key is remembered for a
 couple of seconds so that a burst of requests costs one lookup. Revoking a key
-or changing a role through this process forgets every remembered key at once;
+(any route: the service counts revocations, see ``Service.keys_changed``) or
+changing a role through this process forgets every remembered key at once;
 another server process sees the change within :data:`KEY_CACHE_SECONDS`.
 
 A web UI session is looked up on every page (one indexed query: logging out
@@ -86,12 +87,16 @@ class Authenticator:
         lock = threading.Lock()
         self._known: _Remembered[str] = _Remembered(ttl, lock)
         self._users: _Remembered[int] = _Remembered(ttl, lock)
+        self._epoch = service.keys_epoch
 
     async def actor(self, request: Request) -> Actor:
         return await self.actor_of_key(api_key_from(request.headers.get("authorization")))
 
     async def actor_of_key(self, key: str) -> Actor:
-        """The key's owner (remembered for ``ttl`` seconds)."""
+        """The key's owner (remembered for ``ttl`` seconds, and forgotten at once when
+        the service revokes keys, whichever route did it). A refused key is never
+        remembered: it is looked up (and its reason told) each time."""
+        self._forget_if_keys_changed()
         hit = self._known.get(key)
         if hit is not None:
             return hit
@@ -102,11 +107,18 @@ class Authenticator:
         return await run_in_threadpool(self._session_actor, token)
 
     def _session_actor(self, token: str) -> Actor:
+        self._forget_if_keys_changed()
         user_id = self.service.web_session_user(token)
         hit = self._users.get(user_id)
         if hit is not None:
             return hit
         return self._users.put(user_id, self.service.actor_of_user(user_id))
+
+    def _forget_if_keys_changed(self) -> None:
+        epoch = self.service.keys_epoch
+        if epoch != self._epoch:
+            self.forget()
+            self._epoch = epoch
 
     def forget(self) -> None:
         """Drop every remembered key and user (after a revocation or a role change)."""

@@ -4,12 +4,15 @@ The parent migrates the database and creates the organization once, then
 either serves itself (one worker) or forks workers that each listen on the
 same port with ``SO_REUSEPORT`` (the kernel spreads connections; no shared
 accept socket, whose handling added ~40 ms per kept-alive request with
-uvicorn's own ``--workers`` here). SIGTERM or Ctrl-C stops accepting, lets
-requests in flight finish (up to ``GRACE_SECONDS``), then exits.
+uvicorn's own ``--workers`` here). A port already in use is refused, with one
+process or several (see :func:`reserve`), before the store is touched.
+SIGTERM or Ctrl-C stops accepting, lets requests in flight finish (up to
+``GRACE_SECONDS``), then exits.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -24,6 +27,7 @@ from typing import TextIO
 import uvicorn
 
 from regalia.config import Settings
+from regalia.errors import AddressInUse
 from regalia.server.observe import configure_logging
 from regalia.server.sweeper import sweep_once
 from regalia.server.uploads import UploadArea
@@ -60,14 +64,50 @@ def prepare(settings: Settings, out: TextIO) -> None:
 
 
 def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to ``(host, port)`` (not listening yet).
+
+    Raises:
+        AddressInUse: another process holds the address (naming host and port).
+        OSError: another failure, its message naming host and port.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(
+                f"cannot listen on {host}:{port}: the address is already in use (another "
+                "Regalia server, or another program, holds it): stop that one, or choose "
+                "another --port",
+                host=host,
+                port=port,
+            ) from None
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """The anchor of a server of several workers: a socket bound with
+    ``SO_REUSEPORT`` to ``(host, port)`` (port 0: a free one), not listening.
+
+    ``SO_REUSEPORT`` lets any process of this user bind the same port, so a
+    second server would silently share it (the kernel then spreads requests over
+    two stores). A plain bind first proves the port free, as for one process,
+    and resolves port 0; the anchor then takes that port.
+
+    Raises:
+        AddressInUse: the port is taken (by one process or by several workers).
+    """
+    probe = bind(host, port, reuse_port=False)
+    port = probe.getsockname()[1]
+    probe.close()
+    return bind(host, port, reuse_port=True)
 
 
 @dataclass(frozen=True)
@@ -123,10 +163,14 @@ def serve(
 ) -> None:
     started = time.monotonic()
     configure_logging(log_level)
-    prepare(settings, out)
     if workers <= 1:
+        # The port first: a server refused for its port changes nothing in the store.
         sock = bind(host, port, reuse_port=False)
-        sock.listen(2048)
+        try:
+            prepare(settings, out)
+        except BaseException:
+            sock.close()
+            raise
 
         def ready() -> None:
             print(_banner(sock, workers, started), file=out, flush=True)
@@ -135,8 +179,13 @@ def serve(
         return
     # Reserve the port (resolving port 0) without listening: only the workers'
     # listening sockets receive connections.
-    anchor = bind(host, port, reuse_port=True)
+    anchor = reserve(host, port)
     port = anchor.getsockname()[1]
+    try:
+        prepare(settings, out)
+    except BaseException:
+        anchor.close()
+        raise
     ctx = multiprocessing.get_context("fork")
     procs = [
         ctx.Process(target=_worker, args=(settings, host, port, log_level, proxy), daemon=False)

@@ -119,7 +119,10 @@ class AdminMixin(TeamsMixin):
                 require_org_admin(actor, "revoke other users' API keys")
             return repo.revoke_keys(user.id, self.now())
 
-        return self.db.write(fn)
+        try:
+            return self.db.write(fn)
+        finally:
+            self.keys_changed()
 
     def set_org_role(self, actor: Actor, user_name: str, org_role: str) -> UserView:
         role = OrgRole.parse(org_role)

@@ -6,8 +6,6 @@ The service is the only writer. Every public method takes the acting
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -15,6 +13,7 @@ from typing import Any, TypeVar, cast
 from regalia.blobs.base import BlobStore
 from regalia.blobs.local import LocalBlobStore
 from regalia.config import DEFAULT_OWNER, Settings
+from regalia.core.apikeys import hash_key, key_prefix, new_api_key, new_tag, refusal
 from regalia.core.names import name_key, validate_entity_name
 from regalia.core.roles import OrgRole, Visibility
 from regalia.errors import (
@@ -44,7 +43,7 @@ CORE_REGISTRIES = (
     ("model", "Models: the core registry for trained models."),
     ("dataset", "Datasets: the core registry for data sets."),
 )
-API_KEY_PREFIX = "rg_"
+__all__ = ["ServiceBase", "as_utc", "hash_key", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -54,14 +53,6 @@ def utcnow() -> datetime:
 def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything Regalia stores is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(30)
 
 
 class ServiceBase:
@@ -85,6 +76,9 @@ class ServiceBase:
         )
         self.blobs: BlobStore = blobs or LocalBlobStore(settings.blob_dir)
         self.clock = clock
+        # Bumped whenever keys are revoked through this service: whoever remembers
+        # authenticated keys (the server) forgets them when it changes.
+        self.keys_epoch = 0
         if migrate:
             self.db.migrate()
 
@@ -105,6 +99,7 @@ class ServiceBase:
             org = repo.org_by_name(org_name)
             if org is None:
                 now = self.now()
+                repo.ensure_store_tag(new_tag(), now)
                 org = repo.add(Organization(name=org_name, created_at=now))
                 repo.add(
                     User(
@@ -159,24 +154,45 @@ class ServiceBase:
         )
 
     def authenticate(self, api_key: str) -> Actor:
-        """The actor an API key belongs to; Unauthenticated if unknown or revoked."""
+        """The actor an API key belongs to.
+
+        Raises:
+            Unauthenticated: the key is refused; ``details.reason`` says why
+                (see :mod:`regalia.core.apikeys`).
+        """
+        key = api_key.strip()
 
         def fn(repo: Repo) -> Actor:
-            user = repo.user_by_key_hash(hash_key(api_key.strip()))
+            user = repo.user_by_key_hash(hash_key(key))
             if user is None:
-                raise Unauthenticated("the API key is unknown or revoked")
+                raise self._key_refusal(repo, key)
             return self._actor(repo, user)
 
         return self.db.read(fn)
+
+    def _key_refusal(self, repo: Repo, key: str) -> Unauthenticated:
+        """Why ``key`` (of no active key) is refused: revoked, another store's, unknown
+        or malformed. Never whose key it was."""
+        revoked = repo.key_revoked_at(hash_key(key))
+        return refusal(
+            key,
+            store_tag=repo.store_tag(),
+            revoked_at=as_utc(revoked) if revoked is not None else None,
+        )
+
+    def keys_changed(self) -> None:
+        """Keys were revoked (or roles changed): remembered authentications are stale."""
+        self.keys_epoch += 1
 
     def refresh_actor(self, actor: Actor) -> Actor:
         """Reload an actor's roles and teams (after they changed)."""
         return self.db.read(lambda r: self._actor(r, r.get(User, actor.user_id)))
 
     def _issue_key(self, repo: Repo, user_id: int) -> str:
-        key = new_api_key()
+        now = self.now()
+        key = new_api_key(repo.ensure_store_tag(new_tag(), now))
         repo.add(
-            ApiKey(user_id=user_id, key_hash=hash_key(key), prefix=key[:8], created_at=self.now())
+            ApiKey(user_id=user_id, key_hash=hash_key(key), prefix=key_prefix(key), created_at=now)
         )
         return key
 

@@ -30,14 +30,16 @@ class SessionMixin(ServiceBase):
         and when the session ends.
 
         Raises:
-            Unauthenticated: the key is unknown or revoked.
+            Unauthenticated: the key is refused; ``details.reason`` says why, as
+                for the API (see :mod:`regalia.core.apikeys`).
         """
         token = secrets.token_urlsafe(32)
+        key = api_key.strip()
 
         def fn(repo: Repo) -> datetime:
-            key_id = repo.active_key_id(hash_key(api_key.strip()))
+            key_id = repo.active_key_id(hash_key(key))
             if key_id is None:
-                raise Unauthenticated("the API key is unknown or revoked")
+                raise self._key_refusal(repo, key)
             now = self.now()
             repo.sweep_web_sessions(now)
             expires = now + SESSION_LIFETIME

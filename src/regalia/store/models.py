@@ -60,6 +60,17 @@ class Organization(Base):
     created_at: Mapped[datetime] = _ts()
 
 
+class StoreIdentity(Base):
+    """This database's tag (one row, ``id`` 1): six random lowercase letters and
+    digits written into every API key it issues (``rg_<tag>_<secret>``), so that
+    a key from another server or an earlier store is told apart from a typo."""
+
+    __tablename__ = "store_identity"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tag: Mapped[str] = mapped_column(String(6))
+    created_at: Mapped[datetime] = _ts()
+
+
 class User(Base):
     """A human user or a service account (``kind='service'``)."""
 

@@ -39,6 +39,7 @@ from regalia.store.models import (
     RegistryMember,
     Run,
     RunInput,
+    StoreIdentity,
     Team,
     TeamMember,
     User,
@@ -124,6 +125,23 @@ class Repo:
             )
             is not None
         )
+
+    def key_revoked_at(self, key_hash: str) -> datetime | None:
+        """When the key with this hash was revoked (None: no such key, or active)."""
+        return self.s.scalar(select(ApiKey.revoked_at).where(ApiKey.key_hash == key_hash))
+
+    def store_tag(self) -> str | None:
+        """This database's tag (see ``StoreIdentity``); None before the first key."""
+        return self.s.scalar(select(StoreIdentity.tag).where(StoreIdentity.id == 1))
+
+    def ensure_store_tag(self, new: str, now: datetime) -> str:
+        """This database's tag, made ``new`` if it has none (safe under concurrency)."""
+        tag = self.store_tag()
+        if tag is None:
+            self._insert_ignore(StoreIdentity, {"id": 1, "tag": new, "created_at": now})
+            tag = self.store_tag()
+        assert tag is not None
+        return tag
 
     def active_key_id(self, key_hash: str) -> int | None:
         return self.s.scalar(

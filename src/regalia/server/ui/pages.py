@@ -59,8 +59,9 @@ async def login(
     svc = service_of(request)
     try:
         token, expires = await run_in_threadpool(svc.open_web_session, api_key.strip())
-    except Unauthenticated:
-        return _login_page(request, next, "That API key is not valid (or was revoked).", 401)
+    except Unauthenticated as exc:
+        # The API's words (revoked when, another server's tag, unknown, malformed).
+        return _login_page(request, next, f"That API key was refused: {exc.message}.", 401)
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     response = RedirectResponse(target, status_code=303)
     set_session(response, request, token, round((expires - svc.now()).total_seconds()))
