@@ -36,7 +36,7 @@ def test_pages_need_a_login_and_a_valid_key(site, service, owner):
         r = b.get("/")
         assert r.status_code == 303 and r.headers["location"] == "/login?next=%2F"
         r = log_in(b, "rg_not-a-key")
-        assert r.status_code == 401 and "That API key is not valid" in r.text
+        assert r.status_code == 401 and "That API key was refused: this is not a Regalia" in r.text
         r = log_in(b, service.create_api_key(owner))
         assert r.status_code == 303 and r.headers["location"] == "/"
         cookie = r.headers["set-cookie"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from regalia.cli.context import State, pass_state
 from regalia.cli.output import emit_json
@@ -151,7 +151,15 @@ def database_shown(settings: Settings) -> str:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return f"SQLite file {url.database}"
-    return "PostgreSQL " + url.set(password=None).render_as_string(hide_password=False)
+    shown = URL.create(
+        url.drivername,
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query={k: v for k, v in url.query.items() if k.lower() != "password"},
+    )
+    return "PostgreSQL " + shown.render_as_string(hide_password=False)
 
 
 @click.command()
