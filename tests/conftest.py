@@ -40,6 +40,16 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _local_store_notice_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK names the local store on stderr once per process; in this one
+    process of many tests it would land in whichever test came first. Each test
+    starts as if it had been said (tests/test_first_hour.py tests the notice)."""
+    from regalia.sdk import backend
+
+    monkeypatch.setattr(backend, "_local_notice_shown", True)
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (SQLAlchemy URL)."""

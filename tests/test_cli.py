@@ -68,11 +68,8 @@ def new_user(cli: Cli, name: str, *args: str) -> str:
 
 
 def one_error_line(result: Result) -> str:
-    """An expected failure prints exactly one ``error:`` line on stderr and nothing else
-    (but the local-store notice, the first time this process opens the local store)."""
+    """An expected failure prints exactly one ``error:`` line on stderr and nothing else."""
     lines = result.stderr.strip().splitlines()
-    if lines and lines[0].startswith("regalia: using the local store in "):
-        lines = lines[1:]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""

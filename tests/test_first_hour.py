@@ -264,11 +264,10 @@ def test_init_refuses_to_make_a_local_org_while_a_login_is_saved(
 
 # -- get refuses conflicting files ---------------------------------------------------------
 @pytest.fixture
-def cli(sdk_env: Settings, workdir: Path, fresh_notice) -> Callable[..., Result]:
+def cli(sdk_env: Settings, workdir: Path) -> Callable[..., Result]:
     runner = CliRunner()
 
     def run(*args: str, code: int = 0) -> Result:
-        sdk_backend_module._local_notice_shown = True  # the notice has a test of its own
         result = runner.invoke(command, list(args), catch_exceptions=False)
         assert result.exit_code == code, f"{args}: {result.output}"
         return result
