@@ -51,9 +51,7 @@ def one_run(scratch: Path) -> tuple[float, float]:
     """(seconds to the first /healthz answer, seconds until the install finished)."""
     clone = scratch / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("REGALIA_", "VIRTUAL_ENV"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGALIA_", "VIRTUAL_ENV"))}
     env |= {
         "REGALIA_HOME": str(scratch / "home"),
         "PIP_NO_CACHE_DIR": "1",

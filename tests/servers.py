@@ -65,8 +65,10 @@ class ServerProcess:
         log: Path,
         log_level: str = "warning",
         args: Sequence[str] = (),
+        command: Sequence[str] = (sys.executable, "-m", "regalia"),
     ) -> None:
         self.env = env
+        self.command = list(command)
         self.args = list(args)
         self.workers = workers
         self.log_level = log_level
@@ -79,9 +81,7 @@ class ServerProcess:
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "regalia",
+                *self.command,
                 "server",
                 "--port",
                 "0",
