@@ -65,7 +65,7 @@ class ServerProcess:
         log: Path,
         log_level: str = "warning",
         args: Sequence[str] = (),
-        command: Sequence[str] = (sys.executable, "-m", "regalia"),
+        command: Sequence[str] = (sys.executable, "-m", "regalia", "server"),
     ) -> None:
         self.env = env
         self.command = list(command)
@@ -82,7 +82,6 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [
                 *self.command,
-                "server",
                 "--port",
                 "0",
                 "--workers",

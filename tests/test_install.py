@@ -113,7 +113,7 @@ def test_a_server_started_from_the_installed_wheel_serves_ui_docs_and_api(
     assert Path(where).is_relative_to(target), f"regalia came from {where}, not the wheel"
     version = subprocess.run([str(cli), "--version"], env=env, capture_output=True, text=True)
     assert version.returncode == 0 and "regalia" in version.stdout, version.stderr
-    with ServerProcess(env, log=tmp_path / "server.log", command=[str(cli)]) as server:
+    with ServerProcess(env, log=tmp_path / "server.log", command=[str(cli), "server"]) as server:
         assert server.api_key, "the first start printed no admin key"
         login = httpx.get(server.url + "/login", timeout=10)
         assert login.status_code == 200 and "API key" in login.text
@@ -166,3 +166,49 @@ def test_the_code_imports_only_what_the_runtime_dependencies_bring():
                 if not dists & provided:
                     wrong.setdefault(top, []).append(str(path.relative_to(ROOT)))
     assert not wrong, f"imported but not brought by a runtime dependency: {wrong}"
+
+
+def test_scripts_serve_on_a_fresh_clone_installs_the_runtime_only_and_says_where_the_cli_is(
+    tmp_path: Path,
+):
+    """The README's first command on a machine with no virtualenv: it installs
+    Regalia without the test tools, tells how to reach ``regalia``, and serves.
+    (It installs from the package index pip is configured with, as a user's does.)"""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, clone / name)
+    for folder in ("src", "scripts"):
+        shutil.copytree(
+            ROOT / folder,
+            clone / folder,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
+    venv = clone / ".venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGALIA_", "VIRTUAL_ENV"))}
+    env |= {"REGALIA_HOME": str(tmp_path / "home"), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    server = ServerProcess(
+        env,
+        log=tmp_path / "serve.log",
+        command=["bash", str(clone / "scripts" / "serve")],
+        log_level="info",
+    )
+    server.start(timeout=240)
+    try:
+        assert server.api_key, "the first start printed no admin key"
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        server.stop()
+    said = (tmp_path / "serve.log").read_text()
+    assert f"The regalia CLI is {venv}/bin/regalia" in said
+    assert f'export PATH="{venv}/bin:$PATH"' in said
+    assert (venv / "bin" / "regalia").is_file()
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = {_name(line.split("==")[0]) for line in installed.splitlines() if "==" in line}
+    assert "fastapi" in names
+    assert not (TEST_TOOLS - {"setuptools"}) & names, f"test tools installed: {TEST_TOOLS & names}"
