@@ -108,10 +108,13 @@ class Command:
         return f"{self.doc}:{self.line}"
 
 
-def blocks(doc: str) -> list[Block]:
-    """The fenced blocks of ``doc``; a fence without a known language fails."""
+def blocks(doc: str, text: str | None = None) -> list[Block]:
+    """The fenced blocks of ``doc`` (or of ``text``, named ``doc``); a fence
+    without a known language fails."""
     found: list[Block] = []
-    lines = (ROOT / doc).read_text(encoding="utf-8").split("\n")
+    if text is None:
+        text = (ROOT / doc).read_text(encoding="utf-8")
+    lines = text.split("\n")
     i = 0
     while i < len(lines):
         m = re.match(r"^(\s*)(```+)\s*(\S*)", lines[i])
@@ -332,6 +335,11 @@ class Sandbox:
             f"{cmd.where()}: exited {proc.returncode}:\n{shown}\n"
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
+        local = Path(self.env["REGALIA_HOME"]) / "regalia.db"
+        assert not local.exists(), (
+            f"{cmd.where()}: used the local store {local}, not the server:\n{shown}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
         return proc
 
 
@@ -388,8 +396,6 @@ def test_the_examples_run_as_written(doc: str, tmp_path: Path, receiver: Receive
                 for cmd in commands(block):
                     box.run(cmd)
         assert box.server is not None, f"{doc}: no example started a server"
-        local = Path(box.env["REGALIA_HOME"]) / "regalia.db"
-        assert not local.exists(), f"{doc}: an example used the local store {local}, not the server"
     finally:
         box.stop_server()
 
@@ -402,3 +408,26 @@ def test_commands_split_like_bash_reads_them() -> None:
         (5, "d", []),
     ]
     assert strip_comment("bash scripts/serve   # prints: x") == "bash scripts/serve"
+
+
+def test_a_block_without_a_known_language_is_refused_naming_its_line() -> None:
+    with pytest.raises(AssertionError, match=r"x\.md:3: a fenced block needs a language tag"):
+        blocks("x.md", "# x\n\n```\nregalia ls\n```\n")
+    with pytest.raises(AssertionError, match=r"x\.md:1: .*found 'shell'"):
+        blocks("x.md", "```shell\nls\n```\n")
+    assert [b.lang for b in blocks("x.md", "```text\na\n```\n\n```json\n{}\n```\n")] == [
+        "text",
+        "json",
+    ]
+
+
+def test_a_failing_command_fails_naming_the_document_line_and_output(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    box = Sandbox(tmp_path, receiver)
+    box.run(Command("x.md", 3, "export GREETING=hello; mkdir sub; cd sub", []))
+    box.run(Command("x.md", 4, 'echo "$GREETING from $(basename "$PWD")"', ["hello from sub"]))
+    with pytest.raises(AssertionError, match=r"(?s)x\.md:5: exited 3:.*out here.*err here"):
+        box.run(Command("x.md", 5, "echo out here; echo err here >&2; exit 3", []))
+    with pytest.raises(AssertionError, match=r"x\.md:6: .* did not print \['goodbye'\]"):
+        box.run(Command("x.md", 6, "echo hello", ["hello goodbye"]))
