@@ -136,9 +136,11 @@ class EventFilter:
         matches it, else a literal pattern's own text, else ``sample``."""
         if self.kind is FilterKind.ALIAS:
             return self.value
-        usual = SAMPLE_TAGS if self.kind is FilterKind.TAG_REGEX else SAMPLE_ALIASES
-        literal = self.value.strip("^$")
-        for candidate in (*usual, literal):
+        usual: tuple[str, ...] = (
+            SAMPLE_TAGS if self.kind is FilterKind.TAG_REGEX else SAMPLE_ALIASES
+        )
+        candidates: list[str] = [*usual, self.value.strip("^$")]
+        for candidate in candidates:
             if patterns.search(self.value, candidate):
                 return candidate
         return "sample"
