@@ -4,15 +4,34 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${REGALIA_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 
+# ensure_venv [test]: Regalia installed (editable) into $VENV with its runtime
+# dependencies only, or with the test tools too. Each install leaves a stamp;
+# it is redone when pyproject.toml is newer than the stamp. A test install
+# serves scripts/serve as well (it is a superset).
 ensure_venv() {
+  local want="${1:-runtime}"
   if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
-  local stamp="$VENV/.regalia-installed"
+  local stamp="$VENV/.regalia-installed-$want"
+  local test_stamp="$VENV/.regalia-installed-test"
+  if [ "$want" = runtime ] && [ -f "$test_stamp" ] && [ ! "$ROOT/pyproject.toml" -nt "$test_stamp" ]; then
+    return 0
+  fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+    local spec="$ROOT" what="Regalia"
+    if [ "$want" = test ]; then spec="$ROOT[test]" what="Regalia and its test tools"; fi
+    echo "Installing $what into $VENV ..." >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
     touch "$stamp"
+  fi
+}
+
+# Say how to reach the CLI when `regalia` on PATH is not this virtualenv's.
+cli_hint() {
+  if [ "$(command -v regalia 2>/dev/null || true)" != "$VENV/bin/regalia" ]; then
+    echo "The regalia CLI is $VENV/bin/regalia; to run it as 'regalia':" >&2
+    echo "  export PATH=\"$VENV/bin:\$PATH\"" >&2
   fi
 }
 

@@ -29,11 +29,30 @@ def walk(cmd: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, clic
     return [(" ".join(path), cmd)]
 
 
+def help_markdown(help_text: str) -> str:
+    """A docstring as Markdown: each click ``\\b`` paragraph (kept as written)
+    becomes a fenced block, ```console with ``$ `` before each command when it
+    shows ``regalia`` commands (the docs test runs those), else ```text."""
+    out: list[str] = []
+    for para in inspect.cleandoc(help_text).split("\n\n"):
+        lines = para.split("\n")
+        if lines[0].strip() != "\b":
+            out.append(para)
+            continue
+        body = lines[1:]
+        if body and body[0].startswith("regalia "):
+            shown = [f"$ {line}" if line.startswith("regalia ") else line for line in body]
+            out.append("\n".join(["```console", *shown, "```"]))
+        else:
+            out.append("\n".join(["```text", *body, "```"]))
+    return "\n\n".join(out)
+
+
 def section(name: str, cmd: click.Command) -> str:
     ctx = click.Context(cmd, info_name=f"regalia {name}")
     usage = " ".join(cmd.collect_usage_pieces(ctx))
-    lines = [f"## `regalia {name}`", "", "```", f"regalia {name} {usage}", "```", ""]
-    lines += [inspect.cleandoc(cmd.help or ""), ""]
+    lines = [f"## `regalia {name}`", "", "```text", f"regalia {name} {usage}", "```", ""]
+    lines += [help_markdown(cmd.help or ""), ""]
     options = []
     for param in cmd.params:
         record = param.get_help_record(ctx)

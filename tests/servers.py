@@ -65,8 +65,10 @@ class ServerProcess:
         log: Path,
         log_level: str = "warning",
         args: Sequence[str] = (),
+        command: Sequence[str] = (sys.executable, "-m", "regalia", "server"),
     ) -> None:
         self.env = env
+        self.command = list(command)
         self.args = list(args)
         self.workers = workers
         self.log_level = log_level
@@ -79,10 +81,7 @@ class ServerProcess:
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "regalia",
-                "server",
+                *self.command,
                 "--port",
                 "0",
                 "--workers",

@@ -152,3 +152,23 @@ def test_only_http_urls_are_targets_and_messages_hide_their_paths():
         with pytest.raises(InvalidRequest, match="not an http"):
             check_target(url, allow_private=True)
     assert redact_url("https://hooks.slack.com/services/T0/B0/XYZ") == "https://hooks.slack.com/…"
+
+
+@pytest.mark.parametrize(
+    ("kind", "pattern", "sample"),
+    [
+        ("alias_regex", "^prod", "production"),
+        ("alias_regex", "^staging$", "staging"),
+        ("alias_regex", "^release-[0-9]+$", "sample"),
+        ("alias_regex", "^canary$", "canary"),
+        ("tag_regex", "^approved$", "approved"),
+        ("alias", "Champion", "Champion"),
+    ],
+)
+def test_a_test_delivery_shows_an_alias_or_tag_its_filter_lets_through(kind, pattern, sample):
+    """Not the pattern itself: a test of '^prod' reads 'added the alias production'."""
+    event = "ADD_ARTIFACT_TAG" if kind == "tag_regex" else (
+        "LINK_ARTIFACT" if kind == "alias" else "ADD_ARTIFACT_ALIAS"
+    )  # fmt: skip
+    found = EventFilter.parse(EventType(event), kind, pattern)
+    assert found is not None and found.sample() == sample

@@ -73,6 +73,13 @@ _FILTERS_OF_EVENT: dict[EventType, tuple[FilterKind, ...]] = {
     EventType.ADD_ARTIFACT_TAG: (FilterKind.TAG_REGEX,),
 }
 MAX_PATTERN = MAX_PATTERN_LENGTH  # also the longest plain 'alias' filter
+# What a test delivery shows as the alias or tag, when the filter allows one of them.
+SAMPLE_ALIASES = ("production", "staging", "candidate", "latest", "champion", "v1")
+SAMPLE_TAGS = ("validated", "approved", "release", "baseline")
+# The events whose test delivery names an alias or a tag even with no filter.
+SAMPLE_EVENTS = frozenset(
+    {EventType.ADD_ARTIFACT_ALIAS, EventType.REMOVE_ARTIFACT_ALIAS, EventType.ADD_ARTIFACT_TAG}
+)
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,21 @@ class EventFilter:
         """A regex filter RE2 cannot compile (stored before patterns were RE2):
         it matches nothing; the caller should say so."""
         return self.kind is not FilterKind.ALIAS and patterns.compiled(self.value) is None
+
+    def sample(self) -> str:
+        """An alias or tag this filter lets through, for a test delivery: the
+        plain alias itself; for a pattern, the first of a few usual names that
+        matches it, else a literal pattern's own text, else ``sample``."""
+        if self.kind is FilterKind.ALIAS:
+            return self.value
+        usual: tuple[str, ...] = (
+            SAMPLE_TAGS if self.kind is FilterKind.TAG_REGEX else SAMPLE_ALIASES
+        )
+        candidates: list[str] = [*usual, self.value.strip("^$")]
+        for candidate in candidates:
+            if patterns.search(self.value, candidate):
+                return candidate
+        return "sample"
 
     def matches(self, *, alias: str | None, tag: str | None, link_aliases: list[str]) -> bool:
         if self.kind is FilterKind.ALIAS:

@@ -16,8 +16,12 @@ from typing import Any
 from sqlalchemy import select
 
 from regalia.core.automations import (
+    SAMPLE_ALIASES,
+    SAMPLE_EVENTS,
+    SAMPLE_TAGS,
     EventFilter,
     EventType,
+    FilterKind,
     parse_template,
     validate_secret_name,
 )
@@ -252,11 +256,17 @@ class AutomationsMixin(ServiceBase):
             row = self._automation(repo, actor, automation_id, Permission.AUTOMATION_EDIT)
             reg = repo.get(Registry, row.registry_id)
             coll = repo.get(Collection, row.collection_id) if row.collection_id else None
+            event = EventType(row.event)
+            kind = FilterKind(row.filter_kind) if row.filter_kind else None
+            shown = EventFilter(kind, row.filter_value or "").sample() if kind else None
+            tagged = event is EventType.ADD_ARTIFACT_TAG
+            if shown is None and event in SAMPLE_EVENTS:
+                shown = (SAMPLE_TAGS if tagged else SAMPLE_ALIASES)[0]
             sample = event_variables(
-                event=EventType(row.event),
+                event=event,
                 author=actor.name,
-                alias=row.filter_value if row.filter_kind != "tag_regex" else None,
-                tag=row.filter_value if row.filter_kind == "tag_regex" else None,
+                alias=None if tagged else shown,
+                tag=shown if tagged else None,
                 registry=reg.name,
                 collection=coll.name if coll else "sample-collection",
                 collection_type=coll.type if coll else "model",
