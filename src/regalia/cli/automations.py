@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from regalia.cli.context import CliError, State, pass_state, registry_name
-from regalia.cli.output import emit_json, table
+from regalia.cli.output import cell, emit_json, table
 from regalia.core.automations import EventType
+from regalia.core.targets import parse_target, resolves_now
 from regalia.service.views import AutomationView, DeliveryView
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -127,6 +128,13 @@ def automation_create(
         description=description,
         enabled=not disabled,
     )
+    target = slack_url or webhook_url or ""
+    if not resolves_now(target):
+        click.echo(
+            f"note: the target host {parse_target(target).host!r} does not resolve now; "
+            "deliveries will fail (and be retried) until it does",
+            err=True,
+        )
     if as_json:
         emit_json(view)
         return
@@ -159,10 +167,37 @@ def automation_list(state: State, reg: str, as_json: bool) -> None:
 
 @automation.command("show")
 @click.argument("automation_id", metavar="ID", type=int)
+@JSON
 @pass_state
-def automation_show(state: State, automation_id: int) -> None:
-    """Show automation ID (as JSON; secrets only by name)."""
-    emit_json(state.backend().get_automation(automation_id))
+def automation_show(state: State, automation_id: int, as_json: bool) -> None:
+    """Show automation ID (secrets only by name)."""
+    a = state.backend().get_automation(automation_id)
+    if as_json:
+        emit_json(a)
+        return
+    secrets = [
+        *(["access token"] if a.has_access_token else []),
+        *(["signing secret"] if a.has_signing_secret else []),
+        *a.secret_names,
+    ]
+    rows = [
+        ("id", a.id),
+        ("name", a.name),
+        ("description", a.description),
+        ("scope", _scope(a)),
+        ("event", a.event),
+        ("filter", _filter(a)),
+        ("action", a.action),
+        ("target", a.target),
+        ("secrets", secrets),
+        ("enabled", a.enabled),
+        ("created", f"{cell(a.created_at)} by {a.created_by or '-'}"),
+        ("updated", a.updated_at),
+    ]
+    for label, value in rows:
+        click.echo(f"{label + ':':13} {cell(value)}")
+    if a.payload_template is not None:
+        click.echo(f"payload template:\n{a.payload_template}")
 
 
 def _set_enabled(state: State, automation_id: int, enabled: bool) -> None:
@@ -217,23 +252,62 @@ def _print_deliveries(found: list[DeliveryView], payloads: bool) -> None:
             click.echo(f"\n{d.id}:\n{d.payload or '(not rendered yet)'}")
 
 
-@automation.command("test")
-@click.argument("automation_id", metavar="ID", type=int)
-@click.option("--wait", type=float, default=0, metavar="SECONDS", help="Wait for the answer.")
-@pass_state
-def automation_test(state: State, automation_id: int, wait: float) -> None:
-    """Send a sample event through automation ID."""
+WAIT = click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the outcome; exit 1 unless the delivery succeeded.",
+)
+
+
+def _outcome(state: State, view: DeliveryView, wait: float) -> None:
+    """With ``--wait``: poll the delivery until it is settled or ``wait``
+    seconds passed, print it, and fail (exit 1) unless it succeeded."""
     import time
 
+    if not wait:
+        return
     backend = state.backend()
-    view = backend.test_automation(automation_id)
-    click.echo(f"Queued test delivery {view.id}.")
     deadline = time.monotonic() + wait
     while view.status == "pending" and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         view = backend.get_delivery(view.id)
-    if wait:
-        _print_deliveries([view], payloads=False)
+    _print_deliveries([view], payloads=False)
+    if view.status == "succeeded":
+        return
+    last = (
+        f"last status {view.status}, {view.attempts} tries, "
+        f"code {view.response_code if view.response_code is not None else 'none'}"
+    )
+    if view.error:
+        last += f": {' '.join(view.error.split())[:200]}"
+    if view.status == "pending":
+        idle = (
+            "; nothing tried it yet: 'regalia server' or 'regalia worker' sends deliveries"
+            if view.attempts == 0
+            else ""
+        )
+        raise CliError(f"delivery {view.id} did not finish within {wait:g} seconds ({last}){idle}")
+    raise CliError(f"delivery {view.id} failed ({last})")
+
+
+@automation.command("test")
+@click.argument("automation_id", metavar="ID", type=int)
+@WAIT
+@pass_state
+def automation_test(state: State, automation_id: int, wait: float) -> None:
+    """Send a sample event through automation ID.
+
+    With --wait the exit code tells how it went: 0 only when the delivery
+    succeeded, 1 when it failed or did not finish in time.
+
+    \b
+    regalia automation test 1 --wait 10
+    """
+    view = state.backend().test_automation(automation_id)
+    click.echo(f"Queued test delivery {view.id}.")
+    _outcome(state, view, wait)
 
 
 @automation.command("history")
@@ -274,11 +348,16 @@ def automation_attempts(state: State, delivery_id: str, as_json: bool) -> None:
 
 @automation.command("redeliver")
 @click.argument("delivery_id", metavar="DELIVERY")
+@WAIT
 @pass_state
-def automation_redeliver(state: State, delivery_id: str) -> None:
-    """Send DELIVERY's event again (as a new delivery with its own id)."""
+def automation_redeliver(state: State, delivery_id: str, wait: float) -> None:
+    """Send DELIVERY's event again (as a new delivery with its own id).
+
+    With --wait, exit 0 only when the new delivery succeeded.
+    """
     view = state.backend().redeliver(delivery_id)
     click.echo(f"Queued delivery {view.id} (again: {delivery_id}).")
+    _outcome(state, view, wait)
 
 
 COMMANDS = [automation]

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from regalia.cli import admin, automations, local, serve, versions
+from regalia.cli import admin, automations, keys, local, serve, upload, versions
 from regalia.cli.context import CliError, State
 from regalia.errors import RegaliaError
 
@@ -60,6 +60,8 @@ def cli(ctx: click.Context, home: Path | None, api_key: str | None) -> None:
 
 for _command in [
     *admin.COMMANDS,
+    *keys.COMMANDS,
+    *upload.COMMANDS,
     *versions.COMMANDS,
     *automations.COMMANDS,
     *local.COMMANDS,

@@ -19,6 +19,9 @@ import click
 
 from regalia.service.views import to_jsonable
 
+JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+"""The ``--json`` flag of read commands (and of writes that print what they made)."""
+
 
 def emit_json(obj: Any) -> None:
     """Print views (dataclasses, lists, dicts) as indented JSON on stdout."""

@@ -84,6 +84,35 @@ def link(state: State, path: str, target: str, aliases: tuple[str, ...]) -> None
     click.echo(f"{verb} {source.source_qualified_name} -> {_describe(linked)}")
 
 
+@click.command()
+@click.argument("path")
+@pass_state
+def unlink(state: State, path: str) -> None:
+    """Remove the registry version at PATH from its collection.
+
+    PATH is a registry path with a version or alias
+    (wandb-registry-R/collection:v1, ...:staging). The source version and its
+    other links stay; the aliases the link held go with it. Registry members
+    and admins may unlink; a link holding a protected alias only admins.
+
+    \b
+    regalia unlink wandb-registry-model/zoo:v1
+    """
+    backend = state.backend()
+    view = backend.resolve(path)
+    if not view.is_link:
+        raise CliError(
+            f"{view.qualified_name} is a source version, not a registry link: unlink takes "
+            f"{REGISTRY_PREFIX}<registry>/<collection>:<version or alias>"
+        )
+    backend.unlink(view.membership_id)
+    held = [a for a in view.aliases if a != "latest"]
+    gone = f"; its aliases {', '.join(held)} went with it" if held else ""
+    click.echo(
+        f"Unlinked {view.qualified_name} (the source {view.source_qualified_name} stays){gone}."
+    )
+
+
 @click.group()
 def alias() -> None:
     """Add or remove aliases on a version."""
@@ -325,4 +354,4 @@ def _details(details: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in shown.items())
 
 
-COMMANDS = [link, alias, get, ls, history]
+COMMANDS = [link, unlink, alias, get, ls, history]

@@ -296,20 +296,40 @@ def check_target(url: str, *, allow_private: bool, resolve: Resolver = system_re
     """The parsed target, after checking (unless ``allow_private``) that the host
     is, or resolves only to, addresses that may be called.
 
+    A host name that does not resolve right now (offline, a DNS failure) is
+    accepted: nothing can be called through it, and every delivery resolves it
+    again, checks what it got and connects to that (see the module doc), so it
+    cannot reach a refused address later either (:func:`resolves_now` tells).
+
     Raises:
-        InvalidRequest: not an http(s) URL, unresolvable, or a refused address.
+        InvalidRequest: not an http(s) URL, or a refused address.
     """
     target = parse_target(url)
     if allow_private:
         return target
     try:
         addresses = addresses_of(target, resolve)
-    except (OSError, UnicodeError) as exc:
-        raise InvalidRequest(f"cannot resolve the target host {target.host!r}: {exc}") from None
+    except (OSError, UnicodeError, InvalidRequest):  # InvalidRequest: no usable address
+        return target  # checked when a delivery resolves it
     why = first_refusal(target, addresses)
     if why is not None:
         raise InvalidRequest(why, host=target.host)
     return target
+
+
+def resolves_now(url: str, resolve: Resolver = system_resolve) -> bool:
+    """Whether the target's host is an address or a name that resolves at the
+    moment (from this machine).
+
+    Raises:
+        InvalidRequest: not an http(s) URL.
+    """
+    target = parse_target(url)
+    try:
+        addresses_of(target, resolve)
+    except (OSError, UnicodeError, InvalidRequest):  # InvalidRequest: no usable address
+        return False
+    return True
 
 
 def redact_url(url: str) -> str:

@@ -58,6 +58,7 @@ class InProcessBackend:
         self.settings = settings or Settings.from_env()
         self.service = Service(self.settings)
         key = api_key or os.environ.get(API_KEY_ENV)
+        self.api_key: str | None = key or None  # None: the local owner acts
         if key:
             try:
                 self.actor: Actor = self.service.authenticate(key)

@@ -23,9 +23,15 @@ import httpx
 
 from regalia.blobs.base import BlobStore, ProgressSink, StoredBlob
 from regalia.config import Settings
-from regalia.core.apikeys import what_to_run
+from regalia.core.apikeys import PREFIX_LENGTH, what_to_run
 from regalia.core.jsonvalues import dumps_strict, validate_metadata
-from regalia.errors import RegaliaError, ServerUnreachable, Unauthenticated, from_dict
+from regalia.errors import (
+    InvalidRequest,
+    RegaliaError,
+    ServerUnreachable,
+    Unauthenticated,
+    from_dict,
+)
 from regalia.sdk import wire
 from regalia.sdk.cache import ArtifactCache, default_max_bytes
 from regalia.sdk.transfer import RemoteBlobs, Uploader
@@ -34,6 +40,7 @@ from regalia.service.views import (
     AutomationView,
     DeliveryView,
     FileEntry,
+    KeyView,
     MemberView,
     Page,
     RegistryView,
@@ -63,6 +70,7 @@ class HttpBackend:
     def __init__(self, base_url: str, api_key: str, *, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
         self.client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "regalia-sdk"},
@@ -201,6 +209,19 @@ class HttpBackend:
 
     def revoke_api_keys(self, user_name: str) -> int:
         return int(self.call("DELETE", f"/users/{_seg(user_name)}/api-keys")["revoked"])
+
+    def list_api_keys(self, user_name: str | None = None) -> list[KeyView]:
+        path = "/viewer/api-keys" if user_name is None else f"/users/{_seg(user_name)}/api-keys"
+        return wire.many(self.call("GET", path), wire.api_key)
+
+    def revoke_api_key(self, prefix: str) -> KeyView:
+        # Only the characters a key's stored prefix holds travel: never a whole key in a URL.
+        text = prefix.strip()[:PREFIX_LENGTH]
+        if not text:
+            raise InvalidRequest(
+                "give the first characters of the API key to revoke (see 'regalia key list')"
+            )
+        return wire.api_key(self.call("DELETE", f"/api-keys/{_seg(text)}"))
 
     def set_org_role(self, user_name: str, org_role: str) -> UserView:
         d = self.call("PUT", f"/users/{_seg(user_name)}/org-role", json={"org_role": org_role})

@@ -15,6 +15,7 @@ from regalia.service.views import (
     DeliveryView,
     FileEntry,
     HistoryEntry,
+    KeyView,
     MemberView,
     Page,
     RegistryView,
@@ -115,3 +116,13 @@ def delivery(d: dict[str, Any]) -> DeliveryView:
 
 def attempt(d: dict[str, Any]) -> AttemptView:
     return AttemptView(**{**d, "started_at": _when(d["started_at"])})
+
+
+def api_key(d: dict[str, Any]) -> KeyView:
+    return KeyView(
+        **{
+            **d,
+            "created_at": _when(d["created_at"]),
+            "revoked_at": _maybe_when(d["revoked_at"]),
+        }
+    )

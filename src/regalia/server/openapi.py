@@ -74,6 +74,8 @@ EXTRA_CODES = {400: ["invalid_request"], 413: ["too_large"]}
 NO_ROLE_NEEDED = {
     ("get", "/api/v1/viewer"),
     ("post", "/api/v1/viewer/api-keys"),
+    ("get", "/api/v1/viewer/api-keys"),
+    ("delete", "/api/v1/api-keys/{prefix}"),  # it searches only the keys the caller may revoke
     ("get", "/api/v1/registries"),
     ("get", "/api/v1/users"),
     ("get", "/api/v1/search"),
@@ -95,6 +97,7 @@ CONFLICTS = {
     ("post", "/api/v1/registries"),
     ("post", "/api/v1/registries/{name}/automations"),
     ("delete", "/api/v1/versions/{membership_id}"),  # a link holds a protected alias (R7)
+    ("delete", "/api/v1/api-keys/{prefix}"),  # the key is revoked already
 }
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Operations that name what they look up outside their path.

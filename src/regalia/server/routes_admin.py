@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from regalia.core.apikeys import PREFIX_LENGTH
 from regalia.server.deps import Caller, Svc, out
 from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.params import EntityName
@@ -16,9 +19,17 @@ from regalia.server.schemas import (
     TeamMemberAdd,
     TeamRoleChange,
 )
-from regalia.service.views import Actor, TeamView, UserView
+from regalia.service.views import Actor, KeyView, TeamView, UserView
 
 router = APIRouter(tags=["identities"], route_class=StrictJsonRoute)
+KeyPrefix = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=PREFIX_LENGTH,
+        description="the first characters of the key, as the key listings show them",
+    ),
+]
 
 
 def _forget_keys(request: Request) -> None:
@@ -38,6 +49,27 @@ def viewer(actor: Caller) -> JSONResponse:
 )
 def new_own_key(actor: Caller, svc: Svc) -> JSONResponse:
     return out({"api_key": svc.create_api_key(actor)}, 201)
+
+
+@router.get(
+    "/viewer/api-keys",
+    summary="The caller's API keys (their first characters only), revoked ones too",
+    response_model=list[KeyView],
+)
+def own_keys(actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.list_api_keys(actor))
+
+
+@router.delete(
+    "/api-keys/{prefix}",
+    summary="Revoke the one active API key starting with these characters "
+    "(your own; org admins: any in the organization)",
+    response_model=KeyView,
+)
+def revoke_key(prefix: KeyPrefix, actor: Caller, svc: Svc, request: Request) -> JSONResponse:
+    view = svc.revoke_api_key(actor, prefix)
+    _forget_keys(request)
+    return out(view)
 
 
 @router.get(
@@ -87,6 +119,15 @@ def set_org_role(
 )
 def new_key(name: EntityName, actor: Caller, svc: Svc) -> JSONResponse:
     return out({"api_key": svc.create_api_key(actor, name)}, 201)
+
+
+@router.get(
+    "/users/{name}/api-keys",
+    summary="A user's API keys (yours, or any user's for org admins)",
+    response_model=list[KeyView],
+)
+def user_keys(name: EntityName, actor: Caller, svc: Svc) -> JSONResponse:
+    return out(svc.list_api_keys(actor, name))
 
 
 @router.delete(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from regalia.core.apikeys import PREFIX_LENGTH
 from regalia.core.jsonvalues import validate_text
 from regalia.core.names import (
     name_key,
@@ -26,7 +27,9 @@ from regalia.core.roles import (
 from regalia.errors import (
     AlreadyExists,
     CollectionNotFound,
+    Conflict,
     InvalidRequest,
+    NotFound,
     PermissionDenied,
 )
 from regalia.service.access import (
@@ -36,15 +39,17 @@ from regalia.service.access import (
     require_org_admin,
     visible_registry,
 )
+from regalia.service.base import as_utc
 from regalia.service.teams import TeamsMixin
 from regalia.service.views import (
     Actor,
     CollectionView,
+    KeyView,
     MemberView,
     RegistryView,
     UserView,
 )
-from regalia.store.models import Collection, Registry, User
+from regalia.store.models import ApiKey, Collection, Registry, User
 from regalia.store.repo import Repo
 
 
@@ -118,6 +123,73 @@ class AdminMixin(TeamsMixin):
             if user.id != actor.user_id:
                 require_org_admin(actor, "revoke other users' API keys")
             return repo.revoke_keys(user.id, self.now())
+
+        try:
+            return self.db.write(fn)
+        finally:
+            self.keys_changed()
+
+    def list_api_keys(self, actor: Actor, user_name: str | None = None) -> list[KeyView]:
+        """Your API keys, or (org admins) another user's, oldest first; revoked
+        keys too. Only the first characters of each key are shown."""
+
+        def fn(repo: Repo) -> list[KeyView]:
+            user = self._user(repo, actor, user_name or actor.name)
+            if user.id != actor.user_id:
+                require_org_admin(actor, "list other users' API keys")
+            return [_key_view(k, name) for k, name in repo.api_keys(actor.org_id, user.id)]
+
+        return self.db.read(fn)
+
+    def revoke_api_key(self, actor: Actor, prefix: str) -> KeyView:
+        """Revoke the one active key whose stored prefix and ``prefix`` start
+        alike (either may be the longer: the whole key names its own prefix).
+
+        The search covers the caller's own keys, and an org admin's every key of
+        the organization (so no one learns of keys they may not revoke).
+
+        Raises:
+            InvalidRequest: ``prefix`` is empty, or more than one active key matches.
+            NotFound: no key matches. Conflict: the only matching key is revoked already.
+        """
+        text = prefix.strip()[:PREFIX_LENGTH]
+        if not text:
+            raise InvalidRequest(
+                "give the first characters of the API key to revoke (see 'regalia key list')"
+            )
+
+        def fn(repo: Repo) -> KeyView:
+            scope = None if actor.is_org_admin else actor.user_id
+            found = [
+                (key, name)
+                for key, name in repo.api_keys(actor.org_id, scope)
+                if key.prefix.startswith(text) or text.startswith(key.prefix)
+            ]
+            active = [(key, name) for key, name in found if key.revoked_at is None]
+            if not found:
+                whose = "API key in the organization" if scope is None else "API key of yours"
+                hint = "" if scope is None else " (org admins may revoke other users' keys)"
+                raise NotFound(
+                    f"no {whose} starts with {text!r}{hint}; see 'regalia key list'",
+                    prefix=text,
+                )
+            if not active:
+                key, name = found[-1]
+                raise Conflict(
+                    f"the API key {key.prefix}… of {name!r} was revoked already "
+                    f"({as_utc(key.revoked_at or key.created_at):%Y-%m-%d %H:%M:%S} UTC)",
+                    prefix=key.prefix,
+                )
+            if len(active) > 1:
+                raise InvalidRequest(
+                    f"{len(active)} active API keys start with {text!r}: give more of "
+                    "the key (see 'regalia key list')",
+                    prefix=text,
+                    matches=len(active),
+                )
+            key, name = active[0]
+            key.revoked_at = self.now()
+            return _key_view(key, name)
 
         try:
             return self.db.write(fn)
@@ -449,3 +521,12 @@ class AdminMixin(TeamsMixin):
             repo.delete_collection(coll.id)
 
         self.db.write(fn)
+
+
+def _key_view(key: ApiKey, user_name: str) -> KeyView:
+    return KeyView(
+        prefix=key.prefix,
+        user=user_name,
+        created_at=as_utc(key.created_at),
+        revoked_at=as_utc(key.revoked_at) if key.revoked_at is not None else None,
+    )

@@ -37,6 +37,17 @@ class UserView:
 
 
 @dataclass(frozen=True)
+class KeyView:
+    """An API key as its owner and org admins see it: never the key itself, only
+    its first characters (``prefix``, what ``regalia key revoke`` takes)."""
+
+    prefix: str
+    user: str
+    created_at: datetime
+    revoked_at: datetime | None  # None: the key works
+
+
+@dataclass(frozen=True)
 class TeamMemberView:
     """A member of a team and their team role ('admin' manages the team's members)."""
 

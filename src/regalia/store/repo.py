@@ -181,6 +181,19 @@ class Repo:
         )
         return int(getattr(res, "rowcount", 0) or 0)
 
+    def api_keys(self, org_id: int, user_id: int | None = None) -> list[tuple[ApiKey, str]]:
+        """The organization's API keys (or one user's), oldest first, each with
+        its user's name; revoked keys included."""
+        query = (
+            select(ApiKey, User.name)
+            .join(User, User.id == ApiKey.user_id)
+            .where(User.org_id == org_id)
+            .order_by(ApiKey.created_at, ApiKey.id)
+        )
+        if user_id is not None:
+            query = query.where(ApiKey.user_id == user_id)
+        return [(key, str(name)) for key, name in self.s.execute(query)]
+
     def revoke_keys(self, user_id: int, when: datetime) -> int:
         res = self.s.execute(
             update(ApiKey)
