@@ -27,7 +27,7 @@ def key_list(state: State, user_name: str | None, as_json: bool) -> None:
 
     \b
     regalia key list
-    regalia key list --user ci-bot --json
+    regalia key list --user admin --json
     """
     keys = state.backend().list_api_keys(user_name)
     if as_json:
@@ -45,7 +45,11 @@ def key_list(state: State, user_name: str | None, as_json: bool) -> None:
 @JSON
 @pass_state
 def key_create(state: State, user_name: str | None, as_json: bool) -> None:
-    """Make a new API key for you (or USER) and print it, this once."""
+    """Make a new API key for you (or USER) and print it, this once.
+
+    \b
+    regalia key create
+    """
     backend = state.backend()
     made = backend.create_api_key(user_name)
     if as_json:
@@ -61,13 +65,14 @@ def key_create(state: State, user_name: str | None, as_json: bool) -> None:
 def key_revoke(state: State, prefix: str) -> None:
     """Revoke the one active API key whose prefix starts with KEY_PREFIX.
 
-    KEY_PREFIX is the start of the key as 'regalia key list' shows it; a
+    KEY_PREFIX is the start of the key as 'regalia key list' shows it (or the
+    whole key); a
     prefix that more than one active key starts with is refused. Your own keys;
     org admins may revoke any user's. The key stops working at once.
 
     \b
     regalia key list
-    regalia key revoke rg_3k9xq2_AbC
+    regalia key revoke rg_...
     """
     backend = state.backend()
     view = backend.revoke_api_key(prefix)

@@ -90,7 +90,11 @@ def log_command(
     REGALIA_SILENT=1).
 
     \b
-    regalia log model.pt config.json --name zoo_model --type model -a candidate
+    regalia log model.pt --name zoo_model --type model -a candidate
+    regalia link admin/uncategorized/zoo_model:candidate wandb-registry-model/zoo
+
+    \b
+    A folder, with metadata, printing the version as JSON:
     regalia log ./checkpoints --type model --metadata '{"epochs": 10}' --json
     """
     if name is None:

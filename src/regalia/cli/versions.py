@@ -96,7 +96,7 @@ def unlink(state: State, path: str) -> None:
     and admins may unlink; a link holding a protected alias only admins.
 
     \b
-    regalia unlink wandb-registry-model/zoo:v1
+    regalia unlink wandb-registry-model/zoo:v0
     """
     backend = state.backend()
     view = backend.resolve(path)
