@@ -59,8 +59,9 @@ ERROR_SCHEMA: dict[str, Any] = {
 TITLES = {
     400: "Bad request: a parameter, body or name is invalid",
     401: (
-        "No valid API key (none sent, or refused: then details.reason says why: 'unknown' (no such key here), "
-        "'revoked' (with details.revoked_at), 'other_server' (a key of another store: "
+        "No valid API key (none sent, or refused: then details.reason says why: "
+        "'unknown' (no such key here), 'revoked' (with details.revoked_at), "
+        "'other_server' (a key of another store: "
         "details.key_tag and details.server_tag) or 'malformed' (not a Regalia key))"
     ),
     403: "The caller's role does not allow this (the message names the role needed)",
