@@ -43,6 +43,7 @@ from regalia.server.responses import Health
 from regalia.server.sweeper import sweep_periodically
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
+from regalia.server.wandb import graphql as wandb_graphql
 from regalia.service import Service
 
 LOG = logging.getLogger("regalia.server")
@@ -205,6 +206,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         routes_automations,
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=[Depends(clean_url)])
+    app.include_router(wandb_graphql.router)
     app.include_router(ui.router)
     # Inside the Observer, so that it counts the 500s CatchAll answers, and
     # inside SecurityHeaders, so that those 500s carry the headers too.

@@ -1,0 +1,1 @@
+"""The W&B client's protocol, answered over Regalia's service (issue 14)."""
