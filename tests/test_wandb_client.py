@@ -140,3 +140,27 @@ def test_graphql_errors_keep_graphqls_shape(server):
     )
     assert unknown.status_code == 200
     assert "noSuchField" in unknown.json()["errors"][0]["message"]
+
+
+def test_graphql_queries_past_a_limit_get_a_400_naming_it(server):
+    """A query cannot make the server work without bound: tokens are counted
+    while parsing, resolved fields while answering (a few thousand tokens of
+    aliased introspection ask for hundreds of thousands of fields)."""
+    auth = ("api", server.api_key)
+    many = "{ " + " ".join(f"a{i}: viewer {{ id }}" for i in range(4000)) + " }"
+    answer = httpx.post(server.url + "/graphql", json={"query": many}, auth=auth, timeout=30)
+    assert answer.status_code == 400
+    error = answer.json()["errors"][0]
+    assert error["extensions"]["limit"] == "graphql_tokens" and "tokens" in error["message"]
+    each = "__schema { types { name fields { name args { name } type { name kind } } } }"
+    wide = "{ " + " ".join(f"s{i}: {each}" for i in range(300)) + " }"
+    answer = httpx.post(server.url + "/graphql", json={"query": wide}, auth=auth, timeout=30)
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["extensions"]["limit"] == "graphql_fields"
+    # The standard introspection query of an older client stays well inside.
+    from graphql import get_introspection_query
+
+    full = httpx.post(
+        server.url + "/graphql", json={"query": get_introspection_query()}, auth=auth, timeout=30
+    )
+    assert full.status_code == 200 and full.json()["data"]["__schema"]["types"]

@@ -25,6 +25,11 @@ RE2 instructions. RE2's time is linear in the text times the program size, so
 this bounds the cost of one match: ``.{100}`` is 704 instructions,
 ``^(prod|staging)-v\d+$`` about 20.
 
+GraphQL (the ``wandb`` client's ``POST /graphql``): a query of at most
+:data:`MAX_GRAPHQL_TOKENS` tokens, resolving at most :data:`MAX_GRAPHQL_FIELDS`
+fields (introspection's types nest in each other, so depth alone would not
+bound the work); the client's own queries stay far below both.
+
 Time (``REGALIA_QUERY_TIMEOUT`` / ``REGALIA_WRITE_TIMEOUT`` override them):
 a read that runs longer than :data:`QUERY_TIMEOUT_S` is stopped by the
 database (PostgreSQL ``statement_timeout``; on SQLite an interrupt from a
@@ -42,6 +47,9 @@ MAX_FILTER_VALUES: Final = 1000
 MAX_REGEX_CLAUSES: Final = 10
 MAX_PATTERN_LENGTH: Final = 256
 MAX_PATTERN_PROGRAM: Final = 1000
+
+MAX_GRAPHQL_TOKENS: Final = 10_000
+MAX_GRAPHQL_FIELDS: Final = 20_000
 
 QUERY_TIMEOUT_S: Final = 5.0
 WRITE_TIMEOUT_S: Final = 60.0

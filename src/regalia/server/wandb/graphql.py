@@ -2,7 +2,9 @@
 
 Queries are parsed and validated by graphql-core against ``schema.graphql``
 (the SDL Regalia keeps; introspection answers from it truthfully) and resolved
-from the caller's :class:`~regalia.service.views.Actor`. The client sends its
+from the caller's :class:`~regalia.service.views.Actor`, in a worker thread,
+within the bounds of :mod:`regalia.core.limits` (tokens parsed, fields
+resolved): a query past one is a 400 naming it. The client sends its
 API key as HTTP Basic ``api:KEY``. Every answer has GraphQL's shape
 (``{"data", "errors"}``), failures included: a refused key is a 401 whose
 error message is Regalia's own (which says why and what to run); the client
@@ -18,8 +20,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from graphql import GraphQLSchema, build_schema, graphql_sync
+from graphql import (
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    build_schema,
+    execute,
+    parse,
+    validate,
+)
+from starlette.concurrency import run_in_threadpool
 
+from regalia.core.limits import MAX_GRAPHQL_FIELDS, MAX_GRAPHQL_TOKENS
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.server.auth import Authenticator
 from regalia.service.views import Actor
@@ -75,19 +87,72 @@ def parse_request(raw: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     return body["query"], variables, name if isinstance(name, str) and name else None
 
 
+class FieldBudget:
+    """graphql-core middleware: refuses the fields after the first
+    :data:`MAX_GRAPHQL_FIELDS` of one request (their parents become null, so
+    the rest of the query is cut off at once)."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.used > MAX_GRAPHQL_FIELDS
+
+    def resolve(self, next_: Any, root_value: Any, info: Any, **args: Any) -> Any:
+        self.used += 1
+        if self.spent:
+            raise GraphQLError("field budget spent")
+        return next_(root_value, info, **args)
+
+
+def run_query(
+    actor: Actor, query: str, variables: dict[str, Any] | None, operation: str | None
+) -> dict[str, Any]:
+    """The GraphQL answer to one request (``{"data", "errors"}``).
+
+    Raises:
+        InvalidRequest: the query is past a limit of :mod:`regalia.core.limits`.
+    """
+    try:
+        document = parse(query, max_tokens=MAX_GRAPHQL_TOKENS)
+    except GraphQLError as exc:
+        if "tokens" in exc.message:
+            raise InvalidRequest(
+                f"the GraphQL query has more than {MAX_GRAPHQL_TOKENS} tokens",
+                limit="graphql_tokens",
+                maximum=MAX_GRAPHQL_TOKENS,
+            ) from None
+        return dict(ExecutionResult(None, [exc]).formatted)
+    problems = validate(schema(), document)
+    if problems:
+        return dict(ExecutionResult(None, problems).formatted)
+    budget = FieldBudget()
+    result = execute(
+        schema(),
+        document,
+        root_value=root(actor),
+        variable_values=variables,
+        operation_name=operation,
+        middleware=[budget],
+    )
+    assert isinstance(result, ExecutionResult)  # every resolver here is synchronous
+    if budget.spent:
+        raise InvalidRequest(
+            f"the GraphQL query resolves more than {MAX_GRAPHQL_FIELDS} fields",
+            limit="graphql_fields",
+            maximum=MAX_GRAPHQL_FIELDS,
+        )
+    return dict(result.formatted)
+
+
 @router.post("/graphql")
 async def graphql_endpoint(request: Request) -> JSONResponse:
     auth: Authenticator = request.app.state.auth
     try:
         actor = await auth.actor(request)
         query, variables, operation = parse_request(await request.body())
+        answer = await run_in_threadpool(run_query, actor, query, variables, operation)
     except RegaliaError as exc:
         return failure(exc)
-    result = graphql_sync(
-        schema(),
-        query,
-        root_value=root(actor),
-        variable_values=variables,
-        operation_name=operation,
-    )
-    return JSONResponse(result.formatted)
+    return JSONResponse(answer)
