@@ -307,9 +307,8 @@ def check_target(url: str, *, allow_private: bool, resolve: Resolver = system_re
     target = parse_target(url)
     if allow_private:
         return target
-    try:
-        addresses = addresses_of(target, resolve)
-    except (OSError, UnicodeError, InvalidRequest):  # InvalidRequest: no usable address
+    addresses = _addresses_now(target, resolve)
+    if addresses is None:
         return target  # checked when a delivery resolves it
     why = first_refusal(target, addresses)
     if why is not None:
@@ -324,12 +323,15 @@ def resolves_now(url: str, resolve: Resolver = system_resolve) -> bool:
     Raises:
         InvalidRequest: not an http(s) URL.
     """
-    target = parse_target(url)
+    return _addresses_now(parse_target(url), resolve) is not None
+
+
+def _addresses_now(target: Target, resolve: Resolver) -> tuple[IPAddress, ...] | None:
+    """The target's addresses, or None if its name gives no usable one right now."""
     try:
-        addresses_of(target, resolve)
+        return addresses_of(target, resolve)
     except (OSError, UnicodeError, InvalidRequest):  # InvalidRequest: no usable address
-        return False
-    return True
+        return None
 
 
 def redact_url(url: str) -> str:
