@@ -10,16 +10,14 @@ rules, must not write outside the folder on any operating system (``C:x``,
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from regalia.blobs.base import CHECK_PREFIX, new_check_hasher
 from regalia.core.names import validate_manifest_paths
 from regalia.errors import FileConflict, InvalidName
+from regalia.sdk.transfer import hash_local
 
-READ_CHUNK = 1024 * 1024
 SHOWN_CONFLICTS = 5
 
 
@@ -136,13 +134,6 @@ def _state_of(target: Path, root: Path, size: int, digest: str, check: str | Non
         return "other"
     if not os.path.isfile(target) or st.st_size != size:
         return "other"
-    return "same" if _hash_of(target, check) == (check or digest) else "other"
-
-
-def _hash_of(path: Path, check: str | None) -> str:
-    """The file's BLAKE3 check (``blake3:<hex>``) if ``check`` is given, else its SHA-256."""
-    hasher = new_check_hasher() if check is not None else hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(READ_CHUNK):
-            hasher.update(chunk)
-    return CHECK_PREFIX + hasher.hexdigest() if check is not None else hasher.hexdigest()
+    found = hash_local(target)  # SHA-256 and BLAKE3 in one read, as for an upload
+    same = found.check == check if check is not None else found.digest == digest
+    return "same" if same else "other"
