@@ -9,70 +9,30 @@ environment; it talks to a real ``regalia server`` process on 127.0.0.1, with
 
 from __future__ import annotations
 
-import fcntl
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 from servers import ServerProcess
-
-ROOT = Path(__file__).resolve().parents[1]
-CLIENTS = ROOT / ".wandb-clients"
-RELEASE = "0.31.0"
+from wandb_harness import client_env as _client_env
+from wandb_harness import run, start_server
+from wandb_harness import wandb_python as _wandb_python
 
 
 @pytest.fixture(scope="session")
 def wandb_python() -> Path:
-    """The Python of a virtualenv holding ``wandb==RELEASE`` (made once)."""
-    venv = CLIENTS / RELEASE
-    python = venv / "bin" / "python"
-    CLIENTS.mkdir(exist_ok=True)
-    with (CLIENTS / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / ".installed").exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-                + [f"wandb=={RELEASE}"],
-                check=True,
-                timeout=900,
-            )
-            (venv / ".installed").touch()
-    return python
+    return _wandb_python()
 
 
 @pytest.fixture
 def server(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGALIA_")}
-    env["REGALIA_HOME"] = str(tmp_path / "regalia")
-    with ServerProcess(env, log=tmp_path / "server.log") as srv:
+    with start_server(tmp_path) as srv:
         yield srv
 
 
 def client_env(tmp_path: Path, server: ServerProcess, key: str | None) -> dict[str, str]:
-    home = tmp_path / "client"
-    home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "REGALIA_"))}
-    env |= {
-        "HOME": str(home),
-        "WANDB_DIR": str(home),
-        "WANDB_CACHE_DIR": str(home / "cache"),
-        "WANDB_CONFIG_DIR": str(home / "config"),
-        "WANDB_SILENT": "true",
-        "WANDB_BASE_URL": server.url,
-    }
-    if key is not None:
-        env["WANDB_API_KEY"] = key
-    return env
-
-
-def run(python: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(python), *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return _client_env(tmp_path / "client", server, key)
 
 
 def test_wandb_login_with_a_regalia_key_saves_it_for_the_server(wandb_python, server, tmp_path):
@@ -132,14 +92,45 @@ def test_graphql_errors_keep_graphqls_shape(server):
     )
     assert bad.status_code == 400
     assert "not JSON" in bad.json()["errors"][0]["message"]
-    unknown = httpx.post(
+    broken = httpx.post(
         server.url + "/graphql",
-        json={"query": "{ viewer { noSuchField } }"},
+        json={"query": "{ viewer { id "},
         auth=("api", server.api_key),
         timeout=10,
     )
-    assert unknown.status_code == 200
-    assert "noSuchField" in unknown.json()["errors"][0]["message"]
+    assert broken.status_code == 200
+    assert "Syntax Error" in broken.json()["errors"][0]["message"]
+
+
+def test_undeclared_fields_arguments_and_input_fields_are_answered_not_refused(server):
+    """Newer clients ask for fields Regalia does not declare: such a field is
+    null, an undeclared argument is ignored, an undeclared input field is
+    dropped; the rest of the query is answered. An unknown type is an error."""
+    auth = ("api", server.api_key)
+    query = (
+        "{ viewer { name noSuchField teams(first: 1, noSuchArg: 2) { edges { node { name } } } } }"
+    )
+    answer = httpx.post(server.url + "/graphql", json={"query": query}, auth=auth, timeout=10)
+    assert answer.status_code == 200 and "errors" not in answer.json()
+    viewer = answer.json()["data"]["viewer"]
+    assert viewer["name"] and viewer["noSuchField"] is None
+    nested = httpx.post(
+        server.url + "/graphql",
+        json={"query": "{ viewer { newThing { deeper } id } }"},
+        auth=auth,
+        timeout=10,
+    )
+    assert nested.json()["data"]["viewer"]["newThing"] is None
+    unknown_type = httpx.post(
+        server.url + "/graphql",
+        json={
+            "query": "query Q($x: NoSuchInput) { entity(name: $x) { id } }",
+            "variables": {"x": {}},
+        },
+        auth=auth,
+        timeout=10,
+    )
+    assert "NoSuchInput" in unknown_type.json()["errors"][0]["message"]
 
 
 def test_graphql_queries_past_a_limit_get_a_400_naming_it(server):

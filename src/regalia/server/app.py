@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +45,7 @@ from regalia.server.sweeper import sweep_periodically
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
 from regalia.server.wandb import graphql as wandb_graphql
+from regalia.server.wandb.trace import WandbTrace
 from regalia.service import Service
 
 LOG = logging.getLogger("regalia.server")
@@ -213,5 +215,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Observer, metrics=metrics)
+    if trace := os.environ.get("REGALIA_WANDB_TRACE"):
+        app.add_middleware(WandbTrace, path=trace)
     openapi.install(app)
     return app

@@ -1,69 +1,35 @@
 """``POST /graphql``: the `wandb` client's GraphQL, over Regalia's service.
 
-Queries are parsed and validated by graphql-core against ``schema.graphql``
-(the SDL Regalia keeps; introspection answers from it truthfully) and resolved
-from the caller's :class:`~regalia.service.views.Actor`, in a worker thread,
-within the bounds of :mod:`regalia.core.limits` (tokens parsed, fields
-resolved): a query past one is a 400 naming it. The client sends its
-API key as HTTP Basic ``api:KEY``. Every answer has GraphQL's shape
-(``{"data", "errors"}``), failures included: a refused key is a 401 whose
-error message is Regalia's own (which says why and what to run); the client
-does not retry a 401 or a 400.
+Queries are parsed, validated and executed by :mod:`.engine` against the SDL
+in ``schema/`` and resolved from the caller's
+:class:`~regalia.service.views.Actor`, in a worker thread, within the bounds of
+:mod:`regalia.core.limits`. The client sends its API key as HTTP Basic
+``api:KEY``. Every answer has GraphQL's shape (``{"data", "errors"}``),
+failures included: a refused key is a 401 whose error message is Regalia's
+own (which says why and what to run); a refusal of the registry (a role, a
+protected alias, a missing version) carries Regalia's status (403, 404, 409,
+400), which the client does not retry.
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache
-from importlib.resources import files
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from graphql import (
-    ExecutionResult,
-    GraphQLError,
-    GraphQLSchema,
-    build_schema,
-    execute,
-    parse,
-    validate,
-)
 from starlette.concurrency import run_in_threadpool
 
-from regalia.core.limits import MAX_GRAPHQL_FIELDS, MAX_GRAPHQL_TOKENS
+from regalia.config import Settings
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.server.auth import Authenticator
-from regalia.service.views import Actor
+from regalia.server.wandb import identity  # noqa: F401  (registers its resolvers)
+from regalia.server.wandb.engine import run_query
+from regalia.server.wandb.resolvers import WandbContext
+from regalia.server.wandb.signing import UrlSigner
+from regalia.service import Service
 
 router = APIRouter(include_in_schema=False)
-
-
-@cache
-def schema() -> GraphQLSchema:
-    """The SDL Regalia answers (built once)."""
-    return build_schema(files(__package__).joinpath("schema.graphql").read_text("utf-8"))
-
-
-def viewer(actor: Actor) -> dict[str, Any]:
-    """The caller as W&B's ``User``: its entity is the user's own name."""
-    return {
-        "id": f"user:{actor.user_id}",
-        "name": actor.name,
-        "username": actor.name,
-        "email": None,
-        "entity": actor.name,
-        "admin": actor.is_org_admin,
-        "flags": json.dumps({}),
-        "deletedAt": None,
-        "teams": {"edges": [{"node": {"id": f"team:{n}", "name": n}} for n in actor.team_names]},
-        "apiKeys": {"edges": []},
-    }
-
-
-def root(actor: Actor) -> dict[str, Any]:
-    # No server features advertised yet: the client then takes its plain paths.
-    return {"viewer": viewer(actor), "serverInfo": {"features": []}}
 
 
 def failure(exc: RegaliaError) -> JSONResponse:
@@ -87,72 +53,44 @@ def parse_request(raw: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     return body["query"], variables, name if isinstance(name, str) and name else None
 
 
-class FieldBudget:
-    """graphql-core middleware: refuses the fields after the first
-    :data:`MAX_GRAPHQL_FIELDS` of one request (their parents become null, so
-    the rest of the query is cut off at once)."""
-
-    def __init__(self) -> None:
-        self.used = 0
-
-    @property
-    def spent(self) -> bool:
-        return self.used > MAX_GRAPHQL_FIELDS
-
-    def resolve(self, next_: Any, root_value: Any, info: Any, **args: Any) -> Any:
-        self.used += 1
-        if self.spent:
-            raise GraphQLError("field budget spent")
-        return next_(root_value, info, **args)
+def base_url(request: Request, settings: Settings) -> str:
+    """The server's address for URLs handed to the client: ``REGALIA_PUBLIC_URL``
+    if set (behind a proxy), else the address the client used."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
 
 
-def run_query(
-    actor: Actor, query: str, variables: dict[str, Any] | None, operation: str | None
-) -> dict[str, Any]:
-    """The GraphQL answer to one request (``{"data", "errors"}``).
+def signer_of(request: Request) -> UrlSigner:
+    state = request.app.state
+    signer = getattr(state, "wandb_signer", None)
+    if signer is None:
+        service: Service = state.service
+        signer = state.wandb_signer = UrlSigner(service.secret_box.key)
+    return signer
 
-    Raises:
-        InvalidRequest: the query is past a limit of :mod:`regalia.core.limits`.
-    """
-    try:
-        document = parse(query, max_tokens=MAX_GRAPHQL_TOKENS)
-    except GraphQLError as exc:
-        if "tokens" in exc.message:
-            raise InvalidRequest(
-                f"the GraphQL query has more than {MAX_GRAPHQL_TOKENS} tokens",
-                limit="graphql_tokens",
-                maximum=MAX_GRAPHQL_TOKENS,
-            ) from None
-        return dict(ExecutionResult(None, [exc]).formatted)
-    problems = validate(schema(), document)
-    if problems:
-        return dict(ExecutionResult(None, problems).formatted)
-    budget = FieldBudget()
-    result = execute(
-        schema(),
-        document,
-        root_value=root(actor),
-        variable_values=variables,
-        operation_name=operation,
-        middleware=[budget],
+
+async def context_of(request: Request) -> WandbContext:
+    """The request's caller (its API key checked) and what resolvers need."""
+    auth: Authenticator = request.app.state.auth
+    actor = await auth.actor(request)
+    service: Service = request.app.state.service
+    return WandbContext(
+        actor=actor,
+        service=service,
+        settings=service.settings,
+        base_url=base_url(request, service.settings),
+        signer=signer_of(request),
+        headers={k.lower(): v for k, v in request.headers.items()},
     )
-    assert isinstance(result, ExecutionResult)  # every resolver here is synchronous
-    if budget.spent:
-        raise InvalidRequest(
-            f"the GraphQL query resolves more than {MAX_GRAPHQL_FIELDS} fields",
-            limit="graphql_fields",
-            maximum=MAX_GRAPHQL_FIELDS,
-        )
-    return dict(result.formatted)
 
 
 @router.post("/graphql")
 async def graphql_endpoint(request: Request) -> JSONResponse:
-    auth: Authenticator = request.app.state.auth
     try:
-        actor = await auth.actor(request)
+        ctx = await context_of(request)
         query, variables, operation = parse_request(await request.body())
-        answer = await run_in_threadpool(run_query, actor, query, variables, operation)
+        answer, cause = await run_in_threadpool(run_query, ctx, query, variables, operation)
     except RegaliaError as exc:
         return failure(exc)
-    return JSONResponse(answer)
+    return JSONResponse(answer, status_code=cause.http_status if cause else 200)

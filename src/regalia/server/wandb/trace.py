@@ -1,0 +1,59 @@
+"""A record of what the `wandb` client sends (``REGALIA_WANDB_TRACE=FILE``):
+one JSON line per request to the W&B routes, with its method, path, GraphQL
+operation name, response status, and whether it carried credentials. Tests
+compare client releases with it; an operator can see what a client asked for.
+Never the body's values or the key."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TRACED = re.compile(r"^/(graphql|files/|wandb/|artifacts|sdk/)")
+OPERATION = re.compile(rb"\b(query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class WandbTrace:
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not TRACED.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        entry: dict[str, Any] = {
+            "t": round(time.time(), 3),
+            "method": scope["method"],
+            "path": scope["path"],
+            "auth": any(k == b"authorization" for k, _ in scope["headers"]),
+            "agent": dict(scope["headers"]).get(b"user-agent", b"").decode(errors="replace"),
+        }
+        head = bytearray()
+
+        async def peek() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(head) < 4096:
+                head.extend(message.get("body", b"")[:4096])
+            return message
+
+        async def status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, peek, status)
+        finally:
+            if scope["path"] == "/graphql":
+                found = OPERATION.search(bytes(head))
+                entry["operation"] = found.group(2).decode() if found else None
+            line = json.dumps(entry) + "\n"
+            with self.lock, open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
