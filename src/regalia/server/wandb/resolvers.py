@@ -68,3 +68,34 @@ def context(info: Any) -> WandbContext:
     ctx = info.context
     assert isinstance(ctx, WandbContext)
     return ctx
+
+
+# Fields of shared object types that a module resolves itself (they need
+# arguments or a query of their own): objects.py adds them to every dict of
+# that type it builds.
+FIELDS: dict[str, dict[str, Resolver]] = {}
+
+
+def field(type_name: str, name: str) -> Callable[[Resolver], Resolver]:
+    """Register ``fn(obj, info, **args)`` as the resolver of ``<type_name>.<name>``
+    on the dicts :mod:`.objects` builds (``obj`` is that dict)."""
+
+    def register(fn: Resolver) -> Resolver:
+        fields = FIELDS.setdefault(type_name, {})
+        if name in fields:
+            raise RuntimeError(f"{type_name}.{name} is registered twice")
+        fields[name] = fn
+        return fn
+
+    return register
+
+
+def with_fields(type_name: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with the registered fields of ``type_name`` bound to it."""
+    for name, fn in FIELDS.get(type_name, {}).items():
+        obj[name] = _bound(fn, obj)
+    return obj
+
+
+def _bound(fn: Resolver, obj: dict[str, Any]) -> Resolver:
+    return lambda info, **args: fn(obj, info, **args)
