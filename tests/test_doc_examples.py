@@ -11,7 +11,9 @@ fails naming file:line, so nothing is skipped silently):
   in what the command printed, except in the placeholders (tokens holding
   ``...``, such as a delivery id or ``rg_...``).
 - ``bash`` / ``sh``: each logical line is a command, run like a console one.
-- ``python``: the block runs in a subprocess (this interpreter) with the
+- ``python``: the block runs in a subprocess (this interpreter; a block with
+  an ``import wandb`` line runs with the official client's, from
+  ``wandb_harness``, whose ``wandb`` command is on PATH too) with the
   sandbox's environment and folder; the blocks of a document run in order.
 - ``json``: must parse as written (payload templates keep their
   ``${variables}`` inside strings, as docs/automations.md says they must).
@@ -65,6 +67,7 @@ from pathlib import Path
 import httpx
 import pytest
 from automation_helpers import Receiver
+from wandb_harness import wandb_python
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
@@ -85,6 +88,8 @@ LONG_RUNNING = {
 }
 NOT_RUN = {
     r"bash scripts/test( .*)?": "runs the whole test suite, this test included",
+    # the sandbox has the tested wandb release in a virtualenv of its own already
+    r"pip install( -U)? wandb": "the wandb client is installed (wandb_harness)",
 }
 
 
@@ -208,7 +213,9 @@ class Sandbox:
             **keep,
             "HOME": str(home),
             "REGALIA_HOME": str(home / ".regalia"),
-            "PATH": f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            # Regalia's environment first; the `wandb` command of the tested client after it
+            "PATH": f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+            f":{wandb_python().parent}",
             "REGALIA_SILENT": "1",
         }
 
@@ -312,7 +319,11 @@ class Sandbox:
         code = self.substitute(block.text)
         path.write_text(code, encoding="utf-8")
         cmd = Command(block.doc, block.line, block.text, [])
-        proc = self._run([sys.executable, str(path)], cmd, code)
+        # `import wandb` code runs with the official client, as its users run it
+        python = (
+            wandb_python() if re.search(r"^import wandb$", code, re.M) else Path(sys.executable)
+        )
+        proc = self._run([str(python), str(path)], cmd, code)
         print(f"{cmd.where()}: python\n{proc.stdout}{proc.stderr}")
 
     def _run(self, argv: list[str], cmd: Command, shown: str) -> subprocess.CompletedProcess[str]:

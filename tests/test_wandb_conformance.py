@@ -1,0 +1,123 @@
+"""Conformance of the official `wandb` client against `regalia server` (issue 14).
+
+For each pinned release (the newest, and one from before 0.26 that probes the
+schema by introspection), the seed document's two code examples run
+*unchanged*: ``import wandb``, the placeholders filled, only ``WANDB_BASE_URL``
+and ``WANDB_API_KEY`` set (``WANDB_MODE`` unset), in a client process of that
+release's own virtualenv, against a real server on 127.0.0.1 on SQLite and on
+PostgreSQL. Then Regalia's own SDK checks that the versions, aliases and files
+are there, byte-identical, and the trace of what the client sent shows no
+failed request (a failed request is what a client retries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from test_seed import EXAMPLES, PLACEHOLDERS
+from wandb_harness import RELEASES, client_env, run_script, start_server, trace, wandb_python
+
+import regalia
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def example(number: int) -> str:
+    """The seed's example as its document has it: ``import wandb``, placeholders filled."""
+    text = (EXAMPLES / f"example_{number}.py").read_text(encoding="utf-8")
+    text = text.replace("import regalia as wandb\n", "import wandb\n", 1)
+    for placeholder, value in PLACEHOLDERS.items():
+        text = text.replace(f'"{placeholder}"', f'"{value}"')
+    assert "import wandb\n" in text and '"<' not in text
+    return text
+
+
+def failures(tmp_path: Path) -> list[dict]:
+    """Requests the server refused or failed (telemetry the client ignores aside)."""
+    return [
+        e
+        for e in trace(tmp_path)
+        if e.get("status", 500) >= 400 and not e["path"].startswith("/sdk/otel")
+    ]
+
+
+@pytest.fixture
+def regalia_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Regalia's own SDK, pointed at a server: ``regalia_api(server)``."""
+
+    def make(server) -> regalia.Api:
+        monkeypatch.setenv("REGALIA_BASE_URL", server.url)
+        monkeypatch.setenv("REGALIA_API_KEY", server.api_key)
+        monkeypatch.setenv("REGALIA_HOME", str(tmp_path / "regalia-sdk"))
+        monkeypatch.delenv("REGALIA_DATABASE_URL", raising=False)
+        return regalia.Api()
+
+    return make
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_seed_examples_run_unchanged_with_import_wandb(
+    release, db_kind, database_url, tmp_path, regalia_api
+):
+    python = wandb_python(release)
+    extra = {"REGALIA_DATABASE_URL": database_url} if db_kind == "postgresql" else {}
+    with start_server(tmp_path, **extra) as server:
+        work = tmp_path / "work"
+        work.mkdir()
+        weights = bytes(range(256)) * 4096 + b"model"
+        (work / "model.pt").write_bytes(weights)
+        (work / "zoo_dataset.pt").write_bytes(b"zoo tensor 0" * 1000)
+        (work / "zoo_labels.pt").write_bytes(b"labels 0" * 1000)
+        env = client_env(tmp_path / "client", server, server.api_key)
+        for number in (1, 2):
+            done = run_script(python, example(number), env, work, timeout=180)
+            assert done.returncode == 0, done.stderr[-3000:]
+        assert failures(tmp_path) == []
+
+        api = regalia_api(server)
+        model = api.artifact("wandb-registry-model/Zoo_Models:best_model")
+        assert (model.version, sorted(model.aliases)) == ("v0", ["best_model", "latest", "staging"])
+        assert model.source_qualified_name == "smle-reg-team-2/zoo_experiment/zoo_model:v0"
+        assert model.type == "model"
+        out = Path(model.download(root=str(tmp_path / "out1")))
+        assert (out / "model.pt").read_bytes() == weights
+
+        data = api.artifact("wandb-registry-Model/Zoo_Classifier_Models:production-eu")
+        assert sorted(data.aliases) == ["latest", "production-eu", "production-us"]
+        assert data.type == "dataset"
+        out = Path(data.download(root=str(tmp_path / "out2")))
+        assert (out / "zoo_dataset").read_bytes() == b"zoo tensor 0" * 1000
+        assert (out / "zoo_labels").read_bytes() == b"labels 0" * 1000
+        sha = hashlib.sha256(b"labels 0" * 1000).hexdigest()
+        assert {f.path: f.digest for f in data.files()}["zoo_labels"] == sha
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_three_links_number_v0_v1_v2_and_a_relog_uploads_nothing(release, tmp_path, regalia_api):
+    python = wandb_python(release)
+    with start_server(tmp_path) as server:
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "zoo_labels.pt").write_bytes(b"labels")
+        env = client_env(tmp_path / "client", server, server.api_key)
+        for i in range(3):
+            (work / "zoo_dataset.pt").write_bytes(f"zoo tensor {i}".encode() * 100)
+            done = run_script(python, example(2), env, work, timeout=180)
+            assert done.returncode == 0, done.stderr[-3000:]
+        before = len(trace(tmp_path))
+        done = run_script(python, example(2), env, work, timeout=180)  # nothing changed
+        assert done.returncode == 0, done.stderr[-3000:]
+        relog = trace(tmp_path)[before:]
+        assert [e for e in relog if e["method"] == "PUT" and "/artifact" in e["path"]] == []
+        assert failures(tmp_path) == []
+
+        api = regalia_api(server)
+        coll = "wandb-registry-Model/Zoo_Classifier_Models"
+        assert [api.artifact(f"{coll}:v{i}").version for i in range(3)] == ["v0", "v1", "v2"]
+        assert api.artifact(f"{coll}:latest").version == "v2"
+        assert api.artifact(f"{coll}:production-us").version == "v2"
+        assert "latest" not in api.artifact(f"{coll}:v0").aliases
+        with pytest.raises(regalia.errors.NotFound):
+            api.artifact(f"{coll}:v3")
