@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from regalia.server.wandb.ids import encode_id
-from regalia.server.wandb.resolvers import WandbContext, context, query
+from regalia.server.wandb.resolvers import WandbContext, context, query, with_fields
 from regalia.service.views import Actor
 
 # Server features advertised to the client (``serverInfo.features``): the names
@@ -22,33 +22,39 @@ FEATURES: list[str] = []
 
 def viewer_of(actor: Actor) -> dict[str, Any]:
     """The caller as W&B's ``User``: its entity is the user's own name."""
-    return {
-        "id": encode_id("User", actor.user_id),
-        "name": actor.name,
-        "username": actor.name,
-        "email": None,
-        "entity": actor.name,
-        "admin": actor.is_org_admin,
-        "flags": json.dumps({}),
-        "deletedAt": None,
-        "teams": {"edges": [{"node": entity_of_name(n)} for n in actor.team_names]},
-        "apiKeys": {"edges": []},
-        "organizations": lambda info, **_: [organization_of(context(info))],
-    }
+    return with_fields(
+        "User",
+        {
+            "id": encode_id("User", actor.user_id),
+            "name": actor.name,
+            "username": actor.name,
+            "email": None,
+            "entity": actor.name,
+            "admin": actor.is_org_admin,
+            "flags": json.dumps({}),
+            "deletedAt": None,
+            "teams": {"edges": [{"node": entity_of_name(n)} for n in actor.team_names]},
+            "apiKeys": {"edges": []},
+            "organizations": lambda info, **_: [organization_of(context(info))],
+        },
+    )
 
 
 def organization_of(ctx: WandbContext) -> dict[str, Any]:
     """Regalia's organization as W&B's ``Organization``."""
     name = ctx.actor.org_name
-    return {
-        "id": encode_id("Organization", ctx.actor.org_id),
-        "name": name,
-        "orgEntity": {"id": encode_id("Entity", f"org:{name}"), "name": name},
-    }
+    return with_fields(
+        "Organization",
+        {
+            "id": encode_id("Organization", ctx.actor.org_id),
+            "name": name,
+            "orgEntity": {**entity_of_name(name), "isTeam": True, "entityType": "ORGANIZATION"},
+        },
+    )
 
 
 def entity_of_name(name: str) -> dict[str, Any]:
-    return {"id": encode_id("Entity", name), "name": name}
+    return with_fields("Entity", {"id": encode_id("Entity", name), "name": name})
 
 
 @query("viewer")
