@@ -15,9 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 from servers import ServerProcess
+from wandb_harness import RELEASES, run, start_server
 from wandb_harness import client_env as _client_env
-from wandb_harness import run, start_server
-from wandb_harness import RELEASES
 from wandb_harness import wandb_python as _wandb_python
 
 

@@ -68,7 +68,7 @@ def schema() -> GraphQLSchema:
     return build_schema("\n".join(folder.joinpath(n).read_text("utf-8") for n in names))
 
 
-class LenientExecutor(Executor):  # type: ignore[misc]
+class LenientExecutor(Executor[Any]):
     """graphql-core's executor, answering ``null`` for a field the SDL lacks."""
 
     def execute_field(
@@ -211,7 +211,7 @@ def run_query(
     answer: dict[str, Any] = {"data": result.data}
     cause: RegaliaError | None = None
     if result.errors:
-        errors = []
+        errors: list[dict[str, Any]] = []
         for e in result.errors:
             original = e.original_error
             if isinstance(original, RegaliaError):
@@ -228,6 +228,6 @@ def run_query(
                 # status 200 so that the client reports it instead of retrying.
                 if original is not None and not isinstance(original, GraphQLError):
                     log.error("wandb GraphQL resolver failed", exc_info=original)
-                errors.append(e.formatted)
+                errors.append(dict(e.formatted))
         answer["errors"] = errors
     return answer, cause

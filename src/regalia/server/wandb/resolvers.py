@@ -12,7 +12,8 @@ for it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from regalia.config import Settings
@@ -33,8 +34,8 @@ class WandbContext:
     settings: Settings
     base_url: str  # the server's address as the client reached it, without a trailing /
     signer: Any  # regalia.server.wandb.signing.UrlSigner
-    headers: dict[str, str] = field(default_factory=dict)
-    undeclared: list[str] = field(default_factory=list)  # "Type.field" answered null
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    undeclared: list[str] = dataclasses.field(default_factory=list)  # "Type.field" answered null
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"

@@ -15,7 +15,22 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TRACED = re.compile(r"^/(graphql|files/|wandb/|artifacts|sdk/)")
-OPERATION = re.compile(rb"\b(query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)")
+OPERATION = re.compile(r"(?:^|[^A-Za-z0-9_])(query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def operation_of(body: bytes) -> str | None:
+    """The GraphQL operation's name: ``operationName``, else the first named
+    operation of the query (only the body's first 4 KiB are kept)."""
+    try:
+        request = json.loads(body)
+        name = request.get("operationName")
+        if isinstance(name, str) and name:
+            return name
+        text = str(request.get("query", ""))
+    except (ValueError, AttributeError):
+        text = body.decode(errors="replace").replace("\\n", "\n")
+    found = OPERATION.search(text)
+    return found.group(2) if found else None
 
 
 class WandbTrace:
@@ -52,8 +67,7 @@ class WandbTrace:
             await self.app(scope, peek, status)
         finally:
             if scope["path"] == "/graphql":
-                found = OPERATION.search(bytes(head))
-                entry["operation"] = found.group(2).decode() if found else None
+                entry["operation"] = operation_of(bytes(head))
             line = json.dumps(entry) + "\n"
             with self.lock, open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(line)
