@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from regalia.core.names import (
+    MAX_ID,
     MAX_NAME,
     MAX_RUN_KEY,
     RegistryPath,
@@ -97,6 +98,23 @@ class ReadsMixin(ArtifactsMixin):
             m = repo.membership_of_version(version.sequence_id, version.id)
             assert m is not None
             return self._version_view(repo, m)
+
+        return self.db.read(fn)
+
+    def version_by_id(self, actor: Actor, version_id: int) -> VersionView:
+        """A source version by its id, as seen in its own artifact (404 when
+        there is none the caller may see)."""
+
+        def fn(repo: Repo) -> VersionView:
+            version = repo.get(Version, version_id) if 0 < version_id <= MAX_ID else None
+            m = (
+                None
+                if version is None
+                else repo.membership_of_version(version.sequence_id, version.id)
+            )
+            if m is None:
+                raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
+            return self._version_view(repo, self._ctx(repo, actor, m.id).membership)
 
         return self.db.read(fn)
 
