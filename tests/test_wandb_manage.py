@@ -190,7 +190,8 @@ def aliases_input(version_id: int, org: str, coll: str, *names: str) -> dict[str
 
 def org_of(server: ServerProcess) -> str:
     data = Wire(server, server.api_key).ok(
-        "query { viewer { organizations { name } } }", None  # type: ignore[arg-type]
+        "query { viewer { organizations { name } } }",
+        None,  # type: ignore[arg-type]
     )
     return data["viewer"]["organizations"][0]["name"]
 
@@ -204,7 +205,9 @@ def test_add_aliases_moves_an_alias_with_registry_rules_and_history(server, sdk,
     org = org_of(server)
     wire = Wire(server, server.api_key)
     version_id, _ = ids(v1)
-    data = wire.ok(ADD_ALIASES, "AddAliases", input=aliases_input(version_id, org, "Coll", "staging"))
+    data = wire.ok(
+        ADD_ALIASES, "AddAliases", input=aliases_input(version_id, org, "Coll", "staging")
+    )
     assert data == {"result": {"success": True}}
     assert sdk.artifact("wandb-registry-model/Coll:staging").version == "v1"
     assert "staging" not in sdk.artifact("wandb-registry-model/Coll:v0").aliases
@@ -245,12 +248,8 @@ def test_a_member_adding_a_protected_alias_gets_regalias_403_and_nothing_changes
     assert "candidate" in sdk.artifact("wandb-registry-model/Coll:v0").aliases
 
 
-def test_update_artifact_edits_tags_description_and_metadata_of_the_version(
-    server, sdk, tmp_path
-):
-    linked = log_and_link(
-        tmp_path, "w0", "wandb-registry-model/Coll", [], metadata={"acc": 0.5}
-    )
+def test_update_artifact_edits_tags_description_and_metadata_of_the_version(server, sdk, tmp_path):
+    linked = log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", [], metadata={"acc": 0.5})
     version_id, _ = ids(linked)
     wire = Wire(server, server.api_key)
     data = wire.ok(
@@ -326,7 +325,9 @@ def test_delete_keeps_a_version_with_aliases_unless_delete_aliases(server, sdk, 
     run.finish()
     version_id = logged._view.version_id  # type: ignore[attr-defined]
     wire = Wire(server, server.api_key)
-    r = wire(DELETE_ARTIFACT, "DeleteArtifact", input={"artifactID": wandb_id("Artifact", version_id)})
+    r = wire(
+        DELETE_ARTIFACT, "DeleteArtifact", input={"artifactID": wandb_id("Artifact", version_id)}
+    )
     assert r.status_code == 409 and "delete_aliases=True" in r.json()["errors"][0]["message"]
     assert sdk.artifact_exists("team/zoo/net:v0")
     data = wire.ok(
@@ -369,7 +370,9 @@ def test_an_alias_added_through_the_wire_fires_the_registrys_automation(server, 
         )
         version_id, _ = ids(linked)
         Wire(server, server.api_key).ok(
-            ADD_ALIASES, "AddAliases", input=aliases_input(version_id, org_of(server), "Coll", "staging")
+            ADD_ALIASES,
+            "AddAliases",
+            input=aliases_input(version_id, org_of(server), "Coll", "staging"),
         )
         import time
 

@@ -30,7 +30,13 @@ from regalia.errors import (
 from regalia.server.wandb import identity
 from regalia.server.wandb.identity import entity_of_name, organization_of
 from regalia.server.wandb.ids import encode_id
-from regalia.server.wandb.objects import collection_of, membership_of, project_of, timestamp
+from regalia.server.wandb.objects import (
+    alias_of,
+    collection_of,
+    membership_of,
+    project_of,
+    timestamp,
+)
 from regalia.server.wandb.resolvers import WandbContext, context, field, mutation, query
 from regalia.service.views import Page, RegistryView
 
@@ -172,7 +178,10 @@ def organization(info: Any, name: str | None = None, **_: Any) -> dict[str, Any]
             f"organization {name!r} not found: this server's organization is {org!r}",
             organization=name,
         )
-    return organization_of(ctx)
+    out = organization_of(ctx)
+    # 0.31's Api().organization() takes only W&B's spelling of the org entity's type
+    out["orgEntity"] = {**out["orgEntity"], "entityType": "organization"}
+    return out
 
 
 @field("Entity", "project")
@@ -262,7 +271,11 @@ def entity_artifact_collections(
             if cursor is None:
                 return count
 
-    out = _connection(find(after, _page(first)), lambda c: collection_of(ctx, c))
+    # 0.22.3 refuses an empty description: none is null
+    out = _connection(
+        find(after, _page(first)),
+        lambda c: {**collection_of(ctx, c), "description": c.description or None},
+    )
     out["totalCount"] = total
     return out
 
@@ -298,6 +311,34 @@ def entity_artifact_memberships(
         return membership_of(ctx, view, ctx.service.source_of(ctx.actor, view.membership_id))
 
     return _connection(page, node)
+
+
+def _collection_aliases(obj: dict[str, Any], info: Any, **_: Any) -> dict[str, Any]:
+    """The aliases held in a registry collection, version by version (a source
+    artifact's: none listed)."""
+    ctx = context(info)
+    edges: list[dict[str, Any]] = []
+    project = obj["project"]["name"]
+    if obj["__typename"] == "ArtifactPortfolio" and project.startswith(REGISTRY_PREFIX):
+        cursor = None
+        while True:
+            page = ctx.service.find_versions(
+                ctx.actor,
+                registry_filter={"name": project[len(REGISTRY_PREFIX) :]},
+                collection_filter={"name": obj["name"]},
+                cursor=cursor,
+                limit=MAX_PAGE,
+            )
+            for v in page.items:
+                edges += [{"cursor": None, "node": alias_of(ctx, v, a)} for a in v.aliases]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return {"pageInfo": {"hasNextPage": False, "hasPreviousPage": False}, "edges": edges}
+
+
+field("ArtifactPortfolio", "aliases")(_collection_aliases)
+field("ArtifactSequence", "aliases")(_collection_aliases)
 
 
 # -- creating (and updating) a registry ------------------------------------------------------
