@@ -153,16 +153,24 @@ def update_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa
     Also the Go core's metadata-only update after a log."""
     ctx = context(info)
     source = _source(ctx, input["artifactID"])
+    # The client names only the version. Linked once (where the caller sees it),
+    # the change is made through that link, as Regalia's SDK does for a version
+    # fetched by its registry path: the registry's roles, history and automations
+    # apply. Otherwise through the source artifact.
+    links = ctx.service.links_of(ctx.actor, source.membership_id)
+    target = links[0] if len(links) == 1 else source
     tags_to_add = [t["tagName"] for t in input.get("tagsToAdd") or ()]
     tags_to_delete = [t["tagName"] for t in input.get("tagsToDelete") or ()]
     view = ctx.service.update_version(
         ctx.actor,
-        source.membership_id,
+        target.membership_id,
         description=input.get("description"),
         metadata=_metadata(input.get("metadata")),
         add_tags=tags_to_add,
         remove_tags=tags_to_delete,
     )
+    if view.is_link:
+        view = ctx.service.source_of(ctx.actor, view.membership_id)
     return {"artifact": artifact_of(ctx, view), "clientMutationId": input.get("clientMutationId")}
 
 
