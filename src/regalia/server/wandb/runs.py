@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from regalia.errors import InvalidRequest, RegaliaError, TooLarge
 from regalia.server.auth import Authenticator
 from regalia.server.uploads import receive_file
+from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import project_of, timestamp
 from regalia.server.wandb.resolvers import context, field, mutation
@@ -40,6 +41,10 @@ DEFAULT_PROJECT = "uncategorized"  # W&B's project for a run started without one
 MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per request
 MAX_RUN_FILE = 64 * 1024 * 1024  # config.yaml, wandb-summary.json, output.log, …
 MAX_RUN_FILES = 1000  # names in one createRunFiles
+
+# The file stream takes gzip bodies (clients from 0.26 send them when told).
+if "FILESTREAM_GZIP" not in FEATURES:
+    FEATURES.append("FILESTREAM_GZIP")
 
 
 def run_of(view: RunView) -> dict[str, Any]:
