@@ -20,7 +20,17 @@ from pathlib import Path
 import httpx
 import pytest
 from servers import ServerProcess
-from wandb_harness import RELEASES, client_env, run_script, start_server, trace, wandb_python
+from wandb_harness import (
+    RELEASES,
+    client_env,
+    run_script,
+    start_server,
+    trace,
+    wandb_python,
+)
+from wandb_harness import (
+    run as run_command,
+)
 
 import regalia
 from regalia.sdk.http import HttpBackend
@@ -315,3 +325,18 @@ def test_signed_urls_serve_ranges_a_wandb_manifest_and_refuse_when_expired(world
     refused = httpx.get(f"{world.server.url}/wandb/files/{forged}", timeout=10)
     assert refused.status_code == 403
     assert "not one this server signed" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_wandb_artifact_get_on_the_command_line(world, release):
+    home = world.root / f"cli-{release}"
+    env = client_env(home, world.server, world.server.api_key)
+    wandb = wandb_python(release).parent / "wandb"
+    path = "wandb-registry-model/Zoo_Models:staging"
+    done = run_command(
+        wandb, ["artifact", "get", path, "--root", str(home / "out")], env, cwd=world.root
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (home / "out" / "model.pt").read_bytes() == WEIGHTS
+    assert (home / "out" / "sub" / "notes.txt").read_bytes() == NOTES
+    assert failed(world) == []
