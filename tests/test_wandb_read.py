@@ -10,17 +10,32 @@ fetches the bytes (the client's cache would otherwise hide a bad URL).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from servers import ServerProcess
-from wandb_harness import RELEASES, client_env, run_script, start_server, trace, wandb_python
+from wandb_harness import (
+    RELEASES,
+    client_env,
+    run_script,
+    start_server,
+    trace,
+    wandb_python,
+)
+from wandb_harness import (
+    run as run_command,
+)
 
 import regalia
 from regalia.sdk.http import HttpBackend
+from regalia.secretbox import KEY_FILE
+from regalia.server.wandb.signing import UrlSigner
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -194,3 +209,134 @@ def test_artifact_exists_and_a_restricted_registry_is_invisible(world, release):
     out = client(world, release, code, "outsider-get", key=world.outsider_key)
     assert "ERROR" in out and "not found" in out
     assert "Vault" not in out.replace("wandb-registry-Vault", "")  # nothing more is said
+
+
+DOWNLOAD = """
+import json, os, wandb
+a = wandb.Api().artifact(PATH)
+root = a.download(root="out")
+print(json.dumps({
+    "root": os.path.abspath(root),
+    "files": sorted(
+        os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+    ),
+}))
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "wandb-registry-model/Zoo_Models:best_model",
+            {"model.pt": WEIGHTS, "sub/notes.txt": NOTES},
+        ),
+        (f"{TEAM}/{PROJECT}/zoo_model:v1", {"model.pt": b"second weights"}),
+    ],
+    ids=["registry", "source"],
+)
+def test_download_gives_the_same_bytes(world, release, path, expected):
+    before = len(trace(world.root))
+    name = "dl-" + path.split("/")[0].split("-")[-1]
+    got = json.loads(client(world, release, f"PATH = {path!r}\n{DOWNLOAD}", name).splitlines()[-1])
+    assert got["files"] == sorted(expected)
+    for rel, data in expected.items():
+        assert (Path(got["root"]) / rel).read_bytes() == data
+    sent = trace(world.root)[before:]
+    fetched = [e for e in sent if e["method"] == "GET" and e["path"].startswith("/wandb/files/")]
+    assert len(fetched) == len(expected)  # a fresh cache: every file came over the wire
+    assert all(not e["auth"] for e in fetched)  # the URLs authorize themselves
+    assert failed(world) == []
+
+
+FILE_URLS = """
+query Urls($entity: String!, $project: String!, $collection: String!, $alias: String!) {
+  project(name: $project, entityName: $entity) {
+    artifactCollection(name: $collection) {
+      artifactMembership(aliasName: $alias) {
+        artifact { id currentManifest { file { directUrl } } }
+        files(first: 1) { pageInfo { endCursor hasNextPage } edges { node { name directUrl } } }
+      }
+    }
+  }
+}
+"""
+
+
+def graphql(world: World, query: str, variables: dict) -> dict:
+    answer = httpx.post(
+        world.server.url + "/graphql",
+        json={"query": query, "variables": variables},
+        auth=("api", world.server.api_key or ""),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+def test_signed_urls_serve_ranges_a_wandb_manifest_and_refuse_when_expired(world):
+    found = graphql(
+        world,
+        FILE_URLS,
+        {
+            "entity": "regalia",
+            "project": "wandb-registry-model",
+            "collection": "Zoo_Models",
+            "alias": "v0",
+        },
+    )["project"]["artifactCollection"]["artifactMembership"]
+    page = found["files"]
+    assert page["pageInfo"] == {"endCursor": "1", "hasNextPage": True}
+    node = page["edges"][0]["node"]
+    assert node["name"] == "model.pt"
+    url = node["directUrl"]
+    assert url.startswith(world.server.url + "/wandb/files/")
+
+    whole = httpx.get(url, timeout=10)  # no credentials
+    assert whole.status_code == 200 and whole.content == WEIGHTS
+    part = httpx.get(url, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert part.status_code == 206 and part.content == WEIGHTS[10:20]
+
+    manifest = httpx.get(found["artifact"]["currentManifest"]["file"]["directUrl"], timeout=10)
+    assert manifest.status_code == 200
+    body = manifest.json()
+    assert body["storagePolicy"] == "wandb-storage-policy-v1"
+    md5 = base64.b64encode(hashlib.md5(WEIGHTS).digest()).decode()
+    assert body["contents"]["model.pt"] == {
+        "digest": md5,
+        "size": len(WEIGHTS),
+        "birthArtifactID": found["artifact"]["id"],
+    }
+    assert (
+        body["contents"]["sub/notes.txt"]["digest"]
+        == base64.b64encode(hashlib.md5(NOTES).digest()).decode()
+    )
+
+    # A URL signed with the deployment's key but past its expiry, and a forged one.
+    token = url.rsplit("/", 1)[1]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    signer = UrlSigner((world.root / "regalia" / KEY_FILE).read_bytes().strip())
+    expired = signer.sign(claims.pop("p"), {k: v for k, v in claims.items() if k != "e"}, -5)
+    refused = httpx.get(f"{world.server.url}/wandb/files/{expired}", timeout=10)
+    assert refused.status_code == 403
+    assert "expired" in refused.json()["error"]["message"]
+    forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    refused = httpx.get(f"{world.server.url}/wandb/files/{forged}", timeout=10)
+    assert refused.status_code == 403
+    assert "not one this server signed" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_wandb_artifact_get_on_the_command_line(world, release):
+    home = world.root / f"cli-{release}"
+    env = client_env(home, world.server, world.server.api_key)
+    wandb = wandb_python(release).parent / "wandb"
+    path = "wandb-registry-model/Zoo_Models:staging"
+    done = run_command(
+        wandb, ["artifact", "get", path, "--root", str(home / "out")], env, cwd=world.root
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (home / "out" / "model.pt").read_bytes() == WEIGHTS
+    assert (home / "out" / "sub" / "notes.txt").read_bytes() == NOTES
+    assert failed(world) == []
