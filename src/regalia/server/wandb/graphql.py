@@ -24,7 +24,7 @@ import regalia.server.wandb.manage  # noqa: F401  (MANAGE: it imports registries
 from regalia.config import Settings
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.server.auth import Authenticator
-from regalia.server.wandb import identity, roots  # noqa: F401  (register their resolvers)
+from regalia.server.wandb import identity, reads, roots, runs  # noqa: F401  (register their resolvers)
 from regalia.server.wandb.engine import run_query
 from regalia.server.wandb.resolvers import WandbContext
 from regalia.server.wandb.signing import UrlSigner
