@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -357,8 +358,18 @@ def test_delete_is_refused_while_a_link_holds_a_protected_alias(server, sdk, tmp
 # -- automations --------------------------------------------------------------------------------
 
 
-def test_an_alias_added_through_the_wire_fires_the_registrys_automation(server, sdk, tmp_path):
-    linked = log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", [])
+STAGING_SCRIPT = """
+import wandb
+art = wandb.Api().artifact("wandb-registry-model/Coll:v0")
+art.aliases.append("staging")
+art.save()
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_an_alias_added_with_save_fires_the_registrys_automation(release, server, sdk, tmp_path):
+    python = wandb_python(release)
+    log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", [])
     with Receiver([(200, {})]) as hook:
         sdk.registry("model").create_automation(
             "to-staging",
@@ -368,20 +379,15 @@ def test_an_alias_added_through_the_wire_fires_the_registrys_automation(server, 
             filter_kind="alias_regex",
             filter_value="^staging$",
         )
-        version_id, _ = ids(linked)
-        Wire(server, server.api_key).ok(
-            ADD_ALIASES,
-            "AddAliases",
-            input=aliases_input(version_id, org_of(server), "Coll", "staging"),
-        )
-        import time
-
+        env = client_env(tmp_path / "client", server, server.api_key)
+        done = run_script(python, STAGING_SCRIPT, env, tmp_path / "work")
+        assert done.returncode == 0, done.stderr[-3000:]
         deadline = time.monotonic() + 20
         while not hook.requests and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert hook.requests, "the automation did not fire"
+        assert len(hook.requests) == 1, "the automation did not fire (once)"
         body = hook.requests[0][2].decode()
-        assert "staging" in body
+        assert "staging" in body and "Coll" in body
 
 
 # -- the registries API (the real client) ---------------------------------------------------------
