@@ -583,3 +583,27 @@ def test_delete_deletes_the_source_version_and_its_links(release, server, sdk, t
     assert done.returncode == 0, done.stderr[-3000:]
     assert not sdk.artifact_exists("team/zoo/net:v0")
     assert not sdk.artifact_exists("wandb-registry-model/Coll:v0")
+
+
+def test_save_and_registries_on_sqlite_and_postgresql(db_kind, database_url, tmp_path, monkeypatch):
+    """The same client calls against each database Regalia supports."""
+    python = wandb_python()
+    extra = {"REGALIA_DATABASE_URL": database_url} if db_kind == "postgresql" else {}
+    with start_server(tmp_path, **extra) as server:
+        monkeypatch.setenv("REGALIA_BASE_URL", server.url)
+        monkeypatch.setenv("REGALIA_API_KEY", server.api_key)
+        monkeypatch.setenv("REGALIA_HOME", str(tmp_path / "regalia-sdk"))
+        monkeypatch.delenv("REGALIA_DATABASE_URL", raising=False)
+        sdk = regalia.Api()
+        log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", ["candidate"])
+        log_and_link(tmp_path, "w1", "wandb-registry-model/Coll", ["staging"])
+        env = client_env(tmp_path / "client", server, server.api_key)
+        done = run_script(python, SAVE_SCRIPT, env, tmp_path / "work")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert sdk.artifact("wandb-registry-model/Coll:staging").version == "v0"
+        assert sdk.artifact("team/zoo/net:v0").tags == ["prod"]
+        done = run_script(python, CREATE_SCRIPT, env, tmp_path / "work")
+        assert done.returncode == 0, done.stderr[-3000:]
+        done = run_script(python, LIST_SCRIPT, env, tmp_path / "work")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Secret" in json.loads(done.stdout.strip().splitlines()[-1])
