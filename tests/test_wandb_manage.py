@@ -403,8 +403,12 @@ versions = sorted(
     (v.name, sorted(v.aliases))
     for v in api.registries(filter={"name": "model"}).versions(filter={"alias": "staging"})
 )
+chained = sorted(
+    v.name for v in api.registries().collections(filter={"name": "Coll"}).versions()
+)
+prod = [v.name for v in api.registries().versions(filter={"tag": "prod"})]
 print(json.dumps({"names": names, "found": found, "colls": colls, "tagged": tagged,
-                  "versions": versions}))
+                  "versions": versions, "chained": chained, "prod": prod}))
 """
 
 
@@ -413,8 +417,9 @@ def test_registries_collections_and_versions_with_filters(release, server, sdk, 
     python = wandb_python(release)
     log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", ["staging"])
     log_and_link(tmp_path, "w1", "wandb-registry-model/Coll", [])
-    log_and_link(tmp_path, "w2", "wandb-registry-model/Other", [])
+    other = log_and_link(tmp_path, "w2", "wandb-registry-model/Other", [])
     backend(sdk).update_collection("model", "Other", add_tags=["vision"])
+    backend(sdk).update_version(other._view.membership_id, add_tags=["prod"])  # type: ignore[attr-defined]
     env = client_env(tmp_path / "client", server, server.api_key)
     done = run_script(python, REGISTRIES_SCRIPT, env, tmp_path / "work")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -423,9 +428,9 @@ def test_registries_collections_and_versions_with_filters(release, server, sdk, 
     assert out["found"] == ["model"]
     assert out["colls"] == ["Coll", "Other"]
     assert out["tagged"] == ["Other"]
-    assert out["versions"] == [["Coll:v0", ["staging"]]] or out["versions"] == [
-        ["Coll:v0", ["latest", "staging"]]
-    ]
+    assert out["versions"] == [["Coll:v0", ["staging"]]]
+    assert out["chained"] == ["Coll:v0", "Coll:v1"]
+    assert out["prod"] == ["Other:v0"]
 
 
 CREATE_SCRIPT = """
@@ -544,6 +549,25 @@ def test_a_member_saving_a_protected_alias_fails_with_regalias_message_once(
     sent = [e for e in trace(tmp_path) if e.get("operation") == "AddAliases"]
     assert [e["status"] for e in sent] == [403]  # refused once, not retried
     assert "production" not in sdk.artifact("wandb-registry-model/Coll:v0").aliases
+
+
+MEMBER_SCRIPT = """
+import wandb
+art = wandb.Api().artifact("wandb-registry-model/Coll:v0")
+art.aliases.append("candidate")
+art.save()
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_registry_member_who_cannot_see_the_source_saves_an_alias(release, server, sdk, tmp_path):
+    python = wandb_python(release)
+    log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", [])
+    key = member(sdk, "mia", "model")
+    env = client_env(tmp_path / "mia", server, key)
+    done = run_script(python, MEMBER_SCRIPT, env, tmp_path / "work", timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "candidate" in sdk.artifact("wandb-registry-model/Coll:v0").aliases
 
 
 UNLINK_SCRIPT = """

@@ -22,6 +22,7 @@ from regalia.errors import (
     CollectionNotFound,
     Conflict,
     InvalidRequest,
+    PermissionDenied,
     RegistryNotFound,
     VersionNotFound,
 )
@@ -146,29 +147,78 @@ def _metadata(text: Any) -> dict[str, Any] | None:
     return value
 
 
+def visible_memberships(ctx: WandbContext, version_id: int) -> tuple[int | None, list[int]]:
+    """The membership of version ``version_id`` in its own artifact (None if the
+    caller may not see it) and those of its registry links the caller may see.
+
+    Raises:
+        VersionNotFound: the caller sees the version nowhere.
+    """
+    actor = ctx.actor
+
+    def fn(repo: Repo) -> tuple[int | None, list[int]]:
+        source, links = None, []
+        for m in repo.memberships_of_version(version_id) if version_id > 0 else ():
+            found = repo.membership_context(m.id)
+            if found is None:
+                continue
+            _, coll, reg, proj = found
+            if reg is not None:
+                if registry_role(repo, actor, reg) is not None:
+                    links.append(m.id)
+            elif proj is not None and can_use_entity(actor, proj.entity):
+                source = m.id
+        if source is None and not links:
+            raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
+        return source, links
+
+    return ctx.service.db.read(fn)
+
+
 @mutation("updateArtifact")
 def update_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
     """The rest of ``artifact.save()``: description, metadata and tags of the
     version (R8: they belong to the version, so every link of it shows them).
-    Also the Go core's metadata-only update after a log."""
+    Also the Go core's metadata-only update after a log.
+
+    The client names only the version. Linked once where the caller sees it,
+    the change is made through that link, as Regalia's SDK does for a version
+    fetched by its registry path: the registry's roles, history and
+    automations apply (a caller the registry refuses who may edit the source
+    edits it there). Otherwise through the source artifact. What does not
+    change is not sent to the service at all (0.22.3 sends the description and
+    metadata with every save, also a registry member's who may not see the
+    source)."""
     ctx = context(info)
-    source = _source(ctx, input["artifactID"])
-    # The client names only the version. Linked once (where the caller sees it),
-    # the change is made through that link, as Regalia's SDK does for a version
-    # fetched by its registry path: the registry's roles, history and automations
-    # apply. Otherwise through the source artifact.
-    links = ctx.service.links_of(ctx.actor, source.membership_id)
-    target = links[0] if len(links) == 1 else source
-    tags_to_add = [t["tagName"] for t in input.get("tagsToAdd") or ()]
-    tags_to_delete = [t["tagName"] for t in input.get("tagsToDelete") or ()]
-    view = ctx.service.update_version(
-        ctx.actor,
-        target.membership_id,
-        description=input.get("description"),
-        metadata=_metadata(input.get("metadata")),
-        add_tags=tags_to_add,
-        remove_tags=tags_to_delete,
+    version_id = decode_int_id(input["artifactID"], "Artifact")
+    source_mid, link_mids = visible_memberships(ctx, version_id)
+    some = source_mid if source_mid is not None else link_mids[0]
+    current = ctx.service.get_version(ctx.actor, some)
+    description = input.get("description")
+    metadata = _metadata(input.get("metadata"))
+    changes: dict[str, Any] = {
+        "description": description if description != current.description else None,
+        "metadata": metadata if metadata != current.metadata else None,
+        "add_tags": [t["tagName"] for t in input.get("tagsToAdd") or ()],
+        "remove_tags": [t["tagName"] for t in input.get("tagsToDelete") or ()],
+    }
+    unchanged = (
+        changes["description"] is None
+        and changes["metadata"] is None
+        and not changes["add_tags"]
+        and not changes["remove_tags"]
     )
+    if unchanged:
+        view = current
+    elif len(link_mids) == 1 or source_mid is None:
+        try:
+            view = ctx.service.update_version(ctx.actor, link_mids[0], **changes)
+        except PermissionDenied:
+            if source_mid is None:
+                raise
+            view = ctx.service.update_version(ctx.actor, source_mid, **changes)
+    else:
+        view = ctx.service.update_version(ctx.actor, source_mid, **changes)
     if view.is_link:
         view = ctx.service.source_of(ctx.actor, view.membership_id)
     return {"artifact": artifact_of(ctx, view), "clientMutationId": input.get("clientMutationId")}
