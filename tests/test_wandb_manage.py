@@ -216,6 +216,8 @@ def test_add_aliases_moves_an_alias_with_registry_rules_and_history(server, sdk,
     assert moves[0].alias == "staging" and moves[0].details.get("from_index") == 0
     assert v0.version == "v0"
 
+    latest = wire(ADD_ALIASES, "AddAliases", input=aliases_input(version_id, org, "Coll", "latest"))
+    assert latest.status_code == 400 and "latest" in latest.json()["errors"][0]["message"]
     data = wire.ok(
         DELETE_ALIASES, "DeleteAliases", input=aliases_input(version_id, org, "Coll", "staging")
     )
@@ -407,8 +409,13 @@ chained = sorted(
     v.name for v in api.registries().collections(filter={"name": "Coll"}).versions()
 )
 prod = [v.name for v in api.registries().versions(filter={"tag": "prod"})]
+if wandb.__version__ >= "0.31":
+    ordered = [r.name for r in api.registries(order="-name")]
+else:
+    ordered = sorted((r.name for r in api.registries()), reverse=True)
 print(json.dumps({"names": names, "found": found, "colls": colls, "tagged": tagged,
-                  "versions": versions, "chained": chained, "prod": prod}))
+                  "versions": versions, "chained": chained, "prod": prod,
+                  "ordered": ordered}))
 """
 
 
@@ -431,6 +438,7 @@ def test_registries_collections_and_versions_with_filters(release, server, sdk, 
     assert out["versions"] == [["Coll:v0", ["staging"]]]
     assert out["chained"] == ["Coll:v0", "Coll:v1"]
     assert out["prod"] == ["Other:v0"]
+    assert out["ordered"] == sorted(out["names"], reverse=True)
 
 
 CREATE_SCRIPT = """

@@ -107,13 +107,13 @@ def _alias_changes(
 @mutation("addAliases")
 def add_aliases(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
     """``artifact.aliases.append(...); artifact.save()``: each alias moves to this
-    version from wherever it was in the collection (R5); ``latest`` is managed."""
+    version from wherever it was in the collection (R5); ``latest`` and ``vN`` are
+    the registry's to set (the client sends them only if the user added them:
+    Regalia's 400 says so)."""
     ctx = context(info)
     version_id = decode_int_id(input["artifactID"], "Artifact")
     for membership_id, names in _alias_changes(ctx, version_id, input["aliases"]).items():
-        wanted = [n for n in names if name_key(n) != LATEST]
-        if wanted:
-            ctx.service.change_aliases(ctx.actor, membership_id, add=wanted)
+        ctx.service.change_aliases(ctx.actor, membership_id, add=names)
     return {"success": True, "clientMutationId": input.get("clientMutationId")}
 
 
