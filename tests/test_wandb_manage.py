@@ -639,3 +639,24 @@ def test_save_and_registries_on_sqlite_and_postgresql(db_kind, database_url, tmp
         done = run_script(python, LIST_SCRIPT, env, tmp_path / "work")
         assert done.returncode == 0, done.stderr[-3000:]
         assert "Secret" in json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_delete_of_a_version_holding_aliases_asks_for_delete_aliases(
+    release, server, sdk, tmp_path
+):
+    python = wandb_python(release)
+    f = tmp_path / "w.bin"
+    f.write_text("w0")
+    run = regalia.init(entity="team", project="zoo")
+    art = regalia.Artifact("net", type="model")
+    art.add_file(str(f), name="weights.bin")
+    run.log_artifact(art, aliases=["keep"])
+    run.finish()
+    env = client_env(tmp_path / "client", server, server.api_key)
+    done = run_script(python, DELETE_SCRIPT, env, tmp_path / "work", timeout=90)
+    assert done.returncode != 0
+    assert "delete_aliases=True" in done.stderr, done.stderr[-3000:]
+    assert sdk.artifact_exists("team/zoo/net:keep")
+    sent = [e for e in trace(tmp_path) if e.get("operation") == "DeleteArtifact"]
+    assert [e["status"] for e in sent] == [409]
