@@ -22,6 +22,7 @@ from regalia.errors import (
     CollectionNotFound,
     Conflict,
     InvalidRequest,
+    NotFound,
     PermissionDenied,
     RegistryNotFound,
     VersionNotFound,
@@ -283,16 +284,18 @@ def project_artifact_type(
         ctx = context(info)
         if not name:
             return None
-        if project.startswith(REGISTRY_PREFIX):
-            view = ctx.service.get_collection(ctx.actor, project[len(REGISTRY_PREFIX) :], name)
-        else:
-            try:
+        try:
+            if project.startswith(REGISTRY_PREFIX):
+                registry = project[len(REGISTRY_PREFIX) :]
+                view = ctx.service.get_collection(ctx.actor, registry, name)
+            else:
                 view = ctx.service.resolve(ctx.actor, f"{entity}/{project}/{name}").collection
-            except VersionNotFound:
-                return None
+        except NotFound:  # none the caller may see: null, as W&B answers
+            return None
         if view.type != type_name:
             return None
-        return collection_of(ctx, view)
+        # 0.22.3 refuses an empty description: none is null
+        return {**collection_of(ctx, view), "description": view.description or None}
 
     type_name = name
     return {"id": encode_id("ArtifactType", name), "name": name, "artifactCollection": collection}
