@@ -660,3 +660,34 @@ def test_delete_of_a_version_holding_aliases_asks_for_delete_aliases(
     assert sdk.artifact_exists("team/zoo/net:keep")
     sent = [e for e in trace(tmp_path) if e.get("operation") == "DeleteArtifact"]
     assert [e["status"] for e in sent] == [409]
+
+
+def test_a_member_cannot_unlink_what_holds_a_protected_alias_but_may_unlink_the_rest(
+    server, sdk, tmp_path
+):
+    python = wandb_python()
+    log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", ["production"])
+    sdk.registry("model").protect_alias("production")
+    key = member(sdk, "mia", "model")
+    env = client_env(tmp_path / "mia", server, key)
+    done = run_script(python, UNLINK_SCRIPT, env, tmp_path / "work", timeout=90)
+    assert done.returncode != 0
+    assert "registry role 'admin'" in done.stderr, done.stderr[-3000:]
+    assert sdk.artifact_exists("wandb-registry-model/Coll:production")
+
+    log_and_link(tmp_path, "w1", "wandb-registry-model/Plain", [])
+    plain = UNLINK_SCRIPT.replace("Coll:v0", "Plain:v0")
+    done = run_script(python, plain, env, tmp_path / "work", timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not sdk.artifact_exists("wandb-registry-model/Plain:v0")
+
+
+def test_a_registry_viewer_cannot_move_aliases(server, sdk, tmp_path):
+    python = wandb_python()
+    log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", [])
+    key = member(sdk, "vic", "model", role="viewer")
+    env = client_env(tmp_path / "vic", server, key)
+    done = run_script(python, STAGING_SCRIPT, env, tmp_path / "work", timeout=90)
+    assert done.returncode != 0
+    assert "registry role 'member'" in done.stderr, done.stderr[-3000:]
+    assert "staging" not in sdk.artifact("wandb-registry-model/Coll:v0").aliases
