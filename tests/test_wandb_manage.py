@@ -691,3 +691,36 @@ def test_a_registry_viewer_cannot_move_aliases(server, sdk, tmp_path):
     assert done.returncode != 0
     assert "registry role 'member'" in done.stderr, done.stderr[-3000:]
     assert "staging" not in sdk.artifact("wandb-registry-model/Coll:v0").aliases
+
+
+REGISTRY_EDIT_SCRIPT = """
+import json, wandb
+api = wandb.Api()
+api.create_registry("Team", visibility="organization", description="first")
+reg = api.registry("Team")
+reg.description = "second"
+reg.visibility = "restricted"
+reg.artifact_types.append("model")
+reg.allow_all_artifact_types = False
+reg.save()
+again = api.registry("Team")
+seen = {"desc": again.description, "vis": again.visibility, "types": list(again.artifact_types)}
+again.delete()
+try:
+    api.registry("Team")
+    seen["gone"] = False
+except ValueError:
+    seen["gone"] = True
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_registry_saved_and_deleted_through_the_client(release, server, sdk, tmp_path):
+    python = wandb_python(release)
+    env = client_env(tmp_path / "client", server, server.api_key)
+    done = run_script(python, REGISTRY_EDIT_SCRIPT, env, tmp_path / "work")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"desc": "second", "vis": "restricted", "types": ["model"], "gone": True}
+    assert "Team" not in [r.name for r in sdk.registries()]
