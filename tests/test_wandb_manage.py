@@ -399,6 +399,7 @@ import json, wandb
 api = wandb.Api()
 names = sorted(r.name for r in api.registries())
 found = [r.name for r in api.registries(filter={"name": "model"})]
+regex = [r.name for r in api.registries(filter={"name": {"$regex": "^wandb-registry-mod"}})]
 colls = sorted(c.name for c in api.registries(filter={"name": "model"}).collections())
 tagged = [c.name for c in api.registries().collections(filter={"tag": "vision"})]
 versions = sorted(
@@ -413,7 +414,7 @@ if wandb.__version__ >= "0.31":
     ordered = [r.name for r in api.registries(order="-name")]
 else:
     ordered = sorted((r.name for r in api.registries()), reverse=True)
-print(json.dumps({"names": names, "found": found, "colls": colls, "tagged": tagged,
+print(json.dumps({"names": names, "found": found, "regex": regex, "colls": colls, "tagged": tagged,
                   "versions": versions, "chained": chained, "prod": prod,
                   "ordered": ordered}))
 """
@@ -432,7 +433,7 @@ def test_registries_collections_and_versions_with_filters(release, server, sdk, 
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert "model" in out["names"] and "dataset" in out["names"]
-    assert out["found"] == ["model"]
+    assert out["found"] == out["regex"] == ["model"]
     assert out["colls"] == ["Coll", "Other"]
     assert out["tagged"] == ["Other"]
     assert out["versions"] == [["Coll:v0", ["staging"]]]
