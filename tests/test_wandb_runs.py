@@ -29,6 +29,7 @@ from regalia.config import Settings
 from regalia.service import Service
 
 RUN_SCRIPT = """
+    import json
     import wandb
     run = wandb.init(entity="admin", project="runs-demo", name="first try",
                      config={"lr": 0.01})
@@ -37,6 +38,8 @@ RUN_SCRIPT = """
     print("hello from the run")
     print("RUN", run.id, run.entity, run.project, run.dir)
     run.finish()
+    kept = wandb.Api().run(f"admin/runs-demo/{run.id}")
+    print("KEPT", json.dumps([kept.state, kept.config, kept.summary["accuracy"]]))
 """
 
 RUN_QUERY = """
@@ -137,6 +140,8 @@ def test_a_run_starts_finishes_at_once_and_its_record_is_kept(wandb_python, serv
     puts = [e for e in sent if e["method"] == "PUT"]
     assert puts and not any(e["auth"] for e in puts)
     assert took < 60  # the benchmark measures the real time; this catches a retry loop
+    kept = next(x for x in done.stdout.splitlines() if x.startswith("KEPT "))
+    assert json.loads(kept.split(" ", 1)[1]) == ["finished", {"lr": 0.01, "epochs": 3}, 0.93]
 
     run = kept_run(server, run_id)
     assert run["name"] == run_id and run["displayName"] == "first try"

@@ -39,7 +39,7 @@ from regalia.errors import InvalidName, InvalidRequest, NotFound, TooLarge
 from regalia.service.access import require_entity
 from regalia.service.transfer import TransferMixin
 from regalia.service.views import Actor
-from regalia.store.models import Project, Run, RunFile
+from regalia.store.models import Project, Run, RunFile, User
 from regalia.store.repo import Repo
 
 MAX_CONFIG_BYTES = 1024 * 1024  # a run's config, as JSON
@@ -77,6 +77,9 @@ class RunView:
     run_key: str
     job_type: str | None
     created_at: datetime
+    project_id: int = 0
+    user_id: int = 0  # who started it
+    user_name: str | None = None
     display_name: str | None = None
     notes: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -229,9 +232,13 @@ def _loaded(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _view(run: Run, proj: Project, files: Sequence[RunFile] = ()) -> RunView:
+def _view(repo: Repo, run: Run, proj: Project, files: Sequence[RunFile] = ()) -> RunView:
+    user = repo.get(User, run.user_id)
     return RunView(
         id=run.id,
+        project_id=proj.id,
+        user_id=run.user_id,
+        user_name=user.name if user is not None else None,
         entity=proj.entity,
         project=proj.name,
         run_key=run.run_key,
@@ -317,7 +324,7 @@ class RunsMixin(TransferMixin):
                     setattr(run, name, value)
             run.heartbeat_at = now
             repo.s.flush()
-            return _view(run, proj), inserted
+            return _view(repo, run, proj), inserted
 
         return self.db.write(fn)
 
@@ -335,7 +342,7 @@ class RunsMixin(TransferMixin):
 
         def fn(repo: Repo) -> RunView:
             run, proj = self._run_at(repo, actor, entity, project, run_key)
-            return _view(run, proj, self._run_files(repo, run.id) if files else ())
+            return _view(repo, run, proj, self._run_files(repo, run.id) if files else ())
 
         return self.db.read(fn)
 
@@ -437,7 +444,7 @@ class RunsMixin(TransferMixin):
             elif run.state != "running":
                 run.state, run.exit_code, run.finished_at = "running", None, None
             repo.s.flush()
-            return _view(run, proj)
+            return _view(repo, run, proj)
 
         return self.db.write(fn)
 

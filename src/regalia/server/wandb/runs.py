@@ -39,7 +39,7 @@ router = APIRouter(include_in_schema=False)
 RUN_FILE_PURPOSE = "wandb-run-file"
 DEFAULT_PROJECT = "uncategorized"  # W&B's project for a run started without one
 MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per request
-MAX_RUN_FILE = 64 * 1024 * 1024  # config.yaml, wandb-summary.json, output.log, …
+MAX_RUN_FILE = 5 * 1024**3  # config.yaml, output.log, …, and what wandb.save() sends
 MAX_RUN_FILES = 1000  # names in one createRunFiles
 
 # The file stream takes gzip bodies (clients from 0.26 send them when told).
@@ -52,6 +52,7 @@ def run_of(view: RunView) -> dict[str, Any]:
     return {
         "__typename": "Run",
         "id": encode_id("Run", view.id),
+        "projectId": view.project_id,
         "name": view.run_key,
         "displayName": view.display_name or view.run_key,
         "description": view.notes,
@@ -59,6 +60,17 @@ def run_of(view: RunView) -> dict[str, Any]:
         "config": json.dumps(view.config),
         "summaryMetrics": json.dumps(view.summary),
         "sweepName": None,
+        "tags": [],
+        "group": None,
+        "commit": None,
+        "readOnly": False,
+        "systemMetrics": json.dumps({}),
+        "historyKeys": None,
+        "user": {
+            "id": encode_id("User", view.user_id),
+            "name": view.user_name,
+            "username": view.user_name,
+        },
         "jobType": view.job_type,
         "state": view.state,
         "stopped": False,
@@ -210,7 +222,10 @@ async def put_run_file(token: str, request: Request) -> JSONResponse:
         claims = _signer(request).verify(token, RUN_FILE_PURPOSE)
         tmp = request.app.state.uploads.temp_path()
         try:
-            blob = await receive_file(tmp, request.stream(), MAX_RUN_FILE)
+            try:
+                blob = await receive_file(tmp, request.stream(), MAX_RUN_FILE)
+            except TooLarge:
+                raise TooLarge(f"a run file has at most {MAX_RUN_FILE} bytes") from None
             actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
             await run_in_threadpool(
                 service.store_run_file, actor, int(claims["r"]), str(claims["n"]), tmp, blob
