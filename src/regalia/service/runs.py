@@ -128,11 +128,22 @@ def _json_object(text: str | None, what: str, limit: int) -> str | None:
     return json.dumps(_finite(value), separators=(",", ":"))
 
 
+def storable(text: str) -> str:
+    """``text`` as every database keeps it: NUL and lone surrogates (which JSON
+    may carry, and PostgreSQL refuses) become U+FFFD."""
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text.replace("\x00", "\ufffd")
+
+
 def _finite(value: Any) -> Any:
+    """A JSON value with what JSON text cannot carry everywhere replaced."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return storable(value)
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {storable(k): _finite(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
@@ -143,7 +154,7 @@ def _optional(value: str | None, what: str, limit: int) -> str | None:
         return None
     if len(value) > limit:
         raise InvalidRequest(f"a run's {what} has at most {limit} characters")
-    return value
+    return storable(value)
 
 
 def _chunk(files: dict[str, Any], name: str) -> tuple[int, list[str]] | None:
@@ -204,7 +215,7 @@ def merge_output(tail: str, line_count: int, offset: int, lines: Sequence[str]) 
     """
     kept = tail.split("\n")[:-1] if tail else []
     start = line_count - len(kept)
-    lines = [line.replace("\n", " ") for line in lines]
+    lines = [storable(line).replace("\n", " ") for line in lines]
     if offset < start:  # lines the tail no longer holds
         lines = lines[start - offset :]
         offset = start
