@@ -335,6 +335,8 @@ def test_file_stream_refusals_are_4xx_that_say_why_and_write_nothing(server):
     assert bad.status_code == 400 and "offset" in bad.json()["error"]["message"]
     bad_gzip = stream(server, run, b"not gzip", **{"Content-Encoding": "gzip"})
     assert bad_gzip.status_code == 400 and "gzip" in bad_gzip.json()["error"]["message"]
+    brotli = stream(server, run, b"{}", **{"Content-Encoding": "br"})
+    assert brotli.status_code == 400 and "JSON or gzip" in brotli.json()["error"]["message"]
     bomb = gzip.compress(b" " * (20 * 1024 * 1024))
     too_big = stream(server, run, bomb, **{"Content-Encoding": "gzip"})
     assert too_big.status_code == 413 and "at most" in too_big.json()["error"]["message"]

@@ -42,8 +42,10 @@ from regalia.service.views import Actor
 from regalia.store.models import Project, Run, RunFile, User
 from regalia.store.repo import Repo
 
-MAX_CONFIG_BYTES = 1024 * 1024  # a run's config, as JSON
-MAX_SUMMARY_BYTES = 1024 * 1024  # a run's summary, as JSON
+# A run's config and summary, as JSON: the client's own bound on one line of
+# its file stream (10 MiB less 100 KiB), so that what it sends is kept.
+MAX_CONFIG_BYTES = 10 * 1024 * 1024
+MAX_SUMMARY_BYTES = 10 * 1024 * 1024
 MAX_DISPLAY_NAME = 256
 MAX_NOTES = 64 * 1024
 OUTPUT_TAIL_BYTES = 64 * 1024  # console output kept: the last lines up to this size

@@ -31,7 +31,7 @@ from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import project_of, timestamp
 from regalia.server.wandb.resolvers import context, field, mutation
 from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner
-from regalia.service import Service
+from regalia.service import Actor, Service
 from regalia.service.runs import RunNotFound, RunView
 
 router = APIRouter(include_in_schema=False)
@@ -42,7 +42,8 @@ MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per 
 MAX_RUN_FILE = 5 * 1024**3  # config.yaml, output.log, …, and what wandb.save() sends
 MAX_RUN_FILES = 1000  # names in one createRunFiles
 
-# The file stream takes gzip bodies (clients from 0.26 send them when told).
+# The file stream takes gzip bodies (0.31 sends them if the server says so and
+# the run's setting x_file_stream_no_gzip is off; it is on by default).
 if "FILESTREAM_GZIP" not in FEATURES:
     FEATURES.append("FILESTREAM_GZIP")
 
@@ -168,8 +169,11 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
 
 def _decoded(raw: bytes, encoding: str, limit: int) -> bytes:
     """The body, gunzipped if the client compressed it (never past ``limit``)."""
-    if encoding.strip().lower() != "gzip":
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
         return raw
+    if encoding != "gzip":
+        raise InvalidRequest(f"a file_stream body is JSON or gzip, not {encoding[:40]!r}")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(raw, limit + 1)
@@ -191,6 +195,14 @@ def parse_file_stream(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def apply_file_stream(
+    service: Service, actor: Actor, where: tuple[str, str, str], raw: bytes, encoding: str
+) -> None:
+    """Unpack, check and apply one file_stream request (in a worker thread)."""
+    body = parse_file_stream(_decoded(raw, encoding, MAX_FILE_STREAM_BODY))
+    service.wandb_file_stream(actor, *where, body)
+
+
 @router.post("/files/{entity}/{project}/{run}/file_stream")
 async def file_stream(entity: str, project: str, run: str, request: Request) -> JSONResponse:
     """The run's stream: summary, console output, uploaded files, completion."""
@@ -198,11 +210,10 @@ async def file_stream(entity: str, project: str, run: str, request: Request) -> 
         auth: Authenticator = request.app.state.auth
         actor = await auth.actor(request)
         raw = await _bounded_body(request, MAX_FILE_STREAM_BODY)
-        body = parse_file_stream(
-            _decoded(raw, request.headers.get("content-encoding", ""), MAX_FILE_STREAM_BODY)
-        )
+        encoding = request.headers.get("content-encoding", "")
         service: Service = request.app.state.service
-        await run_in_threadpool(service.wandb_file_stream, actor, entity, project, run, body)
+        where = (entity, project, run)
+        await run_in_threadpool(apply_file_stream, service, actor, where, raw, encoding)
     except RegaliaError as exc:
         return _refused(exc)
     return JSONResponse({})
