@@ -441,3 +441,18 @@ def test_output_with_nul_and_lone_surrogates_is_kept_on_both_databases(own_datab
         assert kept.output_tail == "a\ufffdb \ufffd end\n"
         assert kept.summary == {"k\ufffd": "\ufffd"}
         assert json.loads(kept_run(server, run)["summaryMetrics"]) == {"k\ufffd": "\ufffd"}
+
+
+def test_a_config_with_nan_and_a_lone_surrogate_is_kept_readable(server):
+    config = '{"lr": {"value": NaN}, "tag": {"value": "\ud800"}}'
+    variables = {"entity": "admin", "project": "runs-demo", "name": "r3", "config": config}
+    answer = httpx.post(
+        server.url + "/graphql",
+        content=json.dumps({"query": UPSERT, "variables": variables}).encode(),  # ASCII escapes
+        headers={"Content-Type": "application/json"},
+        auth=("api", server.api_key),
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    kept = json.loads(kept_run(server, "r3")["config"])
+    assert kept == {"lr": {"value": None}, "tag": {"value": "\ufffd"}}

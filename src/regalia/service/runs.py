@@ -119,7 +119,7 @@ def _json_object(text: str | None, what: str, limit: int) -> str | None:
     infinities, which the client may send, become null)."""
     if text is None:
         return None
-    if len(text.encode()) > limit:
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
         raise TooLarge(f"a run's {what} has at most {limit} bytes of JSON", limit=limit)
     try:
         value = json.loads(text)
