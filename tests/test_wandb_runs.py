@@ -236,6 +236,35 @@ def test_the_console_output_and_a_crash_are_kept(wandb_python, server, tmp_path)
     assert view.output_lines >= 4
 
 
+def test_a_resumed_run_continues_its_record(wandb_python, server, tmp_path):
+    code = """
+        import wandb
+        run = wandb.init(entity="admin", project="runs-demo", id="resumable", config={"a": 1})
+        print("before the restart")
+        run.log({"loss": 1.0})
+        run.finish(exit_code=1)
+        run = wandb.init(entity="admin", project="runs-demo", id="resumable", resume="must",
+                         config={"b": 2})
+        print("after the restart")
+        run.log({"loss": 0.5})
+        run.finish()
+        try:
+            wandb.init(entity="admin", project="runs-demo", id="neverstarted", resume="must")
+        except wandb.Error as exc:
+            print("REFUSED", type(exc).__name__)
+    """
+    done = run_script(wandb_python, code, client_env(tmp_path, server, server.api_key), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "REFUSED UsageError" in done.stdout
+    assert failures(tmp_path) == []
+    view = stored_run(server, tmp_path, "resumable")
+    assert (view.state, view.exit_code) == ("finished", 0)
+    assert {k: v["value"] for k, v in view.config.items() if k != "_wandb"} == {"a": 1, "b": 2}
+    assert view.summary["loss"] == 0.5 and view.summary["_step"] == 1
+    before = view.output_tail.index("before the restart")
+    assert view.output_tail.index("after the restart") > before
+
+
 def test_a_user_who_may_not_log_into_the_entity_is_refused_at_once(wandb_python, server, tmp_path):
     key = new_user(server, "bob")
     code = """

@@ -29,7 +29,7 @@ from regalia.server.uploads import receive_file
 from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import project_of, timestamp
-from regalia.server.wandb.resolvers import context, field, mutation
+from regalia.server.wandb.resolvers import context, field, mutation, query
 from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner
 from regalia.service import Actor, Service
 from regalia.service.runs import RunNotFound, RunView
@@ -67,6 +67,11 @@ def run_of(view: RunView) -> dict[str, Any]:
         "readOnly": False,
         "systemMetrics": json.dumps({}),
         "historyKeys": None,
+        # Metric history is not kept: a resumed run continues its steps from
+        # the summary's _step, and its line offsets from the counts.
+        "historyTail": "[]",
+        "eventsTail": "[]",
+        "wandbConfig": lambda info, keys=None, **_: json.dumps(wandb_config(view, keys)),
         "user": {
             "id": encode_id("User", view.user_id),
             "name": view.user_name,
@@ -82,6 +87,16 @@ def run_of(view: RunView) -> dict[str, Any]:
         "heartbeatAt": timestamp(view.heartbeat_at),
         "project": project_of(view.entity, view.project),
     }
+
+
+def wandb_config(view: RunView, keys: list[str] | None) -> dict[str, Any]:
+    """The client's own entries of the run's config (``_wandb``), those of
+    ``keys`` (all if None); its ``t`` says the run started."""
+    own = view.config.get("_wandb")
+    value = own.get("value") if isinstance(own, dict) else None
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if keys is None or k in keys}
 
 
 def _text(value: Any, what: str) -> str | None:
@@ -117,7 +132,13 @@ def upsert_bucket(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: 
         config=_text(input.get("config"), "config"),
         summary=_text(input.get("summaryMetrics"), "summaryMetrics"),
     )
-    return {"bucket": run_of(view), "inserted": inserted}
+    bucket = run_of(view)
+    # No history lines in this answer: Regalia keeps none (only their count),
+    # and a client before 0.26 that reads a count here drops the console and
+    # events offsets a resumed run got from RunResumeStatus, and overwrites
+    # the output it had sent before.
+    bucket["historyLineCount"] = 0
+    return {"bucket": bucket, "inserted": inserted}
 
 
 @mutation("createRunFiles")
@@ -140,15 +161,36 @@ def create_run_files(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noq
     return {"runID": encode_id("Run", view.id), "uploadHeaders": [], "files": files}
 
 
-@field("Project", "run")
-def project_run(project: dict[str, Any], info: Any, name: str, **_: Any) -> dict[str, Any] | None:
-    """A run of the project (null if none): clients before 0.26 poll ``stopped``."""
+def _run_in(project: dict[str, Any], info: Any, name: str) -> dict[str, Any] | None:
     ctx = context(info)
     try:
         view = ctx.service.wandb_run(ctx.actor, project["entityName"], project["name"], name)
     except RunNotFound:
         return None
     return run_of(view)
+
+
+@field("Project", "run")
+def project_run(project: dict[str, Any], info: Any, name: str, **_: Any) -> dict[str, Any] | None:
+    """A run of the project (null if none): clients before 0.26 poll ``stopped``;
+    ``Api().run(path)`` reads it."""
+    return _run_in(project, info, name)
+
+
+@query("model")
+def model(info: Any, name: str | None = None, entityName: str | None = None) -> Any:  # noqa: N803
+    """``entity/project`` by W&B's older name (``model``); the client resumes a
+    run through its ``bucket``."""
+    ctx = context(info)
+    return project_of(entityName or ctx.actor.name, name or DEFAULT_PROJECT)
+
+
+@field("Project", "bucket")
+def project_bucket(
+    project: dict[str, Any], info: Any, name: str, **_: Any
+) -> dict[str, Any] | None:
+    """A run of the project by its W&B name (null if none: a new run)."""
+    return _run_in(project, info, name)
 
 
 # -- HTTP routes ---------------------------------------------------------------------
