@@ -164,8 +164,9 @@ def current_manifest(obj: dict[str, Any], info: Any, **_: Any) -> dict[str, Any]
     """The version's ``wandb_manifest.json`` behind a signed URL (``FetchArtifactManifest``)."""
     ctx = context(info)
     view: VersionView = obj["_view"]
+    membership_id = ctx.service.readable_membership(ctx.actor, view.version_id, download=True)
     token = ctx.signer.sign(
-        MANIFEST_PURPOSE, {"u": ctx.actor.user_id, "m": view.membership_id}, DOWNLOAD_TTL_S
+        MANIFEST_PURPOSE, {"u": ctx.actor.user_id, "m": membership_id}, DOWNLOAD_TTL_S
     )
     url = ctx.url(f"/wandb/manifests/{token}")
     return {
@@ -184,26 +185,32 @@ def current_manifest(obj: dict[str, Any], info: Any, **_: Any) -> dict[str, Any]
 
 @field("Artifact", "files")
 def artifact_files(obj: dict[str, Any], info: Any, **args: Any) -> dict[str, Any]:
-    """The version's files with signed download URLs (``ArtifactFileUrls``)."""
-    return files_page(context(info), obj["_view"], **args)
+    """The version's files with signed download URLs (``ArtifactFileUrls``),
+    read through a collection the caller may download from."""
+    ctx = context(info)
+    view: VersionView = obj["_view"]
+    membership_id = ctx.service.readable_membership(ctx.actor, view.version_id, download=True)
+    return files_page(ctx, membership_id, view.version_id, **args)
 
 
 @field("ArtifactCollectionMembership", "files")
 def membership_files(obj: dict[str, Any], info: Any, **args: Any) -> dict[str, Any]:
     """The files of the version in this collection (``GetArtifactMembershipFileUrls``)."""
-    return files_page(context(info), obj["_view"], **args)
+    view: VersionView = obj["_view"]
+    return files_page(context(info), view.membership_id, view.version_id, **args)
 
 
 def files_page(
     ctx: WandbContext,
-    view: VersionView,
+    membership_id: int,
+    version_id: int,
     names: list[str] | None = None,
     after: str | None = None,
     first: int | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """One page of a version's files (sorted by path; the cursor is an offset)."""
-    entries = sorted(ctx.service.files(ctx.actor, view.membership_id), key=lambda f: f.path)
+    entries = sorted(ctx.service.files(ctx.actor, membership_id), key=lambda f: f.path)
     if names is not None:
         wanted = set(names)
         entries = [f for f in entries if f.path in wanted]
@@ -224,21 +231,23 @@ def files_page(
             "hasPreviousPage": start > 0,
         },
         "edges": [
-            {"cursor": str(start + i + 1), "node": file_of(ctx, view, f)}
+            {"cursor": str(start + i + 1), "node": file_of(ctx, membership_id, version_id, f)}
             for i, f in enumerate(page)
         ],
     }
 
 
-def file_of(ctx: WandbContext, view: VersionView, entry: FileEntry) -> dict[str, Any]:
+def file_of(
+    ctx: WandbContext, membership_id: int, version_id: int, entry: FileEntry
+) -> dict[str, Any]:
     token = ctx.signer.sign(
         FILE_PURPOSE,
-        {"u": ctx.actor.user_id, "m": view.membership_id, "d": entry.digest},
+        {"u": ctx.actor.user_id, "m": membership_id, "d": entry.digest},
         DOWNLOAD_TTL_S,
     )
     url = ctx.url(f"/wandb/files/{token}")
     return {
-        "id": encode_id("File", f"{view.version_id}:{entry.path}"),
+        "id": encode_id("File", f"{version_id}:{entry.path}"),
         "name": entry.path,
         "displayName": entry.path.rsplit("/", 1)[-1],
         "sizeBytes": entry.size,
