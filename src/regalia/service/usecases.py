@@ -5,10 +5,13 @@ from __future__ import annotations
 from regalia.service.admin import AdminMixin
 from regalia.service.delivery import DeliveryMixin
 from regalia.service.history import HistoryMixin
+from regalia.service.runs import RunsMixin
 from regalia.service.search import SearchMixin
 from regalia.service.sessions import SessionMixin
 from regalia.service.transfer import TransferMixin
 
 
-class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin, DeliveryMixin, SessionMixin):
+class Service(
+    AdminMixin, RunsMixin, TransferMixin, HistoryMixin, SearchMixin, DeliveryMixin, SessionMixin
+):
     """Every use case of Regalia; each method takes the acting :class:`Actor` first."""
