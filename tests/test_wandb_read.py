@@ -401,3 +401,49 @@ def test_a_restricted_viewer_sees_a_version_but_may_not_download_it(world, relea
     refused = failed(world, before)
     assert refused and all(e["status"] == 403 for e in refused)
     assert len(refused) <= 2  # no retry loop
+
+
+USE = """
+import json, os, wandb
+run = wandb.init(entity=TEAM, project="evaluation", job_type="eval")
+a = run.use_artifact("wandb-registry-model/Zoo_Models:latest")
+root = a.download()
+print(json.dumps({"run": run.id, "version": a.version, "root": os.path.abspath(root)}))
+run.finish()
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_use_artifact_in_a_run_downloads_and_records_lineage(world, release, monkeypatch):
+    since = len(trace(world.root))
+    out = client(world, release, f"TEAM = {TEAM!r}\n{USE}", "use")
+    got = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert got["version"] == "v1"
+    assert (Path(got["root"]) / "model.pt").read_bytes() == b"second weights"
+    assert failed(world, since) == []
+    assert "UseArtifact" in {e.get("operation") for e in trace(world.root)[since:]}
+
+    monkeypatch.setenv("REGALIA_BASE_URL", world.server.url)
+    monkeypatch.setenv("REGALIA_API_KEY", world.server.api_key or "")
+    monkeypatch.setenv("REGALIA_HOME", str(world.root / "regalia-sdk"))
+    used = regalia.Api().artifact("wandb-registry-model/Zoo_Models:v1").used_by()
+    assert got["run"] in used
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_use_artifact_by_a_restricted_viewer_is_refused_at_once(world, release):
+    since = len(trace(world.root))
+    code = (
+        "import wandb\n"
+        f"run = wandb.init(entity={'peek'!r}, project='peeking')\n"
+        "try:\n"
+        "    run.use_artifact('wandb-registry-Vault/Secrets:v0')\n"
+        "except Exception as exc:\n"
+        "    print('REFUSED', exc)\n"
+        "run.finish()\n"
+    )
+    out = client(world, release, code, "use-peek", world.keys["peek"])
+    assert "REFUSED" in out, out
+    refused = failed(world, since)
+    assert [e.get("operation") for e in refused] == ["UseArtifact"]
+    assert refused[0]["status"] == 403

@@ -30,14 +30,14 @@ from starlette.concurrency import run_in_threadpool
 from regalia.core.names import REGISTRY_PREFIX
 from regalia.errors import InvalidRequest, NotFound
 from regalia.server.routes_blobs import blob_response
-from regalia.server.wandb.ids import encode_id
+from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import (
     artifact_of,
     collection_of,
     membership_of,
     project_of,
 )
-from regalia.server.wandb.resolvers import WandbContext, context, field
+from regalia.server.wandb.resolvers import WandbContext, context, field, mutation
 from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UrlSigner
 from regalia.service import Service
 from regalia.service.views import CollectionView, FileEntry, VersionView
@@ -258,6 +258,22 @@ def file_of(
         "storagePath": None,
         "mimetype": None,
         "updatedAt": None,
+    }
+
+
+# -- lineage -----------------------------------------------------------------------------------
+@mutation("useArtifact")
+def use_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``run.use_artifact(...)``: record that the run (``runName``, the run id
+    ``wandb.init`` upserted) used the version, as Regalia's SDK does; it needs
+    download rights (a restricted viewer is refused with Regalia's 403)."""
+    ctx = context(info)
+    version_id = decode_int_id(str(input["artifactID"]), "Artifact")
+    membership_id = ctx.service.readable_membership(ctx.actor, version_id)
+    ctx.service.use(ctx.actor, membership_id, str(input["runName"]))
+    return {
+        "artifact": artifact_of(ctx, ctx.service.version_by_id(ctx.actor, version_id)),
+        "clientMutationId": input.get("clientMutationId"),
     }
 
 
