@@ -447,3 +447,55 @@ def test_use_artifact_by_a_restricted_viewer_is_refused_at_once(world, release):
     refused = failed(world, since)
     assert [e.get("operation") for e in refused] == ["UseArtifact"]
     assert refused[0]["status"] == 403
+
+
+FILES = """
+import json, wandb
+a = wandb.Api().artifact(PATH)
+print(json.dumps({
+    "all": [[f.name, f.size, f.md5, bool(f.direct_url)] for f in a.files()],
+    "named": [f.name for f in a.files(names=["sub/notes.txt"])],
+}))
+"""
+
+
+def test_artifact_files_lists_paths_sizes_and_md5(world):
+    path = "wandb-registry-model/Zoo_Models:best_model"
+    got = json.loads(client(world, "0.31.0", f"PATH = {path!r}\n{FILES}", "files").splitlines()[-1])
+    md5 = {
+        k: base64.b64encode(hashlib.md5(v).digest()).decode()
+        for k, v in [("w", WEIGHTS), ("n", NOTES)]
+    }
+    assert got["all"] == [
+        ["model.pt", len(WEIGHTS), md5["w"], True],
+        ["sub/notes.txt", len(NOTES), md5["n"], True],
+    ]
+    assert got["named"] == ["sub/notes.txt"]
+
+
+VERSION_FILES = """
+query ArtifactVersionFiles($entityName: String!, $projectName: String!, $artifactTypeName: String!,
+    $artifactName: String!, $fileNames: [String!]) {
+  project(name: $projectName, entityName: $entityName) {
+    artifactType(name: $artifactTypeName) {
+      artifact(name: $artifactName) {
+        files(names: $fileNames) { edges { node { name: displayName sizeBytes md5 } } }
+      }
+    }
+  }
+}
+"""
+
+
+def test_files_by_artifact_type_as_clients_before_0_26_ask(world):
+    variables = {"entityName": TEAM, "projectName": PROJECT, "artifactName": "zoo_model:v0"}
+    found = graphql(
+        world, VERSION_FILES, {**variables, "artifactTypeName": "model", "fileNames": ["model.pt"]}
+    )
+    files = found["project"]["artifactType"]["artifact"]["files"]["edges"]
+    md5 = base64.b64encode(hashlib.md5(WEIGHTS).digest()).decode()
+    assert [e["node"] for e in files] == [
+        {"name": "model.pt", "sizeBytes": len(WEIGHTS), "md5": md5}
+    ]
+    other = graphql(world, VERSION_FILES, {**variables, "artifactTypeName": "dataset"})
+    assert other["project"]["artifactType"]["artifact"] is None

@@ -117,6 +117,19 @@ def project_artifact(obj: dict[str, Any], info: Any, name: str, **_: Any) -> Any
     return out
 
 
+@field("Project", "artifactType")
+def project_artifact_type(obj: dict[str, Any], info: Any, name: str, **_: Any) -> Any:
+    """``project.artifactType(name).artifact(name)``: how clients before 0.26
+    list a version's files (``ArtifactVersionFiles``)."""
+
+    def artifact(info: Any, name: str, **args: Any) -> Any:
+        found = project_artifact(obj, info, name, **args)
+        return found if found is not None and found["artifactType"]["name"] == type_name else None
+
+    type_name = name
+    return {"id": encode_id("ArtifactType", name), "name": name, "artifact": artifact}
+
+
 def alias(view: VersionView, name: str, collection: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": encode_id("ArtifactAlias", f"{view.collection.id}:{name}"),
@@ -246,13 +259,18 @@ def file_of(
         DOWNLOAD_TTL_S,
     )
     url = ctx.url(f"/wandb/files/{token}")
+    service = ctx.service
+
+    def md5(info: Any, **_: Any) -> str:
+        return MD5.of(service, entry.digest)
+
     return {
         "id": encode_id("File", f"{version_id}:{entry.path}"),
         "name": entry.path,
-        "displayName": entry.path.rsplit("/", 1)[-1],
+        "displayName": entry.path,  # the client reads `name: displayName`
         "sizeBytes": entry.size,
-        "digest": entry.digest,
-        "md5": None,
+        "digest": md5,  # W&B's file digest; computed only when asked for
+        "md5": md5,
         "directUrl": url,
         "url": url,
         "storagePath": None,
