@@ -13,12 +13,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from conftest import PG_ADMIN_URL
 from servers import ServerProcess
 from wandb_harness import (
     INTROSPECTING,
@@ -55,14 +60,39 @@ class World:
     # 'viewer' and 'peek' (viewer and restricted_viewer in Vault)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One server, seeded through Regalia's SDK over HTTP: ``zoo_model`` v0 (two
-    files, a tag, metadata) linked to ``wandb-registry-model/Zoo_Models`` with
-    ``staging`` and ``best_model``, then v1 linked with ``candidate``; and a
-    restricted registry ``Vault`` holding ``secret:v0`` (in no other registry)."""
-    root = tmp_path_factory.mktemp("wandb-read")
-    with start_server(root) as server, pytest.MonkeyPatch.context() as mp:
+@contextmanager
+def fresh_database(kind: str, root: Path) -> Iterator[dict[str, str]]:
+    """The server's database settings: SQLite in its home, or a PostgreSQL
+    database of its own (dropped afterwards)."""
+    if kind == "sqlite":
+        yield {}
+        return
+    name = f"regalia_wandb_read_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield {"REGALIA_DATABASE_URL": f"{base}/{name}"}
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One server (on SQLite, then on PostgreSQL), seeded through Regalia's SDK
+    over HTTP: ``zoo_model`` v0 (two files, a tag, metadata) linked to
+    ``wandb-registry-model/Zoo_Models`` with ``staging`` and ``best_model``, then
+    v1 linked with ``candidate``; and a restricted registry ``Vault`` holding
+    ``secret:v0`` (in no other registry)."""
+    root = tmp_path_factory.mktemp(f"wandb-read-{request.param}")
+    with (
+        fresh_database(request.param, root) as db,
+        start_server(root, **db) as server,
+        pytest.MonkeyPatch.context() as mp,
+    ):
         assert server.api_key
         mp.setenv("REGALIA_BASE_URL", server.url)
         mp.setenv("REGALIA_API_KEY", server.api_key)

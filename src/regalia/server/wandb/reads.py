@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -297,20 +298,23 @@ def use_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A
 
 # -- W&B digests -------------------------------------------------------------------------------
 class Md5Cache:
-    """W&B's file digest (base64 MD5) of each stored blob, computed once from
-    its bytes.
+    """W&B's file digest (base64 MD5) of stored blobs, computed once from their
+    bytes and kept for the ``size`` most recently used (by SHA-256).
 
-    TODO(issue 14): keep it in the blob table's md5 column (LOG's migration
-    0009 adds it for uploads through the client) instead of in this process.
+    TODO(issue 14): read it from the blob table's md5 column (LOG's migration
+    0009 adds it for uploads through the client) and store it there when
+    computed here, instead of in this process.
     """
 
-    def __init__(self) -> None:
-        self._known: dict[str, str] = {}
+    def __init__(self, size: int = 100_000) -> None:
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._size = size
         self._lock = threading.Lock()
 
     def of(self, service: Service, digest: str) -> str:
         with self._lock:
             if digest in self._known:
+                self._known.move_to_end(digest)
                 return self._known[digest]
         h = hashlib.md5(usedforsecurity=False)
         with service.blobs.open(digest) as stream:
@@ -319,6 +323,8 @@ class Md5Cache:
         value = base64.b64encode(h.digest()).decode()
         with self._lock:
             self._known[digest] = value
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
         return value
 
 
