@@ -129,7 +129,7 @@ class ReadsMixin(ArtifactsMixin):
             )
             if m is None:
                 raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
-            self._readable_membership(repo, actor, version.id)  # 404 unless the caller sees it
+            self._readable_membership(repo, actor, m.version_id)  # 404 unless the caller sees it
             return self._version_view(repo, m)
 
         return self.db.read(fn)

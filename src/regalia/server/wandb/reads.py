@@ -120,15 +120,25 @@ def project_artifact(obj: dict[str, Any], info: Any, name: str, **_: Any) -> Any
 
 @field("Project", "artifactType")
 def project_artifact_type(obj: dict[str, Any], info: Any, name: str, **_: Any) -> Any:
-    """``project.artifactType(name).artifact(name)``: how clients before 0.26
-    list a version's files (``ArtifactVersionFiles``)."""
+    """``project.artifactType(name)``: its ``artifact(name)`` (how clients
+    before 0.26 list a version's files, ``ArtifactVersionFiles``) and its
+    ``artifactCollection(name)`` (``artifact.collection``, ``ProjectArtifactCollection``)."""
 
     def artifact(info: Any, name: str, **args: Any) -> Any:
         found = project_artifact(obj, info, name, **args)
         return found if found is not None and found["artifactType"]["name"] == type_name else None
 
+    def collection(info: Any, name: str, **args: Any) -> Any:
+        found = project_collection(obj, info, name, **args)
+        return found if found is not None and found["type"] == type_name else None
+
     type_name = name
-    return {"id": encode_id("ArtifactType", name), "name": name, "artifact": artifact}
+    return {
+        "id": encode_id("ArtifactType", name),
+        "name": name,
+        "artifact": artifact,
+        "artifactCollection": collection,
+    }
 
 
 def alias(view: VersionView, name: str, collection: dict[str, Any]) -> dict[str, Any]:
