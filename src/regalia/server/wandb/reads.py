@@ -118,27 +118,15 @@ def project_artifact(obj: dict[str, Any], info: Any, name: str, **_: Any) -> Any
     return out
 
 
-@field("Project", "artifactType")
-def project_artifact_type(obj: dict[str, Any], info: Any, name: str, **_: Any) -> Any:
-    """``project.artifactType(name)``: its ``artifact(name)`` (how clients
-    before 0.26 list a version's files, ``ArtifactVersionFiles``) and its
-    ``artifactCollection(name)`` (``artifact.collection``, ``ProjectArtifactCollection``)."""
-
-    def artifact(info: Any, name: str, **args: Any) -> Any:
-        found = project_artifact(obj, info, name, **args)
-        return found if found is not None and found["artifactType"]["name"] == type_name else None
-
-    def collection(info: Any, name: str, **args: Any) -> Any:
-        found = project_collection(obj, info, name, **args)
-        return found if found is not None and found["type"] == type_name else None
-
-    type_name = name
-    return {
-        "id": encode_id("ArtifactType", name),
-        "name": name,
-        "artifact": artifact,
-        "artifactCollection": collection,
-    }
+def artifact_of_type(
+    project: dict[str, Any], info: Any, type_name: str, name: str, **args: Any
+) -> Any:
+    """``project.artifactType(type).artifact(name)``: the version ``name`` of
+    ``project`` if it has that type (how clients before 0.26 list a version's
+    files, ``ArtifactVersionFiles``). MANAGE's ``Project.artifactType`` dict
+    answers its ``artifact`` field with this."""
+    found = project_artifact(project, info, name, **args)
+    return found if found is not None and found["artifactType"]["name"] == type_name else None
 
 
 def alias(view: VersionView, name: str, collection: dict[str, Any]) -> dict[str, Any]:
