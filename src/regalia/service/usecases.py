@@ -8,7 +8,16 @@ from regalia.service.history import HistoryMixin
 from regalia.service.search import SearchMixin
 from regalia.service.sessions import SessionMixin
 from regalia.service.transfer import TransferMixin
+from regalia.service.wandb_uploads import WandbUploadsMixin
 
 
-class Service(AdminMixin, TransferMixin, HistoryMixin, SearchMixin, DeliveryMixin, SessionMixin):
+class Service(
+    WandbUploadsMixin,
+    AdminMixin,
+    TransferMixin,
+    HistoryMixin,
+    SearchMixin,
+    DeliveryMixin,
+    SessionMixin,
+):
     """Every use case of Regalia; each method takes the acting :class:`Actor` first."""
