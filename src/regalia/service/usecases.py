@@ -5,6 +5,7 @@ from __future__ import annotations
 from regalia.service.admin import AdminMixin
 from regalia.service.delivery import DeliveryMixin
 from regalia.service.history import HistoryMixin
+from regalia.service.runs import RunsMixin
 from regalia.service.search import SearchMixin
 from regalia.service.sessions import SessionMixin
 from regalia.service.transfer import TransferMixin
@@ -14,6 +15,7 @@ from regalia.service.wandb_uploads import WandbUploadsMixin
 class Service(
     WandbUploadsMixin,
     AdminMixin,
+    RunsMixin,
     TransferMixin,
     HistoryMixin,
     SearchMixin,

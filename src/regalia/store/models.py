@@ -182,6 +182,35 @@ class Run(Base):
     job_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = _ts()
+    # What the `wandb` client sends about the run (issue 14); a run of
+    # Regalia's own SDK leaves them empty (state null).
+    display_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
+    state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # running|finished|crashed
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tail: Mapped[str | None] = mapped_column(Text, nullable=True)  # the last lines, bounded
+    output_lines: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    history_lines: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    events_lines: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RunFile(Base):
+    """A file a run uploaded (``config.yaml``, ``output.log``, …): its bytes are
+    a blob of the store, by SHA-256; uploading a name again replaces it."""
+
+    __tablename__ = "run_files"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_run_file_name"),)
+    id: Mapped[int] = _id()
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
 
 
 class Collection(Base):

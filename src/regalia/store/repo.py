@@ -38,6 +38,7 @@ from regalia.store.models import (
     Registry,
     RegistryMember,
     Run,
+    RunFile,
     RunInput,
     StoreIdentity,
     Team,
@@ -783,6 +784,10 @@ class Repo:
             self.s.scalars(
                 select(VersionFile.digest).where(VersionFile.digest.in_(digests)).distinct()
             )
+        )
+        # A run's files (the wandb client's config.yaml, output.log, …) keep theirs too.
+        still |= set(
+            self.s.scalars(select(RunFile.digest).where(RunFile.digest.in_(digests)).distinct())
         )
         return sorted(digests - still)
 

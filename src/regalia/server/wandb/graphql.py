@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+import regalia.server.wandb.runs  # noqa: F401  (registers its resolvers)
 from regalia.config import Settings
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.server.auth import Authenticator

@@ -1,0 +1,222 @@
+"""Runs over the W&B protocol: what ``wandb.init`` … ``run.finish()`` sends.
+
+* ``Mutation.upsertBucket`` creates or updates the run (Regalia's run record,
+  the one its own SDK makes) and answers it as W&B's ``Run``;
+* ``POST /files/{entity}/{project}/{run}/file_stream`` (API key as HTTP Basic,
+  like ``/graphql``) carries the run's summary, console output and, at the
+  end, ``{"complete": true, "exitcode": N}``; the client retries it for days
+  on a 5xx, so every refusal here is a 4xx that says why;
+* ``Mutation.createRunFiles`` hands out one self-authorizing URL per run file
+  (``config.yaml``, ``wandb-summary.json``, ``output.log``, …), which the
+  client PUTs to ``/wandb/run-files/<token>`` without credentials;
+* ``Project.run(name){stopped}`` answers clients before 0.26, which poll it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from regalia.errors import InvalidRequest, RegaliaError, TooLarge
+from regalia.server.auth import Authenticator
+from regalia.server.uploads import receive_file
+from regalia.server.wandb.identity import FEATURES
+from regalia.server.wandb.ids import decode_int_id, encode_id
+from regalia.server.wandb.objects import project_of, timestamp
+from regalia.server.wandb.resolvers import context, field, mutation
+from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner
+from regalia.service import Service
+from regalia.service.runs import RunNotFound, RunView
+
+router = APIRouter(include_in_schema=False)
+
+RUN_FILE_PURPOSE = "wandb-run-file"
+DEFAULT_PROJECT = "uncategorized"  # W&B's project for a run started without one
+MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per request
+MAX_RUN_FILE = 64 * 1024 * 1024  # config.yaml, wandb-summary.json, output.log, …
+MAX_RUN_FILES = 1000  # names in one createRunFiles
+
+# The file stream takes gzip bodies (clients from 0.26 send them when told).
+if "FILESTREAM_GZIP" not in FEATURES:
+    FEATURES.append("FILESTREAM_GZIP")
+
+
+def run_of(view: RunView) -> dict[str, Any]:
+    """A run as W&B's ``Run``."""
+    return {
+        "__typename": "Run",
+        "id": encode_id("Run", view.id),
+        "name": view.run_key,
+        "displayName": view.display_name or view.run_key,
+        "description": view.notes,
+        "notes": view.notes,
+        "config": json.dumps(view.config),
+        "summaryMetrics": json.dumps(view.summary),
+        "sweepName": None,
+        "jobType": view.job_type,
+        "state": view.state,
+        "stopped": False,
+        "historyLineCount": view.history_lines,
+        "logLineCount": view.output_lines,
+        "eventsLineCount": view.events_lines,
+        "createdAt": timestamp(view.created_at),
+        "heartbeatAt": timestamp(view.heartbeat_at),
+        "project": project_of(view.entity, view.project),
+    }
+
+
+def _text(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{what} is a string")
+    return value
+
+
+@mutation("upsertBucket")
+def upsert_bucket(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``wandb.init`` (and ``run.finish()``, ``run.config``…): create or update the run."""
+    ctx = context(info)
+    entity = _text(input.get("entityName"), "entityName") or ctx.actor.name
+    project = _text(input.get("modelName"), "modelName") or DEFAULT_PROJECT
+    run_key = _text(input.get("name"), "name")
+    if run_key is None:
+        storage_id = _text(input.get("id"), "id")
+        if storage_id is not None:
+            run_id = decode_int_id(storage_id, "Run")
+            run_key = ctx.service.wandb_run_key(ctx.actor, run_id)
+        else:
+            run_key = uuid.uuid4().hex[:8]
+    view, inserted = ctx.service.upsert_wandb_run(
+        ctx.actor,
+        entity,
+        project,
+        run_key,
+        display_name=_text(input.get("displayName"), "displayName"),
+        notes=_text(input.get("notes"), "notes") or _text(input.get("description"), "description"),
+        job_type=_text(input.get("jobType"), "jobType"),
+        config=_text(input.get("config"), "config"),
+        summary=_text(input.get("summaryMetrics"), "summaryMetrics"),
+    )
+    return {"bucket": run_of(view), "inserted": inserted}
+
+
+@mutation("createRunFiles")
+def create_run_files(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """Signed PUT URLs for the run's files (no credentials go with the PUT)."""
+    ctx = context(info)
+    names = input["files"]
+    if len(names) > MAX_RUN_FILES:
+        raise InvalidRequest(f"ask for at most {MAX_RUN_FILES} run files at once")
+    view = ctx.service.wandb_run(
+        ctx.actor, input["entityName"], input["projectName"], input["runName"]
+    )
+    for name in names:
+        ctx.service.validate_run_file_name(name)
+    files = []
+    for name in names:
+        claims = {"u": ctx.actor.user_id, "r": view.id, "n": name}
+        token = ctx.signer.sign(RUN_FILE_PURPOSE, claims, UPLOAD_TTL_S)
+        files.append({"name": name, "uploadUrl": ctx.url(f"/wandb/run-files/{token}")})
+    return {"runID": encode_id("Run", view.id), "uploadHeaders": [], "files": files}
+
+
+@field("Project", "run")
+def project_run(project: dict[str, Any], info: Any, name: str, **_: Any) -> dict[str, Any] | None:
+    """A run of the project (null if none): clients before 0.26 poll ``stopped``."""
+    ctx = context(info)
+    try:
+        view = ctx.service.wandb_run(ctx.actor, project["entityName"], project["name"], name)
+    except RunNotFound:
+        return None
+    return run_of(view)
+
+
+# -- HTTP routes ---------------------------------------------------------------------
+
+
+def _refused(exc: RegaliaError) -> JSONResponse:
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise TooLarge(f"a file_stream request has at most {limit} bytes", limit=limit)
+    return bytes(body)
+
+
+def _decoded(raw: bytes, encoding: str, limit: int) -> bytes:
+    """The body, gunzipped if the client compressed it (never past ``limit``)."""
+    if encoding.strip().lower() != "gzip":
+        return raw
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        raise InvalidRequest("the file_stream body is not valid gzip") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise TooLarge(f"a file_stream request has at most {limit} bytes unpacked", limit=limit)
+    return out
+
+
+def parse_file_stream(raw: bytes) -> dict[str, Any]:
+    """A file_stream request: a JSON object."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("the file_stream body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("a file_stream body is a JSON object")
+    return body
+
+
+@router.post("/files/{entity}/{project}/{run}/file_stream")
+async def file_stream(entity: str, project: str, run: str, request: Request) -> JSONResponse:
+    """The run's stream: summary, console output, uploaded files, completion."""
+    try:
+        auth: Authenticator = request.app.state.auth
+        actor = await auth.actor(request)
+        raw = await _bounded_body(request, MAX_FILE_STREAM_BODY)
+        body = parse_file_stream(
+            _decoded(raw, request.headers.get("content-encoding", ""), MAX_FILE_STREAM_BODY)
+        )
+        service: Service = request.app.state.service
+        await run_in_threadpool(service.wandb_file_stream, actor, entity, project, run, body)
+    except RegaliaError as exc:
+        return _refused(exc)
+    return JSONResponse({})
+
+
+def _signer(request: Request) -> UrlSigner:
+    from regalia.server.wandb.graphql import signer_of
+
+    return signer_of(request)
+
+
+@router.put("/wandb/run-files/{token}")
+async def put_run_file(token: str, request: Request) -> JSONResponse:
+    """One run file's bytes, at the URL ``createRunFiles`` signed (no credentials)."""
+    service: Service = request.app.state.service
+    try:
+        claims = _signer(request).verify(token, RUN_FILE_PURPOSE)
+        tmp = request.app.state.uploads.temp_path()
+        try:
+            blob = await receive_file(tmp, request.stream(), MAX_RUN_FILE)
+            actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
+            await run_in_threadpool(
+                service.store_run_file, actor, int(claims["r"]), str(claims["n"]), tmp, blob
+            )
+        finally:
+            tmp.unlink(missing_ok=True)
+    except RegaliaError as exc:
+        return _refused(exc)
+    return JSONResponse({})

@@ -1,0 +1,361 @@
+"""Runs of the official `wandb` client against `regalia server` (issue 14):
+``wandb.init`` … ``run.finish()`` completes at once with both releases, and
+Regalia keeps the run's record: display name, config, summary, state and exit
+code, the console output's tail, and the run's files.
+
+The client runs from its own virtualenv (see ``wandb_harness``) against a real
+``regalia server`` process; the server's trace shows what the client sent.
+The file stream's refusals are checked over plain HTTP, as the client would
+meet them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import ServerProcess
+from wandb_harness import RELEASES, run_script, start_server, trace
+from wandb_harness import client_env as _client_env
+from wandb_harness import wandb_python as _wandb_python
+
+from regalia.config import Settings
+from regalia.service import Service
+
+RUN_SCRIPT = """
+    import wandb
+    run = wandb.init(entity="admin", project="runs-demo", name="first try",
+                     config={"lr": 0.01})
+    run.config.update({"epochs": 3})
+    run.summary["accuracy"] = 0.93
+    print("hello from the run")
+    print("RUN", run.id, run.entity, run.project, run.dir)
+    run.finish()
+"""
+
+RUN_QUERY = """
+query R($entity: String, $project: String, $run: String!) {
+  project(name: $project, entityName: $entity) {
+    run(name: $run) {
+      id name displayName state config summaryMetrics logLineCount stopped
+    }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="session", params=RELEASES)
+def wandb_python(request: pytest.FixtureRequest) -> Path:
+    return _wandb_python(request.param)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    with start_server(tmp_path) as srv:
+        yield srv
+
+
+def client_env(
+    tmp_path: Path, server: ServerProcess, key: str | None, **extra: str
+) -> dict[str, str]:
+    return _client_env(tmp_path / "client", server, key, **extra)
+
+
+def graphql(server: ServerProcess, key: str, query: str, **variables: Any) -> httpx.Response:
+    return httpx.post(
+        server.url + "/graphql",
+        json={"query": query, "variables": variables},
+        auth=("api", key),
+        timeout=30,
+    )
+
+
+def kept_run(server: ServerProcess, run: str, project: str = "runs-demo") -> dict[str, Any]:
+    answer = graphql(server, server.api_key, RUN_QUERY, entity="admin", project=project, run=run)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()["data"]["project"]["run"]
+    assert found is not None
+    return dict(found)
+
+
+def new_user(server: ServerProcess, name: str) -> str:
+    made = httpx.post(
+        server.url + "/api/v1/users",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["api_key"])
+
+
+def run_files(server: ServerProcess, tmp_path: Path, run: str) -> dict[str, tuple[int, str]]:
+    """What the server's store keeps of the run's files: name → (size, SHA-256)."""
+    svc = Service(Settings.from_env(tmp_path / "regalia"), migrate=False)
+    try:
+        actor = svc.authenticate(server.api_key)
+        view = svc.wandb_run(actor, "admin", "runs-demo", run, files=True)
+        return {f.name: (f.size, f.digest) for f in view.files}
+    finally:
+        svc.close()
+
+
+def failures(tmp_path: Path) -> list[dict[str, Any]]:
+    """Requests the server refused (the client's telemetry to /sdk/ aside)."""
+    return [
+        e
+        for e in trace(tmp_path)
+        if e.get("status", 200) >= 400 and not e["path"].startswith("/sdk/")
+    ]
+
+
+# -- the real client ---------------------------------------------------------------------
+
+
+def test_a_run_starts_finishes_at_once_and_its_record_is_kept(wandb_python, server, tmp_path):
+    env = client_env(tmp_path, server, server.api_key)
+    started = time.monotonic()
+    done = run_script(wandb_python, RUN_SCRIPT, env, tmp_path / "work", timeout=90)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RUN "))
+    _, run_id, entity, project, run_dir = line.split()
+    assert (entity, project) == ("admin", "runs-demo")
+
+    assert failures(tmp_path) == []
+    sent = trace(tmp_path)
+    assert {"UpsertBucket", "CreateRunFiles"} <= {e.get("operation") for e in sent}
+    streams = [e for e in sent if e["path"].endswith("/file_stream")]
+    assert streams and all(e["auth"] for e in streams)
+    assert {e["path"] for e in streams} == {f"/files/admin/runs-demo/{run_id}/file_stream"}
+    puts = [e for e in sent if e["method"] == "PUT"]
+    assert puts and not any(e["auth"] for e in puts)
+    assert took < 60  # the benchmark measures the real time; this catches a retry loop
+
+    run = kept_run(server, run_id)
+    assert run["name"] == run_id and run["displayName"] == "first try"
+    assert run["state"] == "finished" and run["stopped"] is False
+    config = json.loads(run["config"])
+    assert config["lr"]["value"] == 0.01 and config["epochs"]["value"] == 3
+    assert json.loads(run["summaryMetrics"])["accuracy"] == 0.93
+    assert run["logLineCount"] >= 1
+
+    files = run_files(server, tmp_path, run_id)
+    assert {"config.yaml", "wandb-summary.json", "requirements.txt"} <= set(files)
+    local = Path(run_dir) / "requirements.txt"
+    assert files["requirements.txt"] == (
+        local.stat().st_size,
+        hashlib.sha256(local.read_bytes()).hexdigest(),
+    )
+
+
+def test_the_console_output_and_a_crash_are_kept(wandb_python, server, tmp_path):
+    code = """
+        import wandb
+        run = wandb.init(entity="admin", project="runs-demo")
+        print("RUN", run.id)
+        for i in range(3):
+            print(f"step {i} of the crashing run")
+        run.finish(exit_code=3)
+    """
+    env = client_env(tmp_path, server, server.api_key, WANDB_X_FILE_STREAM_NO_GZIP="false")
+    done = run_script(wandb_python, code, env, tmp_path / "work", timeout=90)
+    assert done.returncode == 0, done.stderr
+    run_id = next(x for x in done.stdout.splitlines() if x.startswith("RUN ")).split()[1]
+    assert failures(tmp_path) == []
+    svc = Service(Settings.from_env(tmp_path / "regalia"), migrate=False)
+    try:
+        view = svc.wandb_run(svc.authenticate(server.api_key), "admin", "runs-demo", run_id)
+    finally:
+        svc.close()
+    assert (view.state, view.exit_code) == ("crashed", 3)
+    assert view.finished_at is not None and view.heartbeat_at is not None
+    assert "step 2 of the crashing run" in view.output_tail
+    assert view.output_lines >= 4
+
+
+def test_a_user_who_may_not_log_into_the_entity_is_refused_at_once(wandb_python, server, tmp_path):
+    key = new_user(server, "bob")
+    code = """
+        import wandb
+        wandb.init(entity="admin", project="secret")
+        print("STARTED")
+    """
+    started = time.monotonic()
+    done = run_script(wandb_python, code, client_env(tmp_path, server, key), tmp_path / "work")
+    assert done.returncode != 0 and "STARTED" not in done.stdout
+    assert "you may not log runs in project admin/secret" in done.stderr
+    assert time.monotonic() - started < 60
+    refused = failures(tmp_path)
+    assert [(e.get("operation"), e["status"]) for e in refused] == [("UpsertBucket", 403)]
+
+
+# -- the file stream and run files over HTTP ---------------------------------------------
+
+UPSERT = """
+mutation U($entity: String, $project: String, $name: String, $config: JSONString) {
+  upsertBucket(input: {entityName: $entity, modelName: $project, name: $name, config: $config}) {
+    bucket { id name project { name entity { name } } }
+    inserted
+  }
+}
+"""
+
+CREATE_RUN_FILES = """
+mutation F($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
+  createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run,
+                         files: $files}) {
+    runID uploadHeaders files { name uploadUrl }
+  }
+}
+"""
+
+
+def start_run(server: ServerProcess, name: str = "r1") -> str:
+    answer = graphql(server, server.api_key, UPSERT, entity="admin", project="runs-demo", name=name)
+    assert answer.status_code == 200, answer.text
+    payload = answer.json()["data"]["upsertBucket"]
+    assert payload["inserted"] is True
+    assert payload["bucket"]["project"] == {"name": "runs-demo", "entity": {"name": "admin"}}
+    return name
+
+
+def stream(
+    server: ServerProcess, run: str, body: bytes, key: str | None = None, **headers: str
+) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/files/admin/runs-demo/{run}/file_stream",
+        content=body,
+        headers={"Content-Type": "application/json", **headers},
+        auth=("api", key or server.api_key),
+        timeout=30,
+    )
+
+
+def summary_of(value: dict[str, Any]) -> bytes:
+    line = json.dumps(value)
+    return json.dumps({"files": {"wandb-summary.json": {"offset": 0, "content": [line]}}}).encode()
+
+
+def test_the_file_stream_takes_gzip_and_marks_the_end(server):
+    run = start_run(server)
+    assert (
+        graphql(server, server.api_key, UPSERT, name=run, project="runs-demo").json()["data"][
+            "upsertBucket"
+        ]["inserted"]
+        is False
+    )
+    packed = gzip.compress(summary_of({"loss": 0.5}))
+    answer = stream(server, run, packed, **{"Content-Encoding": "gzip"})
+    assert answer.status_code == 200 and answer.json() == {}
+    assert json.loads(kept_run(server, run)["summaryMetrics"]) == {"loss": 0.5}
+    end = stream(server, run, json.dumps({"complete": True, "exitcode": 2}).encode())
+    assert end.status_code == 200
+    assert kept_run(server, run)["state"] == "crashed"
+
+
+def test_file_stream_refusals_are_4xx_that_say_why_and_write_nothing(server):
+    run = start_run(server)
+    assert stream(server, run, summary_of({"kept": 1})).status_code == 200
+
+    wrong_key = stream(server, run, b"{}", key=server.api_key[:-1] + "x")
+    assert wrong_key.status_code == 401
+    not_json = stream(server, run, b"{")
+    assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]["message"]
+    # A good summary beside a bad console chunk: the request is refused whole.
+    half = {
+        "files": {
+            "wandb-summary.json": {"offset": 0, "content": [json.dumps({"kept": 2})]},
+            "output.log": {"offset": -1, "content": ["x"]},
+        }
+    }
+    bad = stream(server, run, json.dumps(half).encode())
+    assert bad.status_code == 400 and "offset" in bad.json()["error"]["message"]
+    bad_gzip = stream(server, run, b"not gzip", **{"Content-Encoding": "gzip"})
+    assert bad_gzip.status_code == 400 and "gzip" in bad_gzip.json()["error"]["message"]
+    bomb = gzip.compress(b" " * (20 * 1024 * 1024))
+    too_big = stream(server, run, bomb, **{"Content-Encoding": "gzip"})
+    assert too_big.status_code == 413 and "at most" in too_big.json()["error"]["message"]
+    unknown = httpx.post(
+        f"{server.url}/files/admin/runs-demo/nosuchrun/file_stream",
+        content=b"{}",
+        auth=("api", server.api_key),
+        timeout=30,
+    )
+    assert unknown.status_code == 404 and "wandb.init" in unknown.json()["error"]["message"]
+    assert json.loads(kept_run(server, run)["summaryMetrics"]) == {"kept": 1}
+    assert kept_run(server, run)["state"] == "running"
+
+
+def test_another_users_stream_and_files_are_refused_with_regalias_reason(server):
+    run = start_run(server)
+    bob = new_user(server, "bob")
+    refused = stream(server, run, summary_of({"x": 1}), key=bob)
+    assert refused.status_code == 403
+    assert "you may not log runs in project admin/runs-demo" in refused.json()["error"]["message"]
+    files = graphql(
+        server, bob, CREATE_RUN_FILES, entity="admin", project="runs-demo", run=run, files=["a"]
+    )
+    assert files.status_code == 403 and "you may not" in files.json()["errors"][0]["message"]
+
+
+def test_run_files_go_to_signed_urls_that_need_no_key(server, tmp_path):
+    run = start_run(server)
+    answer = graphql(
+        server,
+        server.api_key,
+        CREATE_RUN_FILES,
+        entity="admin",
+        project="runs-demo",
+        run=run,
+        files=["config.yaml", "media/plot.txt"],
+    )
+    assert answer.status_code == 200, answer.text
+    urls = {f["name"]: f["uploadUrl"] for f in answer.json()["data"]["createRunFiles"]["files"]}
+    assert urls["config.yaml"].startswith(server.url + "/wandb/run-files/")
+    body = b"lr: 0.01\n"
+    put = httpx.put(urls["config.yaml"], content=body, timeout=30)
+    assert put.status_code == 200
+    again = b"lr: 0.02\n"  # a file sent again replaces the kept one
+    assert httpx.put(urls["config.yaml"], content=again, timeout=30).status_code == 200
+    forged = httpx.put(urls["media/plot.txt"] + "x", content=b"x", timeout=30)
+    assert forged.status_code == 403
+    kept = run_files(server, tmp_path, run)
+    assert kept == {"config.yaml": (len(again), hashlib.sha256(again).hexdigest())}
+
+    bad_name = graphql(
+        server,
+        server.api_key,
+        CREATE_RUN_FILES,
+        entity="admin",
+        project="runs-demo",
+        run=run,
+        files=["ok.txt", "../escape"],
+    )
+    assert (
+        bad_name.status_code == 400 and "relative path" in bad_name.json()["errors"][0]["message"]
+    )
+
+
+def test_a_config_that_is_not_a_json_object_is_refused(server):
+    answer = graphql(
+        server,
+        server.api_key,
+        UPSERT,
+        entity="admin",
+        project="runs-demo",
+        name="r2",
+        config="[1, 2]",
+    )
+    assert answer.status_code == 400
+    assert "config is a JSON object" in answer.json()["errors"][0]["message"]
+    missing = graphql(
+        server, server.api_key, RUN_QUERY, entity="admin", project="runs-demo", run="r2"
+    )
+    assert missing.json()["data"]["project"]["run"] is None
