@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from wandb_harness import start_server, trace
+from wandb_harness import RELEASES, client_env, run_script, start_server, trace, wandb_python
 
 import regalia
 from regalia.config import Settings
@@ -477,3 +477,100 @@ def test_create_artifact_input_lists_every_field_the_clients_send(server):
         "ttlDurationSeconds",
     }  # fmt: skip
     assert sent <= names
+
+
+# -- the real client ------------------------------------------------------------------------
+LOG_AND_LINK = """
+import wandb
+
+run = wandb.init(entity="admin", project="zoo")
+art = wandb.Artifact(name="zoo_model", type="model", description="a zoo", metadata={"acc": 0.9})
+art.add_file(local_path="model.pt")
+art.add_file(local_path="notes.txt", name="docs/notes.txt")
+run.log_artifact(art, aliases=["candidate"], tags=["zoo"])
+art.wait()
+print("LOGGED", run.id, art.version)
+run.link_artifact(art, "wandb-registry-Model/Zoo_Models", aliases=["staging"])
+run.finish()
+"""
+
+
+@pytest.fixture(params=RELEASES)
+def release(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_the_client_logs_and_links_a_version_regalia_shows(release, server, api, tmp_path):
+    python = wandb_python(release)
+    work = tmp_path / "work"
+    work.mkdir()
+    weights = bytes(range(256)) * 2048
+    (work / "model.pt").write_bytes(weights)
+    (work / "notes.txt").write_text("trained on the zoo")
+    env = client_env(tmp_path / "client", server, server.api_key)
+    done = run_script(python, LOG_AND_LINK, env, work, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id, version = done.stdout.split("LOGGED ")[1].split()[:2]
+    assert version == "v0"
+
+    src = api.artifact("admin/zoo/zoo_model:candidate")
+    assert (src.version, sorted(src.aliases)) == ("v0", ["candidate", "latest"])
+    assert (src.description, src.metadata, src.tags) == ("a zoo", {"acc": 0.9}, ["zoo"])
+    assert src.logged_by() == run_id  # lineage: the W&B run is the version's run
+    linked = api.artifact("wandb-registry-model/Zoo_Models:staging")
+    assert (linked.version, sorted(linked.aliases)) == ("v0", ["latest", "staging"])
+    assert linked.source_qualified_name == "admin/zoo/zoo_model:v0"
+    out = Path(linked.download(root=str(tmp_path / "out")))
+    assert (out / "model.pt").read_bytes() == weights
+    assert (out / "docs/notes.txt").read_text() == "trained on the zoo"
+    refused = [e for e in trace(tmp_path) if e.get("status", 200) >= 400]
+    assert [e for e in refused if not e["path"].startswith("/sdk/otel")] == []
+
+    # The same files again: the client learns the version exists and sends nothing.
+    before = len(trace(tmp_path))
+    done = run_script(python, LOG_AND_LINK, env, work, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("LOGGED ")[1].split()[1] == "v0"
+    again = trace(tmp_path)[before:]
+    assert [e for e in again if e["method"] == "PUT" and "/artifact" in e["path"]] == []
+    assert "CommitArtifact" not in [e.get("operation") for e in again]
+    assert api.artifact("wandb-registry-model/Zoo_Models:latest").version == "v0"
+
+
+PROTECTED_LINK = """
+import wandb
+
+run = wandb.init(entity="mia", project="zoo")
+art = wandb.Artifact(name="m", type="model")
+art.add_file(local_path="model.pt")
+run.link_artifact(art, "wandb-registry-model/Zoo", aliases=["production"])
+run.finish()
+"""
+
+
+def test_a_member_linking_a_protected_alias_fails_in_the_client_with_regalias_message(
+    release, server, tmp_path
+):
+    svc = Service(Settings.from_env(tmp_path / "regalia"))
+    try:
+        owner = svc.ensure_org()
+        _, key = svc.create_user(owner, "mia")
+        svc.set_registry_role(owner, "model", user="mia", role="member")
+        svc.protect_alias(owner, "model", "production")
+    finally:
+        svc.close()
+    assert key is not None
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model.pt").write_bytes(b"weights")
+    env = client_env(tmp_path / "client", server, key)
+    started = time.monotonic()
+    done = run_script(wandb_python(release), PROTECTED_LINK, env, work, timeout=180)
+    assert time.monotonic() - started < 90  # refused at once: no retry loop
+    assert done.returncode != 0
+    if release < "0.26":  # prints its own text for every 403 (wandb/util.py no_retry_auth)
+        assert "Permission denied to access mia/zoo/" in done.stderr
+    else:
+        assert "you need the registry role 'admin' in registry 'model'" in done.stderr
+    links = [e for e in trace(tmp_path) if e.get("operation") == "LinkArtifact"]
+    assert [e["status"] for e in links] == [403]
