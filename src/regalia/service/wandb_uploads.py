@@ -131,7 +131,7 @@ class WandbUploadsMixin(TransferMixin):
         row_id = wire_id - DRAFT_ID_BASE
 
         def fn(repo: Repo) -> Draft:
-            row = repo.s.get(WandbDraft, row_id) if 0 < row_id <= DRAFT_ID_BASE else None
+            row = repo.get(WandbDraft, row_id) if 0 < row_id <= DRAFT_ID_BASE else None
             if row is None or row.user_id != actor.user_id or row.org_id != actor.org_id:
                 raise DraftNotFound(f"artifact {wire_id} not found (or not yours to upload to)")
             return _draft(row)
@@ -403,7 +403,7 @@ class WandbUploadsMixin(TransferMixin):
         row_id = draft.wire_id - DRAFT_ID_BASE
 
         def fn(repo: Repo) -> None:
-            row = repo.s.get(WandbDraft, row_id)
+            row = repo.get(WandbDraft, row_id)
             assert row is not None
             row.manifest = {p: [m, n] for p, (m, n) in entries.items()}
 
@@ -425,26 +425,35 @@ class WandbUploadsMixin(TransferMixin):
             return super().version_by_id(actor, draft.version_id)
         row_id = draft.wire_id - DRAFT_ID_BASE
 
-        def read(repo: Repo) -> tuple[WandbDraft, dict[str, WandbDraftFile]]:
-            row = repo.s.get(WandbDraft, row_id)
+        def read(repo: Repo) -> tuple[dict[str, Any], dict[str, tuple[str, str, int]]]:
+            row = repo.get(WandbDraft, row_id)
+            assert row is not None
             held = repo.s.execute(
                 select(WandbDraftFile).where(WandbDraftFile.draft_id == row_id)
             ).scalars()
-            return row, {f.path: f for f in held}
+            what = {
+                "manifest": row.manifest,
+                "description": row.description,
+                "metadata": row.metadata_,
+                "aliases": list(row.aliases),
+                "tags": list(row.tags),
+                "run_key": row.run_key,
+            }
+            return what, {f.path: (f.md5, f.digest, f.size) for f in held}
 
         row, held = self.db.read(read)
-        if row.manifest is None:
+        if row["manifest"] is None:
             raise InvalidRequest(
                 f"artifact {draft.name!r} has no manifest yet; upload it before committing"
             )
-        entries = {p: (str(m), int(n)) for p, (m, n) in row.manifest.items()}
-        unknown = {m for p, (m, _) in entries.items() if p not in held or held[p].md5 != m}
+        entries = {p: (str(m), int(n)) for p, (m, n) in row["manifest"].items()}
+        unknown = {m for p, (m, _) in entries.items() if p not in held or held[p][0] != m}
         found = self._referenceable_by_md5(actor, unknown)
         files = []
         for path, (md5, size) in sorted(entries.items()):
             f = held.get(path)
-            if f is not None and f.md5 == md5:
-                digest, stored = f.digest, f.size
+            if f is not None and f[0] == md5:
+                digest, stored = f[1], f[2]
             elif md5 in found:
                 digest, stored = found[md5]
             else:
@@ -462,20 +471,20 @@ class WandbUploadsMixin(TransferMixin):
             files.append(FileEntry(path, digest, size))
         view = self.log_version(
             actor,
-            entity=row.entity,
-            project=row.project,
-            name=row.name,
-            type=row.type,
+            entity=draft.entity,
+            project=draft.project,
+            name=draft.name,
+            type=draft.type,
             files=files,
-            description=row.description,
-            metadata=row.metadata_,
-            aliases=row.aliases,
-            tags=row.tags,
-            run_key=row.run_key,
+            description=row["description"],
+            metadata=row["metadata"],
+            aliases=row["aliases"],
+            tags=row["tags"],
+            run_key=row["run_key"],
         )
 
         def done(repo: Repo) -> None:
-            r = repo.s.get(WandbDraft, row_id)
+            r = repo.get(WandbDraft, row_id)
             if r is not None:
                 r.version_id = view.version_id
                 r.manifest = None
