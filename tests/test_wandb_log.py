@@ -574,3 +574,30 @@ def test_a_member_linking_a_protected_alias_fails_in_the_client_with_regalias_me
         assert "you need the registry role 'admin' in registry 'model'" in done.stderr
     links = [e for e in trace(tmp_path) if e.get("operation") == "LinkArtifact"]
     assert [e["status"] for e in links] == [403]
+
+
+def test_a_file_larger_than_a_json_body_uploads_in_one_put(server, api):
+    client = Client(server.url, server.api_key)
+    big = bytes(range(256)) * (17 * 4096)  # 17 MiB: past the server's JSON body limit
+    _, sent = client.log("admin", "zoo", "big", "dataset", {"big.bin": big})
+    assert sent == len(big)
+    (entry,) = api.artifact("admin/zoo/big:v0").files()
+    assert (entry.size, entry.digest) == (len(big), hashlib.sha256(big).hexdigest())
+
+
+REFERENCES = """
+import wandb
+
+run = wandb.init(entity="admin", project="zoo")
+art = wandb.Artifact(name="refs", type="dataset")
+art.add_reference("https://example.com/data.csv", name="data.csv", checksum=False)
+run.log_artifact(art)
+art.wait()
+"""
+
+
+def test_references_are_refused_at_commit_with_a_reason(server, tmp_path):
+    env = client_env(tmp_path / "client", server, server.api_key)
+    done = run_script(wandb_python(), REFERENCES, env, tmp_path / "work", timeout=180)
+    assert done.returncode != 0
+    assert "add_reference" in done.stderr

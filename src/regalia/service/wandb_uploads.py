@@ -388,9 +388,14 @@ class WandbUploadsMixin(TransferMixin):
         return {**known, **missing}
 
     def set_wandb_manifest(
-        self, actor: Actor, wire_id: int, entries: Mapping[str, tuple[str, int]]
+        self,
+        actor: Actor,
+        wire_id: int,
+        entries: Mapping[str, tuple[str, int]],
+        references: Sequence[str] = (),
     ) -> None:
-        """The draft's manifest (path -> (hex MD5, size)), as the client PUT it."""
+        """The draft's manifest (path -> (hex MD5, size)) as the client PUT it, and
+        the paths of its references (refused at commit, where the client shows why)."""
         draft = self.wandb_draft(actor, wire_id)
         self._pending(draft)
         if len(entries) > MAX_MANIFEST_ENTRIES:
@@ -405,7 +410,10 @@ class WandbUploadsMixin(TransferMixin):
         def fn(repo: Repo) -> None:
             row = repo.get(WandbDraft, row_id)
             assert row is not None
-            row.manifest = {p: [m, n] for p, (m, n) in entries.items()}
+            row.manifest = {
+                "files": {p: [m, n] for p, (m, n) in entries.items()},
+                "references": list(references)[:MAX_MANIFEST_ENTRIES],
+            }
 
         self.db.write(fn)
 
@@ -446,7 +454,16 @@ class WandbUploadsMixin(TransferMixin):
             raise InvalidRequest(
                 f"artifact {draft.name!r} has no manifest yet; upload it before committing"
             )
-        entries = {p: (str(m), int(n)) for p, (m, n) in row["manifest"].items()}
+        refs = row["manifest"].get("references") or []
+        if refs:
+            shown = ", ".join(repr(r) for r in refs[:3]) + (", ..." if len(refs) > 3 else "")
+            raise InvalidRequest(
+                f"artifact {draft.name!r} holds references ({shown}); "
+                "Regalia keeps the files themselves: add them with add_file/add_dir, not "
+                "add_reference",
+                references=refs[:20],
+            )
+        entries = {p: (str(m), int(n)) for p, (m, n) in row["manifest"]["files"].items()}
         unknown = {m for p, (m, _) in entries.items() if p not in held or held[p][0] != m}
         found = self._referenceable_by_md5(actor, unknown)
         files = []

@@ -377,13 +377,15 @@ async def put_artifact_manifest(token: str, request: Request) -> Response:
             expected=b64_md5(md5),
             actual=b64_md5(got),
         )
-    entries = parse_manifest(raw)
-    await run_in_threadpool(service.set_wandb_manifest, actor, wire_id, entries)
+    files, references = parse_manifest(raw)
+    await run_in_threadpool(service.set_wandb_manifest, actor, wire_id, files, references)
     return Response(status_code=200, headers={"ETag": f'"{got}"'})
 
 
-def parse_manifest(raw: bytes) -> dict[str, tuple[str, int]]:
-    """path -> (hex MD5, size) of a ``wandb_manifest.json`` (version 1)."""
+def parse_manifest(raw: bytes) -> tuple[dict[str, tuple[str, int]], list[str]]:
+    """path -> (hex MD5, size) of the files of a ``wandb_manifest.json`` (version
+    1), and the paths of its references (``ref`` entries, which Regalia does not
+    keep: it stores the files themselves)."""
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -393,18 +395,16 @@ def parse_manifest(raw: bytes) -> dict[str, tuple[str, int]]:
     contents = doc.get("contents")
     if not isinstance(contents, dict):
         raise InvalidRequest("the manifest has no 'contents' object")
-    out: dict[str, tuple[str, int]] = {}
+    files: dict[str, tuple[str, int]] = {}
+    references: list[str] = []
     for path, entry in contents.items():
         if not isinstance(entry, dict):
             raise InvalidRequest(f"manifest entry {path!r} is not an object")
         if entry.get("ref"):
-            raise InvalidRequest(
-                f"manifest entry {path!r} is a reference ({str(entry['ref'])[:100]}); "
-                "Regalia stores the files themselves: add the file, not a reference",
-                path=path,
-            )
+            references.append(path)
+            continue
         size = entry.get("size")
         if not isinstance(size, int) or isinstance(size, bool):
             raise InvalidRequest(f"manifest entry {path!r} has no size", path=path)
-        out[path] = (hex_md5(str(entry.get("digest")), f"the MD5 of {path!r}"), size)
-    return out
+        files[path] = (hex_md5(str(entry.get("digest")), f"the MD5 of {path!r}"), size)
+    return files, references
