@@ -213,6 +213,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(wandb_graphql.router)
     app.include_router(wandb_log.router)
     app.include_router(wandb_runs.router)
+    app.include_router(wandb_graphql.reads.router)  # signed W&B download URLs
     app.include_router(ui.router)
     # Inside the Observer, so that it counts the 500s CatchAll answers, and
     # inside SecurityHeaders, so that those 500s carry the headers too.

@@ -30,7 +30,7 @@ from regalia.service.access import (
     require_entity,
 )
 from regalia.service.artifacts import ArtifactsMixin, _Ctx
-from regalia.service.views import Actor, FileEntry, VersionView
+from regalia.service.views import Actor, CollectionView, FileEntry, VersionView
 from regalia.store.models import Collection, Registry, Run, Version
 from regalia.store.repo import Repo
 
@@ -82,6 +82,20 @@ class ReadsMixin(ArtifactsMixin):
         if mid is None:
             raise VersionNotFound(f"no version {parsed.ref!r} in {where}", ref=parsed.ref)
         return mid
+
+    def source_collection(
+        self, actor: Actor, entity: str, project: str, name: str
+    ) -> CollectionView:
+        """The source artifact ``entity/project/name`` (404 when the caller may not see it)."""
+
+        def fn(repo: Repo) -> CollectionView:
+            proj = repo.project(actor.org_id, entity, project)
+            coll = repo.sequence(proj.id, name) if proj is not None else None
+            if coll is None or not can_use_entity(actor, entity):
+                raise ArtifactNotFound(f"artifact {entity}/{project}/{name} not found")
+            return self._collection_views(repo, [coll])[0]
+
+        return self.db.read(fn)
 
     def get_version(self, actor: Actor, membership_id: int) -> VersionView:
         def fn(repo: Repo) -> VersionView:
