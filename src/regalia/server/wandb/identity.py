@@ -17,7 +17,9 @@ from regalia.service.views import Actor
 
 # Server features advertised to the client (``serverInfo.features``): the names
 # of the client's ServerFeature enum that Regalia implements.
-FEATURES: list[str] = []
+FEATURES: list[str] = [
+    "ARTIFACT_MEMBERSHIP_IN_LINK_ARTIFACT_RESPONSE",  # linkArtifact answers the membership (log.py)
+]
 
 
 def viewer_of(actor: Actor) -> dict[str, Any]:
