@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+import regalia.server.wandb.manage  # noqa: F401  (MANAGE: it imports registries too)
 from regalia.config import Settings
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.server.auth import Authenticator
