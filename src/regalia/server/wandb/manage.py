@@ -27,7 +27,7 @@ from regalia.errors import (
     RegistryNotFound,
     VersionNotFound,
 )
-from regalia.server.wandb import registries  # noqa: F401  (its resolvers register with these)
+from regalia.server.wandb import reads, registries  # noqa: F401  (registries' resolvers register too)
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import artifact_of, collection_of
 from regalia.server.wandb.resolvers import WandbContext, context, field, mutation
@@ -298,4 +298,9 @@ def project_artifact_type(
         return {**collection_of(ctx, view), "description": view.description or None}
 
     type_name = name
-    return {"id": encode_id("ArtifactType", name), "name": name, "artifactCollection": collection}
+    return {
+        "id": encode_id("ArtifactType", name),
+        "name": name,
+        "artifactCollection": collection,
+        "artifact": lambda info, name, **a: reads.artifact_of_type(obj, info, type_name, name, **a),
+    }

@@ -178,10 +178,7 @@ def organization(info: Any, name: str | None = None, **_: Any) -> dict[str, Any]
             f"organization {name!r} not found: this server's organization is {org!r}",
             organization=name,
         )
-    out = organization_of(ctx)
-    # 0.31's Api().organization() takes only W&B's spelling of the org entity's type
-    out["orgEntity"] = {**out["orgEntity"], "entityType": "organization"}
-    return out
+    return organization_of(ctx)
 
 
 @field("Entity", "project")
