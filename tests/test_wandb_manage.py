@@ -30,7 +30,6 @@ from wandb_harness import RELEASES, client_env, run_script, start_server, trace,
 
 import regalia
 from regalia.sdk.http import HttpBackend
-from regalia.server.wandb.identity import server_info
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -593,12 +592,6 @@ wandb.Api().artifact("team/zoo/net:v0").delete(delete_aliases=len(sys.argv) > 1)
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_unlink_removes_the_link_and_keeps_the_source_version(release, server, sdk, tmp_path):
-    if release == "0.22.3" and isinstance(server_info(None)["cliVersionInfo"], str):
-        pytest.xfail(
-            "0.22.3 subscripts serverInfo.cliVersionInfo['max_cli_version'] (Api.version_"
-            "supported, before artifact.collection): identity.py answers it as a JSON string, "
-            "it must be the object"
-        )
     python = wandb_python(release)
     log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", ["staging"])
     env = client_env(tmp_path / "client", server, server.api_key)

@@ -294,8 +294,7 @@ def project_artifact_type(
             return None
         if view.type != type_name:
             return None
-        # 0.22.3 refuses an empty description: none is null
-        return {**collection_of(ctx, view), "description": view.description or None}
+        return collection_of(ctx, view)
 
     type_name = name
     return {

@@ -268,11 +268,7 @@ def entity_artifact_collections(
             if cursor is None:
                 return count
 
-    # 0.22.3 refuses an empty description: none is null
-    out = _connection(
-        find(after, _page(first)),
-        lambda c: {**collection_of(ctx, c), "description": c.description or None},
-    )
+    out = _connection(find(after, _page(first)), lambda c: collection_of(ctx, c))
     out["totalCount"] = total
     return out
 
