@@ -26,6 +26,7 @@ import httpx
 import pytest
 from automation_helpers import Receiver
 from servers import ServerProcess
+from test_wandb_conformance import example
 from wandb_harness import RELEASES, client_env, run_script, start_server, trace, wandb_python
 
 import regalia
@@ -720,3 +721,38 @@ def test_a_registry_saved_and_deleted_through_the_client(release, server, sdk, t
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out == {"desc": "second", "vis": "restricted", "types": ["model"], "gone": True}
     assert "Team" not in [r.name for r in sdk.registries()]
+
+
+E2E_SCRIPT = """
+import json, wandb
+art = wandb.Api().artifact("wandb-registry-Model/Zoo_Models:staging")
+art.aliases.remove("staging")
+art.aliases.append("production")
+art.tags.append("reviewed")
+art.save()
+wandb.Api().artifact("smle-reg-team-2/zoo_experiment/zoo_model:v0").delete(delete_aliases=True)
+print(json.dumps(wandb.Api().artifact_exists("wandb-registry-Model/Zoo_Models:production")))
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_what_the_client_logged_and_linked_it_edits_and_deletes(release, server, sdk, tmp_path):
+    """The seed's first example, unchanged, then the same client moves aliases, tags the
+    version and deletes it; Regalia's SDK sees each step."""
+    python = wandb_python(release)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model.pt").write_bytes(b"weights" * 1000)
+    env = client_env(tmp_path / "client", server, server.api_key)
+    done = run_script(python, example(1), env, work, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    linked = sdk.artifact("wandb-registry-model/Zoo_Models:staging")
+    assert sorted(linked.aliases) == ["best_model", "latest", "staging"]
+
+    done = run_script(python, E2E_SCRIPT, env, work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) is False  # deleted with its links
+    assert not sdk.artifact_exists("smle-reg-team-2/zoo_experiment/zoo_model:v0")
+    actions = [(h.action, h.alias) for h in sdk.registry("model").history()]
+    assert ("alias_add", "production") in actions and ("alias_remove", "staging") in actions
+    assert "tag_add" in [a for a, _ in actions] and "unlink" in [a for a, _ in actions]
