@@ -756,3 +756,30 @@ def test_what_the_client_logged_and_linked_it_edits_and_deletes(release, server,
     actions = [(h.action, h.alias) for h in sdk.registry("model").history()]
     assert ("alias_add", "production") in actions and ("alias_remove", "staging") in actions
     assert "tag_add" in [a for a, _ in actions] and "unlink" in [a for a, _ in actions]
+
+
+CARD_SCRIPT = """
+import json, wandb
+coll = wandb.Api().artifact("wandb-registry-model/Coll:v0").collection
+coll.description = "the zoo's nets"
+coll.tags = ["vision", "zoo"]
+coll.save()
+coll.tags = ["zoo"]
+coll.save()
+print(json.dumps("ok"))
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_registry_collections_description_and_tags_saved_by_the_client(
+    release, server, sdk, tmp_path
+):
+    python = wandb_python(release)
+    log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", [])
+    env = client_env(tmp_path / "client", server, server.api_key)
+    done = run_script(python, CARD_SCRIPT, env, tmp_path / "work")
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = backend(sdk).get_collection("model", "Coll")
+    assert (card.description, card.tags) == ("the zoo's nets", ["zoo"])
+    actions = [h.action for h in sdk.registry("model").history()]
+    assert "collection_tag_add" in actions and "collection_tag_remove" in actions
