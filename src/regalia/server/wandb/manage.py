@@ -411,3 +411,29 @@ def delete_collection_tags(info: Any, input: dict[str, Any]) -> dict[str, Any]: 
         ctx.actor, registry, input["artifactCollectionName"], remove_tags=_tags(input)
     )
     return {"success": True, "clientMutationID": input.get("clientMutationID")}
+
+
+@mutation("deleteArtifactPortfolio")
+def delete_artifact_portfolio(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.delete()`` of a registry collection: service.delete_collection
+    (its links go, their sources stay; R7: an admin's if it holds a protected alias)."""
+    ctx = context(info)
+    registry, name = _registry_collection(
+        ctx, decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
+    )
+    view = ctx.service.get_collection(ctx.actor, registry, name)
+    ctx.service.delete_collection(ctx.actor, registry, name)
+    return {
+        "artifactCollection": collection_of(ctx, view),
+        "clientMutationId": input.get("clientMutationId"),
+    }
+
+
+@mutation("deleteArtifactSequence")
+def delete_artifact_sequence(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.delete()`` of a source artifact: refused with what to do instead."""
+    decode_int_id(input["artifactSequenceID"], "ArtifactSequence")
+    raise InvalidRequest(
+        "Regalia deletes a source artifact version by version (artifact.delete(), which "
+        "also unlinks it and refuses while a link holds a protected alias), not all at once"
+    )
