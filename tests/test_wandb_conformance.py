@@ -13,8 +13,10 @@ failed request (a failed request is what a client retries).
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
+import httpx
 import pytest
 from test_seed import EXAMPLES, PLACEHOLDERS
 from wandb_harness import RELEASES, client_env, run_script, start_server, trace, wandb_python
@@ -32,6 +34,17 @@ def example(number: int) -> str:
         text = text.replace(f'"{placeholder}"', f'"{value}"')
     assert "import wandb\n" in text and '"<' not in text
     return text
+
+
+def version_page(server, registry: str, collection: str, ref: str) -> str:
+    """A version's page of the web UI, as the server's admin sees it in a browser."""
+    with httpx.Client(base_url=server.url) as browser:
+        form = browser.get("/login").text
+        nonce = re.search(r'name="nonce" value="([0-9a-f]+)"', form).group(1)
+        browser.post("/login", data={"api_key": server.api_key, "next": "/", "nonce": nonce})
+        page = browser.get(f"/registries/{registry}/collections/{collection}/{ref}")
+        assert page.status_code == 200, page.text[:500]
+        return page.text
 
 
 def failures(tmp_path: Path) -> list[dict]:
@@ -98,6 +111,11 @@ def test_the_seed_examples_run_unchanged_with_import_wandb(
         assert (out / "zoo_labels").read_bytes() == b"labels 0" * 1000
         sha = hashlib.sha256(b"labels 0" * 1000).hexdigest()
         assert {f.path: f.digest for f in data.files()}["zoo_labels"] == sha
+
+        # The web UI shows the client's run as the version's source.
+        page = version_page(server, "model", "Zoo_Models", "best_model")
+        run = re.search(r"Logged by run: (.*?)</p>", page, re.S).group(1)
+        assert "smle-reg-team-2/zoo_experiment/" in run and "(finished, exit code 0)" in run
 
 
 @pytest.mark.parametrize("release", RELEASES)
