@@ -145,3 +145,48 @@ def test_three_links_number_v0_v1_v2_and_a_relog_uploads_nothing(release, tmp_pa
         assert "latest" not in api.artifact(f"{coll}:v0").aliases
         with pytest.raises(regalia.errors.NotFound):
             api.artifact(f"{coll}:v3")
+
+
+ADD_DIR = """
+import wandb
+
+run = wandb.init(entity="vision-team", project="zoo")
+art = wandb.Artifact("zoo_tree", type="dataset")
+art.add_dir("tree")
+run.link_artifact(art, "wandb-registry-dataset/zoo_tree", aliases=["staging"])
+run.finish()
+"""
+
+DOWNLOAD = """
+import wandb
+
+art = wandb.Api().artifact("wandb-registry-dataset/zoo_tree:staging")
+art.download(root="got")
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_folder_added_with_add_dir_keeps_its_tree_both_ways(release, tmp_path, regalia_api):
+    python = wandb_python(release)
+    tree = {"a.txt": b"alpha\n", "sub/b.bin": bytes(range(256)) * 64, "sub/deep/c.json": b"{}"}
+    with start_server(tmp_path) as server:
+        work = tmp_path / "work"
+        for rel, data in tree.items():
+            (work / "tree" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / "tree" / rel).write_bytes(data)
+        env = client_env(tmp_path / "client", server, server.api_key)
+        done = run_script(python, ADD_DIR, env, work, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+        version = regalia_api(server).artifact("wandb-registry-dataset/zoo_tree:staging")
+        assert sorted(f.path for f in version.files()) == sorted(tree)
+        out = Path(version.download(root=str(tmp_path / "sdk-out")))
+        assert {rel: (out / rel).read_bytes() for rel in tree} == tree
+
+        # Another machine (an empty cache) downloads the same tree with the client.
+        other = client_env(tmp_path / "other", server, server.api_key)
+        done = run_script(python, DOWNLOAD, other, tmp_path / "other-work", timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        got = tmp_path / "other-work" / "got"
+        assert {rel: (got / rel).read_bytes() for rel in tree} == tree
+        assert failures(tmp_path) == []
