@@ -265,6 +265,27 @@ def test_a_resumed_run_continues_its_record(wandb_python, server, tmp_path):
     assert view.output_tail.index("after the restart") > before
 
 
+def test_a_runs_files_are_listed_and_downloaded_back(wandb_python, server, tmp_path):
+    code = """
+        import wandb
+        run = wandb.init(entity="admin", project="runs-demo", id="withfiles")
+        with open("notes.txt", "w") as f:
+            f.write("kept notes\\n")
+        wandb.save("notes.txt", policy="now")
+        run.finish()
+        kept = wandb.Api().run("admin/runs-demo/withfiles")
+        print("NAMES", " ".join(sorted(f.name for f in kept.files())))
+        print("NOTES", repr(kept.file("notes.txt").download(root="back", replace=True).read()))
+    """
+    done = run_script(wandb_python, code, client_env(tmp_path, server, server.api_key), tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = next(x for x in done.stdout.splitlines() if x.startswith("NAMES ")).split()[1:]
+    assert {"notes.txt", "config.yaml", "wandb-summary.json"} <= set(names)
+    assert "NOTES 'kept notes\\n'" in done.stdout
+    assert failures(tmp_path) == []
+    assert [e for e in trace(tmp_path) if e["method"] == "GET"]  # the signed download URL
+
+
 def test_a_user_who_may_not_log_into_the_entity_is_refused_at_once(wandb_python, server, tmp_path):
     key = new_user(server, "bob")
     code = """
@@ -413,8 +434,21 @@ def test_run_files_go_to_signed_urls_that_need_no_key(server, tmp_path):
     assert httpx.put(urls["config.yaml"], content=again, timeout=30).status_code == 200
     forged = httpx.put(urls["media/plot.txt"] + "x", content=b"x", timeout=30)
     assert forged.status_code == 403
+    upload_url_read = httpx.get(urls["config.yaml"], timeout=30)  # an upload URL reads nothing
+    assert upload_url_read.status_code == 403
     kept = run_files(server, tmp_path, run)
     assert kept == {"config.yaml": (len(again), hashlib.sha256(again).hexdigest())}
+    listed = graphql(
+        server,
+        server.api_key,
+        'query($r: String!) { project(name: "runs-demo", entityName: "admin") {'
+        " run(name: $r) { fileCount files { edges { node { name sizeBytes directUrl } } } } } }",
+        r=run,
+    ).json()["data"]["project"]["run"]
+    assert listed["fileCount"] == 1
+    node = listed["files"]["edges"][0]["node"]
+    assert (node["name"], node["sizeBytes"]) == ("config.yaml", len(again))
+    assert httpx.get(node["directUrl"], timeout=30).content == again  # no credentials
 
     bad_name = graphql(
         server,

@@ -461,6 +461,25 @@ class RunsMixin(TransferMixin):
 
         return self.db.write(fn)
 
+    def run_file(self, actor: Actor, run_id: int, name: str) -> RunFileView:
+        """The kept file ``name`` of the run with id ``run_id``, to download.
+
+        Raises:
+            PermissionDenied: the caller may no longer read the run's project.
+            RunNotFound, NotFound: no such run, or no such file in it.
+        """
+
+        def fn(repo: Repo) -> RunFileView:
+            self._run_by_id(repo, actor, run_id, "read runs")
+            row = repo.s.scalar(
+                select(RunFile).where(RunFile.run_id == run_id, RunFile.name == name)
+            )
+            if row is None:
+                raise NotFound(f"the run has no file {name!r}", name=name)
+            return RunFileView(row.name, row.size, row.digest, row.updated_at)
+
+        return self.db.read(fn)
+
     def store_run_file(
         self, actor: Actor, run_id: int, name: str, path: Path, blob: StoredBlob
     ) -> RunFileView:

@@ -15,28 +15,35 @@
 from __future__ import annotations
 
 import json
+import mimetypes
+import re
 import uuid
 import zlib
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from regalia.errors import InvalidRequest, RegaliaError, TooLarge
 from regalia.server.auth import Authenticator
+from regalia.server.routes_blobs import blob_response
 from regalia.server.uploads import receive_file
 from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import project_of, timestamp
 from regalia.server.wandb.resolvers import context, field, mutation, query
-from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner
+from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UPLOAD_TTL_S, UrlSigner
 from regalia.service import Actor, Service
-from regalia.service.runs import RunNotFound, RunView
+from regalia.service.runs import RunFileView, RunNotFound, RunView
 
 router = APIRouter(include_in_schema=False)
 
-RUN_FILE_PURPOSE = "wandb-run-file"
+RUN_FILE_PURPOSE = "wandb-run-file"  # PUT: upload one run file
+RUN_FILE_GET = "wandb-run-file-get"  # GET: download one kept run file
+DEFAULT_FILES_PAGE = 50
+MAX_FILES_PAGE = 1000
+MAX_PATTERN = 256
 DEFAULT_PROJECT = "uncategorized"  # W&B's project for a run started without one
 MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per request
 MAX_RUN_FILE = 5 * 1024**3  # config.yaml, output.log, …, and what wandb.save() sends
@@ -72,6 +79,8 @@ def run_of(view: RunView) -> dict[str, Any]:
         "historyTail": "[]",
         "eventsTail": "[]",
         "wandbConfig": lambda info, keys=None, **_: json.dumps(wandb_config(view, keys)),
+        "fileCount": lambda info, **_: len(_files_of(view, info)),
+        "files": lambda info, **args: file_connection(view, info, **args),
         "user": {
             "id": encode_id("User", view.user_id),
             "name": view.user_name,
@@ -86,6 +95,71 @@ def run_of(view: RunView) -> dict[str, Any]:
         "createdAt": timestamp(view.created_at),
         "heartbeatAt": timestamp(view.heartbeat_at),
         "project": project_of(view.entity, view.project),
+    }
+
+
+def _files_of(view: RunView, info: Any) -> list[RunFileView]:
+    ctx = context(info)
+    full = ctx.service.wandb_run(ctx.actor, view.entity, view.project, view.run_key, files=True)
+    return full.files
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """A SQL LIKE pattern (``%``, ``_``) as a regular expression."""
+    parts = ("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def file_connection(
+    view: RunView,
+    info: Any,
+    names: list[str] | None = None,
+    after: str | None = None,
+    first: int | None = None,
+    pattern: str | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """A page of the run's files (by name), each with a signed download URL."""
+    ctx = context(info)
+    files = _files_of(view, info)
+    if names:
+        wanted = set(names)
+        files = [f for f in files if f.name in wanted]
+    if pattern:
+        like = _like(pattern[:MAX_PATTERN])
+        files = [f for f in files if like.fullmatch(f.name)]
+    total = len(files)
+    if after:
+        files = [f for f in files if f.name > after]
+    size = max(1, min(first or DEFAULT_FILES_PAGE, MAX_FILES_PAGE))
+    page, more = files[:size], len(files) > size
+    edges = []
+    for f in page:
+        claims = {"u": ctx.actor.user_id, "r": view.id, "n": f.name}
+        url = ctx.url(f"/wandb/run-files/{ctx.signer.sign(RUN_FILE_GET, claims, DOWNLOAD_TTL_S)}")
+        node = {
+            "id": encode_id("File", f"{view.id}:{f.name}"),
+            "name": f.name,
+            "displayName": f.name.rsplit("/", 1)[-1],
+            "sizeBytes": f.size,
+            "digest": f.digest,
+            "md5": None,
+            "directUrl": url,
+            "url": url,
+            "storagePath": None,
+            "mimetype": mimetypes.guess_type(f.name)[0] or "application/octet-stream",
+            "updatedAt": timestamp(f.updated_at),
+        }
+        edges.append({"cursor": f.name, "node": node})
+    return {
+        "totalCount": total,
+        "pageInfo": {
+            "endCursor": page[-1].name if page else None,
+            "hasNextPage": more,
+            "startCursor": page[0].name if page else None,
+            "hasPreviousPage": bool(after),
+        },
+        "edges": edges,
     }
 
 
@@ -265,6 +339,19 @@ def _signer(request: Request) -> UrlSigner:
     from regalia.server.wandb.graphql import signer_of
 
     return signer_of(request)
+
+
+@router.get("/wandb/run-files/{token}")
+async def get_run_file(token: str, request: Request) -> Response:
+    """One kept run file, at the URL ``Run.files`` signed (no credentials)."""
+    service: Service = request.app.state.service
+    try:
+        claims = _signer(request).verify(token, RUN_FILE_GET)
+        actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
+        kept = await run_in_threadpool(service.run_file, actor, int(claims["r"]), str(claims["n"]))
+        return await run_in_threadpool(blob_response, service, kept.digest)
+    except RegaliaError as exc:
+        return _refused(exc)
 
 
 @router.put("/wandb/run-files/{token}")
