@@ -360,13 +360,16 @@ async def put_run_file(token: str, request: Request) -> JSONResponse:
     service: Service = request.app.state.service
     try:
         claims = _signer(request).verify(token, RUN_FILE_PURPOSE)
+        actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
+        # Still the user's to write (checked again with the file): a refusal
+        # comes before the bytes are received.
+        await run_in_threadpool(service.wandb_run_key, actor, int(claims["r"]))
         tmp = request.app.state.uploads.temp_path()
         try:
             try:
                 blob = await receive_file(tmp, request.stream(), MAX_RUN_FILE)
             except TooLarge:
                 raise TooLarge(f"a run file has at most {MAX_RUN_FILE} bytes") from None
-            actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
             await run_in_threadpool(
                 service.store_run_file, actor, int(claims["r"]), str(claims["n"]), tmp, blob
             )
