@@ -519,3 +519,19 @@ def test_a_config_with_nan_and_a_lone_surrogate_is_kept_readable(server):
     assert answer.status_code == 200, answer.text
     kept = json.loads(kept_run(server, "r3")["config"])
     assert kept == {"lr": {"value": None}, "tag": {"value": "\ufffd"}}
+
+
+def test_the_console_tail_keeps_the_last_64_kib_and_redrawn_lines(server, tmp_path):
+    run = start_run(server)
+    lines = [f"line {i:05d} " + "x" * 90 for i in range(2000)]  # about 200 KB
+    for start in range(0, 2000, 500):
+        chunk = {"offset": start, "content": lines[start : start + 500]}
+        sent = stream(server, run, json.dumps({"files": {"output.log": chunk}}).encode())
+        assert sent.status_code == 200
+    redraw = {"offset": 1999, "content": ["progress 100%"]}  # a progress bar redraws its line
+    assert stream(server, run, json.dumps({"files": {"output.log": redraw}}).encode()).is_success
+    kept = stored_run(server, tmp_path, run)
+    assert kept.output_lines == 2000
+    assert len(kept.output_tail.encode()) <= 64 * 1024
+    assert kept.output_tail.endswith("line 01998 " + "x" * 90 + "\nprogress 100%\n")
+    assert "line 00000" not in kept.output_tail
