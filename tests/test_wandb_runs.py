@@ -39,7 +39,8 @@ RUN_SCRIPT = """
     import json
     import wandb
     run = wandb.init(entity="admin", project="runs-demo", name="first try",
-                     config={"lr": 0.01})
+                     config={"lr": 0.01}, tags=["baseline", "zoo"], group="sweep-1",
+                     notes="first attempt")
     run.config.update({"epochs": 3})
     run.summary["accuracy"] = 0.93
     print("hello from the run")
@@ -47,6 +48,7 @@ RUN_SCRIPT = """
     run.finish()
     kept = wandb.Api().run(f"admin/runs-demo/{run.id}")
     print("KEPT", json.dumps([kept.state, kept.config, kept.summary["accuracy"]]))
+    print("LABELS", json.dumps([kept.tags, kept.group, kept.notes]))
 """
 
 RUN_QUERY = """
@@ -197,6 +199,8 @@ def check_the_kept_run(
     assert took < 60  # the benchmark measures the real time; this catches a retry loop
     kept = next(x for x in done.stdout.splitlines() if x.startswith("KEPT "))
     assert json.loads(kept.split(" ", 1)[1]) == ["finished", {"lr": 0.01, "epochs": 3}, 0.93]
+    labels = next(x for x in done.stdout.splitlines() if x.startswith("LABELS "))
+    assert json.loads(labels.split(" ", 1)[1]) == [["baseline", "zoo"], "sweep-1", "first attempt"]
 
     run = kept_run(server, run_id)
     assert run["name"] == run_id and run["displayName"] == "first try"
