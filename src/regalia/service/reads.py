@@ -20,6 +20,7 @@ from regalia.errors import (
     ArtifactNotFound,
     CollectionNotFound,
     InvalidRequest,
+    PermissionDenied,
     RegistryNotFound,
     VersionNotFound,
 )
@@ -30,7 +31,7 @@ from regalia.service.access import (
     require_entity,
 )
 from regalia.service.artifacts import ArtifactsMixin, _Ctx
-from regalia.service.views import Actor, FileEntry, VersionView
+from regalia.service.views import Actor, CollectionView, FileEntry, VersionView
 from regalia.store.models import Collection, Registry, Run, Version
 from regalia.store.repo import Repo
 
@@ -83,6 +84,20 @@ class ReadsMixin(ArtifactsMixin):
             raise VersionNotFound(f"no version {parsed.ref!r} in {where}", ref=parsed.ref)
         return mid
 
+    def source_collection(
+        self, actor: Actor, entity: str, project: str, name: str
+    ) -> CollectionView:
+        """The source artifact ``entity/project/name`` (404 when the caller may not see it)."""
+
+        def fn(repo: Repo) -> CollectionView:
+            proj = repo.project(actor.org_id, entity, project)
+            coll = repo.sequence(proj.id, name) if proj is not None else None
+            if coll is None or not can_use_entity(actor, entity):
+                raise ArtifactNotFound(f"artifact {entity}/{project}/{name} not found")
+            return self._collection_views(repo, [coll])[0]
+
+        return self.db.read(fn)
+
     def get_version(self, actor: Actor, membership_id: int) -> VersionView:
         def fn(repo: Repo) -> VersionView:
             return self._version_view(repo, self._ctx(repo, actor, membership_id).membership)
@@ -114,9 +129,48 @@ class ReadsMixin(ArtifactsMixin):
             )
             if m is None:
                 raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
-            return self._version_view(repo, self._ctx(repo, actor, m.id).membership)
+            self._readable_membership(repo, actor, m.version_id)  # 404 unless the caller sees it
+            return self._version_view(repo, m)
 
         return self.db.read(fn)
+
+    def readable_membership(self, actor: Actor, version_id: int, *, download: bool = False) -> int:
+        """The membership through which the caller reads a version (by its id):
+        its own artifact's when the caller may see that, else a registry link
+        the caller may download from, else one it may see. A registry member
+        outside the source's team reads the version through its registry (SPEC §4).
+
+        Raises:
+            VersionNotFound: the caller sees the version nowhere.
+            PermissionDenied: ``download`` and the caller may see but not download it.
+        """
+        return self.db.read(
+            lambda repo: self._readable_membership(repo, actor, version_id, download)
+        )
+
+    def _readable_membership(
+        self, repo: Repo, actor: Actor, version_id: int, download: bool = False
+    ) -> int:
+        refused: PermissionDenied | None = None
+        seen: int | None = None
+        for m in repo.memberships_of_version(version_id):
+            try:
+                ctx = self._ctx(repo, actor, m.id)
+            except VersionNotFound:
+                continue
+            if ctx.registry is None:
+                return m.id
+            try:
+                self._require_download(actor, ctx)
+            except PermissionDenied as exc:
+                refused, seen = refused or exc, m.id if seen is None else seen
+                continue
+            return m.id
+        if seen is None:
+            raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
+        if download and refused is not None:
+            raise refused
+        return seen
 
     def links_of(self, actor: Actor, membership_id: int) -> list[VersionView]:
         """Every registry link of the version the caller may see."""

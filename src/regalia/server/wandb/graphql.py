@@ -20,11 +20,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-import regalia.server.wandb.runs  # noqa: F401  (registers its resolvers)
 from regalia.config import Settings
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.server.auth import Authenticator
-from regalia.server.wandb import identity, roots  # noqa: F401  (register their resolvers)
+from regalia.server.wandb import (  # noqa: F401  (register their resolvers)
+    identity,
+    log,
+    manage,
+    reads,
+    roots,
+    runs,
+)
 from regalia.server.wandb.engine import run_query
 from regalia.server.wandb.resolvers import WandbContext
 from regalia.server.wandb.signing import UrlSigner
