@@ -290,6 +290,29 @@ def test_a_runs_files_are_listed_and_downloaded_back(wandb_python, server, tmp_p
     assert [e for e in trace(tmp_path) if e["method"] == "GET"]  # the signed download URL
 
 
+def test_a_runs_logged_and_used_artifacts_are_its_lineage(wandb_python, server, tmp_path):
+    code = """
+        import wandb
+        open("model.pt", "wb").write(b"weights" * 100)
+        run = wandb.init(entity="admin", project="runs-demo")
+        art = wandb.Artifact("zoo_model", type="model")
+        art.add_file("model.pt")
+        run.link_artifact(art, "wandb-registry-model/Zoo_Models", aliases=["staging"])
+        run.finish()
+        user = wandb.init(entity="admin", project="runs-demo")
+        user.use_artifact("wandb-registry-model/Zoo_Models:staging")
+        user.finish()
+        api = wandb.Api()
+        logged = api.run(f"admin/runs-demo/{run.id}").logged_artifacts()
+        used = api.run(f"admin/runs-demo/{user.id}").used_artifacts()
+        print("LINEAGE", [a.name for a in logged], [a.name for a in used])
+    """
+    done = run_script(wandb_python, code, client_env(tmp_path, server, server.api_key), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "LINEAGE ['zoo_model:v0'] ['zoo_model:v0']" in done.stdout
+    assert failures(tmp_path) == []
+
+
 def test_a_user_who_may_not_log_into_the_entity_is_refused_at_once(wandb_python, server, tmp_path):
     key = new_user(server, "bob")
     code = """

@@ -39,7 +39,7 @@ from regalia.errors import InvalidName, InvalidRequest, NotFound, TooLarge
 from regalia.service.access import require_entity
 from regalia.service.transfer import TransferMixin
 from regalia.service.views import Actor
-from regalia.store.models import Project, Run, RunFile, User
+from regalia.store.models import Project, Run, RunFile, RunInput, User, Version
 from regalia.store.repo import Repo
 
 # A run's config and summary, as JSON: the client's own bound on one line of
@@ -51,6 +51,7 @@ MAX_GROUP = 128
 MAX_RUN_TAG = 64  # W&B's bound on a run tag
 MAX_RUN_TAGS = 100
 MAX_NOTES = 64 * 1024
+MAX_RUN_VERSIONS = 1000  # versions listed as one run's inputs or outputs
 OUTPUT_TAIL_BYTES = 64 * 1024  # console output kept: the last lines up to this size
 MAX_LINE_NUMBER = 2**31 - 1  # line offsets and counts are 32-bit columns on PostgreSQL
 
@@ -483,6 +484,27 @@ class RunsMixin(TransferMixin):
             return _view(repo, run, proj)
 
         return self.db.write(fn)
+
+    def run_version_ids(
+        self, actor: Actor, entity: str, project: str, run_key: str, *, used: bool
+    ) -> list[int]:
+        """The ids of the versions the run logged (``used``: used), oldest
+        first, at most :data:`MAX_RUN_VERSIONS`; whether the caller may see
+        each is the caller's to check (``version_by_id``)."""
+        _where(entity, project, run_key)
+        require_entity(actor, entity, project, "read runs")
+
+        def fn(repo: Repo) -> list[int]:
+            run, _ = self._run_at(repo, actor, entity, project, run_key)
+            q = (
+                select(RunInput.version_id).where(RunInput.run_id == run.id)
+                if used
+                else select(Version.id).where(Version.run_id == run.id)
+            )
+            column = RunInput.version_id if used else Version.id
+            return list(repo.s.scalars(q.order_by(column).limit(MAX_RUN_VERSIONS)))
+
+        return self.db.read(fn)
 
     def run_file(self, actor: Actor, run_id: int, name: str) -> RunFileView:
         """The kept file ``name`` of the run with id ``run_id``, to download.

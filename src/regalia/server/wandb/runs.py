@@ -25,13 +25,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from regalia.errors import InvalidRequest, RegaliaError, TooLarge
+from regalia.errors import InvalidRequest, NotFound, RegaliaError, TooLarge
 from regalia.server.auth import Authenticator
 from regalia.server.routes_blobs import blob_response
 from regalia.server.uploads import receive_file
 from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
-from regalia.server.wandb.objects import project_of, timestamp
+from regalia.server.wandb.objects import artifact_of, project_of, timestamp
 from regalia.server.wandb.resolvers import context, field, mutation, query
 from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UPLOAD_TTL_S, UrlSigner
 from regalia.service import Actor, Service
@@ -81,6 +81,8 @@ def run_of(view: RunView) -> dict[str, Any]:
         "wandbConfig": lambda info, keys=None, **_: json.dumps(wandb_config(view, keys)),
         "fileCount": lambda info, **_: len(_files_of(view, info)),
         "files": lambda info, **args: file_connection(view, info, **args),
+        "outputArtifacts": lambda info, **args: artifact_connection(view, info, False, **args),
+        "inputArtifacts": lambda info, **args: artifact_connection(view, info, True, **args),
         "user": {
             "id": encode_id("User", view.user_id),
             "name": view.user_name,
@@ -160,6 +162,39 @@ def file_connection(
             "hasPreviousPage": bool(after),
         },
         "edges": edges,
+    }
+
+
+def artifact_connection(
+    view: RunView,
+    info: Any,
+    used: bool,
+    after: str | None = None,
+    first: int | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """The versions the run logged (or used) that the caller may see, a page."""
+    ctx = context(info)
+    ids = ctx.service.run_version_ids(ctx.actor, view.entity, view.project, view.run_key, used=used)
+    seen = []
+    for version_id in ids:
+        try:
+            seen.append((version_id, ctx.service.version_by_id(ctx.actor, version_id)))
+        except NotFound:  # deleted since, or not the caller's to see
+            continue
+    start = int(after) if after and after.isdigit() else 0
+    rest = [(i, v) for i, v in seen if i > start]
+    size = max(1, min(first or DEFAULT_FILES_PAGE, MAX_FILES_PAGE))
+    page = rest[:size]
+    return {
+        "totalCount": len(seen),
+        "pageInfo": {
+            "endCursor": str(page[-1][0]) if page else None,
+            "hasNextPage": len(rest) > size,
+            "startCursor": str(page[0][0]) if page else None,
+            "hasPreviousPage": start > 0,
+        },
+        "edges": [{"cursor": str(i), "node": artifact_of(ctx, v)} for i, v in page],
     }
 
 
