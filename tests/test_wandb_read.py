@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import uuid
@@ -531,3 +532,37 @@ def test_files_by_artifact_type_as_clients_before_0_26_ask(world):
     ]
     other = graphql(world, VERSION_FILES, {**variables, "artifactTypeName": "dataset"})
     assert other["project"]["artifactType"]["artifact"] is None
+
+
+LOG_WITH_WANDB = """
+import wandb
+run = wandb.init(entity=TEAM, project="logged_by_wandb")
+art = wandb.Artifact(name="wandb_model", type="model")
+art.add_file(local_path="weights.bin")
+run.link_artifact(artifact=art, target_path="wandb-registry-model/Wandb_Logged", aliases=["prod"])
+run.finish()
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("regalia.server.wandb.log") is None,
+    reason="needs LOG's createArtifact..commitArtifact (branch wandb-log)",
+)
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_version_the_client_logged_downloads_on_another_machine(world, release):
+    since = len(trace(world.root))
+    data = f"weights logged by wandb {release}".encode() * 500
+    home = world.root / f"logger-{release}"
+    (home / "work").mkdir(parents=True)
+    (home / "work" / "weights.bin").write_bytes(data)
+    env = client_env(home, world.server, world.server.api_key)
+    done = run_script(
+        wandb_python(release), f"TEAM = {TEAM!r}\n{LOG_WITH_WANDB}", env, home / "work"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    path = "wandb-registry-model/Wandb_Logged:prod"
+    out = client(world, release, f"PATH = {path!r}\n{DOWNLOAD}", "reader-of-logged")
+    got = json.loads(out.splitlines()[-1])
+    assert (Path(got["root"]) / "weights.bin").read_bytes() == data
+    assert failed(world, since) == []
