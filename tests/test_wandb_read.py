@@ -186,6 +186,7 @@ def test_api_artifact_by_registry_and_source_path(world, release):
     paths = [
         "wandb-registry-model/Zoo_Models:best_model",
         "wandb-registry-Model/Zoo_Models:v1",
+        "wandb-registry-model/zoo_models:latest",  # names match regardless of case
         f"{TEAM}/{PROJECT}/zoo_model:v0",
         f"{TEAM}/{PROJECT}/zoo_model:latest",
     ]
@@ -206,6 +207,8 @@ def test_api_artifact_by_registry_and_source_path(world, release):
     v1 = got["wandb-registry-Model/Zoo_Models:v1"]
     assert (v1["version"], v1["aliases"], v1["tags"]) == ("v1", ["candidate", "latest"], [])
     assert v1["source_qualified_name"] == f"{TEAM}/{PROJECT}/zoo_model:v1"
+
+    assert got["wandb-registry-model/zoo_models:latest"]["version"] == "v1"
 
     source = got[f"{TEAM}/{PROJECT}/zoo_model:v0"]
     assert (source["version"], source["aliases"], source["is_link"]) == ("v0", [], False)

@@ -63,7 +63,7 @@ def regalia_path(ctx: WandbContext, entity: str, project: str, name: str) -> str
     if is_registry(project):
         if entity.lower() != ctx.actor.org_name.lower():
             return None
-        return f"{project}/{name}"
+        return f"{REGISTRY_PREFIX}{project[len(REGISTRY_PREFIX) :]}/{name}"
     return f"{entity}/{project}/{name}"
 
 
