@@ -569,3 +569,37 @@ def test_a_version_the_client_logged_downloads_on_another_machine(world, release
     got = json.loads(out.splitlines()[-1])
     assert (Path(got["root"]) / "weights.bin").read_bytes() == data
     assert failed(world, since) == []
+
+
+LINEAGE = """
+import json, wandb
+run = wandb.init(entity=TEAM, project="lineage", job_type="eval")
+run.use_artifact("wandb-registry-model/Zoo_Models:v0")
+run.finish()
+a = wandb.Api().artifact("wandb-registry-model/Zoo_Models:v0")
+logged = a.logged_by()
+print(json.dumps({
+    "run": run.id,
+    "used_by": [[r.entity, r.project, r.id] for r in a.used_by()],
+    "logged_by": logged and [logged.entity, logged.project],
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    "release",
+    [
+        pytest.param(
+            "0.31.0",
+            marks=pytest.mark.xfail(
+                reason="0.31's public Run reads Run.projectId, which RUNS does not answer yet"
+            ),
+        ),
+        "0.22.3",
+    ],
+)
+def test_lineage_reads_back_who_logged_and_who_used_a_version(world, release):
+    out = client(world, release, f"TEAM = {TEAM!r}\n{LINEAGE}", "lineage")
+    got = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert [TEAM, "lineage", got["run"]] in got["used_by"]
+    assert got["logged_by"] == [TEAM, PROJECT]  # the run of Regalia's SDK that logged v0
