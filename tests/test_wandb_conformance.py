@@ -59,10 +59,16 @@ def regalia_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_the_seed_examples_run_unchanged_with_import_wandb(
-    release, db_kind, database_url, tmp_path, regalia_api
+    release, db_kind, database_url, org_name, tmp_path, regalia_api
 ):
     python = wandb_python(release)
-    extra = {"REGALIA_DATABASE_URL": database_url} if db_kind == "postgresql" else {}
+    # The PostgreSQL database is the session's: an organization of its own per
+    # test, so that the server creates (and prints) a key for its owner.
+    extra = (
+        {"REGALIA_DATABASE_URL": database_url, "REGALIA_ORG": org_name}
+        if db_kind == "postgresql"
+        else {}
+    )
     with start_server(tmp_path, **extra) as server:
         work = tmp_path / "work"
         work.mkdir()

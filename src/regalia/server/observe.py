@@ -22,7 +22,11 @@ from regalia.errors import TooLarge
 LOG = logging.getLogger("regalia.server")
 MAX_JSON_BODY = 16 * 1024 * 1024
 API_PREFIX = "/api/v1"
-STREAMED_PREFIXES = (f"{API_PREFIX}/blobs/", f"{API_PREFIX}/uploads/")
+STREAMED_PREFIXES = (
+    f"{API_PREFIX}/blobs/",
+    f"{API_PREFIX}/uploads/",
+    "/wandb/artifact-files/",  # the wandb client's file uploads (server/wandb/log.py)
+)
 
 
 class JsonFormatter(logging.Formatter):

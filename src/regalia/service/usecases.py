@@ -9,9 +9,17 @@ from regalia.service.runs import RunsMixin
 from regalia.service.search import SearchMixin
 from regalia.service.sessions import SessionMixin
 from regalia.service.transfer import TransferMixin
+from regalia.service.wandb_uploads import WandbUploadsMixin
 
 
 class Service(
-    AdminMixin, RunsMixin, TransferMixin, HistoryMixin, SearchMixin, DeliveryMixin, SessionMixin
+    WandbUploadsMixin,
+    AdminMixin,
+    RunsMixin,
+    TransferMixin,
+    HistoryMixin,
+    SearchMixin,
+    DeliveryMixin,
+    SessionMixin,
 ):
     """Every use case of Regalia; each method takes the acting :class:`Actor` first."""

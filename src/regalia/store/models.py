@@ -510,6 +510,61 @@ class AutomationTarget(Base):
     next_send_at: Mapped[datetime] = _ts()
 
 
+class BlobMd5(Base):
+    """W&B's digest of a stored content (its MD5), beside Regalia's SHA-256: the
+    `wandb` client names contents by MD5 (its manifests hold base64 MD5s), so
+    a content either client sent is found, deduplicated and verified by both."""
+
+    __tablename__ = "blob_md5s"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    md5: Mapped[str] = mapped_column(String(32), index=True)  # hex
+
+
+class WandbDraft(Base):
+    """An artifact version the `wandb` client is logging (``createArtifact``):
+    its uploads and manifest arrive, then ``commitArtifact`` logs it through the
+    service like any other version (``version_id`` says which). Only its
+    creator sees it; ``digest`` is W&B's artifact digest (hex MD5 over the
+    manifest's ``path:md5`` lines), which the client deduplicates on."""
+
+    __tablename__ = "wandb_drafts"
+    __table_args__ = (Index("ix_wandb_draft_digest", "org_id", "name_key", "digest"),)
+    id: Mapped[int] = _id()
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    entity: Mapped[str] = mapped_column(String(128))
+    project: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    run_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # path -> [hex md5, size], from the manifest the client PUT (None until then)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    created_at: Mapped[datetime] = _ts()
+
+
+class WandbDraftFile(Base):
+    """A file of a draft whose content is known: the bytes its upload URL
+    received, or a stored content the creator may reference (no upload)."""
+
+    __tablename__ = "wandb_draft_files"
+    draft_id: Mapped[int] = mapped_column(
+        ForeignKey("wandb_drafts.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    md5: Mapped[str] = mapped_column(String(32))  # hex
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
 # -- full-text search of version descriptions (SPEC §6) ----------------------------------------
 # Not in the metadata (SQLAlchemy has no words for an FTS5 table or a GIN index on an
 # expression): created with the versions table, and by migration 0005.

@@ -18,7 +18,6 @@ base64 MD5 digests, and each file's ``directUrl`` a signed URL of its bytes
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -329,13 +328,10 @@ def run_ref(ref: tuple[int, str, str, str]) -> dict[str, Any]:
 
 # -- W&B digests -------------------------------------------------------------------------------
 class Md5Cache:
-    """W&B's file digest (base64 MD5) of stored blobs, computed once from their
-    bytes and kept for the ``size`` most recently used (by SHA-256).
-
-    TODO(issue 14): read it from the blob table's md5 column (LOG's migration
-    0009 adds it for uploads through the client) and store it there when
-    computed here, instead of in this process.
-    """
+    """W&B's file digest (base64 MD5) of each stored blob: the MD5 the store
+    keeps beside its SHA-256 (``service.md5s``: recorded when the client
+    uploaded it, else computed once from its bytes and recorded), remembered
+    in this process too, for the ``size`` most recently used."""
 
     def __init__(self, size: int = 100_000) -> None:
         self._known: OrderedDict[str, str] = OrderedDict()
@@ -347,11 +343,7 @@ class Md5Cache:
             if digest in self._known:
                 self._known.move_to_end(digest)
                 return self._known[digest]
-        h = hashlib.md5(usedforsecurity=False)
-        with service.blobs.open(digest) as stream:
-            while chunk := stream.read(1 << 20):
-                h.update(chunk)
-        value = base64.b64encode(h.digest()).decode()
+        value = base64.b64encode(bytes.fromhex(service.md5s([digest])[digest])).decode()
         with self._lock:
             self._known[digest] = value
             while len(self._known) > self._size:
