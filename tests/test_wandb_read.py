@@ -586,18 +586,7 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize(
-    "release",
-    [
-        pytest.param(
-            "0.31.0",
-            marks=pytest.mark.xfail(
-                reason="0.31's public Run reads Run.projectId, which RUNS does not answer yet"
-            ),
-        ),
-        "0.22.3",
-    ],
-)
+@pytest.mark.parametrize("release", RELEASES)
 def test_lineage_reads_back_who_logged_and_who_used_a_version(world, release):
     out = client(world, release, f"TEAM = {TEAM!r}\n{LINEAGE}", "lineage")
     got = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
