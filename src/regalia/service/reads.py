@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from regalia.core.names import (
     MAX_ID,
     MAX_NAME,
@@ -32,7 +34,7 @@ from regalia.service.access import (
 )
 from regalia.service.artifacts import ArtifactsMixin, _Ctx
 from regalia.service.views import Actor, CollectionView, FileEntry, VersionView
-from regalia.store.models import Collection, Registry, Run, Version
+from regalia.store.models import Collection, Project, Registry, Run, RunInput, Version
 from regalia.store.repo import Repo
 
 
@@ -227,8 +229,33 @@ class ReadsMixin(ArtifactsMixin):
             run = repo.get(Run, version.run_id) if version.run_id else None
             return {
                 "logged_by": run.run_key if run else None,
+                "source_run": None if run is None else _source_run(repo, run),
                 "used_by": repo.runs_using(version.id),
             }
+
+        return self.db.read(fn)
+
+    def run_lineage(
+        self, actor: Actor, membership_id: int
+    ) -> tuple[tuple[int, str, str, str] | None, list[tuple[int, str, str, str]]]:
+        """:meth:`lineage` with where each run is: ``(run id, entity, project,
+        run key)`` of the run that logged the version, and of those that used it."""
+
+        def ref(repo: Repo, run: Run) -> tuple[int, str, str, str]:
+            proj = repo.get(Project, run.project_id)
+            return run.id, proj.entity, proj.name, run.run_key
+
+        def fn(repo: Repo) -> tuple[tuple[int, str, str, str] | None, list[Any]]:
+            ctx = self._ctx(repo, actor, membership_id)
+            version = repo.get(Version, ctx.membership.version_id)
+            logged = repo.get(Run, version.run_id) if version.run_id else None
+            used = repo.s.scalars(
+                select(Run)
+                .join(RunInput, RunInput.run_id == Run.id)
+                .where(RunInput.version_id == version.id)
+                .order_by(Run.id)
+            ).all()
+            return (ref(repo, logged) if logged else None), [ref(repo, r) for r in used]
 
         return self.db.read(fn)
 
@@ -261,3 +288,19 @@ class ReadsMixin(ArtifactsMixin):
             return run_key
 
         return self.db.write(fn)
+
+
+def _source_run(repo: Repo, run: Run) -> dict[str, Any]:
+    """The run that logged a version, as its lineage shows it: where it ran and
+    what the `wandb` client said of it (a run of Regalia's own SDK has no state)."""
+    project = repo.get(Project, run.project_id)
+    return {
+        "run_key": run.run_key,
+        "path": f"{project.entity}/{project.name}/{run.run_key}",
+        "display_name": run.display_name,
+        "job_type": run.job_type,
+        "state": run.state,
+        "exit_code": run.exit_code,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
