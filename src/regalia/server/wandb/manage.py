@@ -1,6 +1,7 @@
 """Changing what was logged and linked: the `wandb` client's ``artifact.save()``
 (``addAliases``, ``deleteAliases``, ``updateArtifact``), ``unlink()``
-(``unlinkArtifact``) and ``delete()`` (``deleteArtifact``).
+(``unlinkArtifact``) and ``delete()`` (``deleteArtifact``), and a registry
+collection's ``save()`` (description, tags) and ``delete()``.
 
 The client names a version by its *source* id (``Artifact:<version id>``) and,
 for aliases and unlinks, the collection it acts in: ``entity/project/name``

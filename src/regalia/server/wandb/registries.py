@@ -1,6 +1,6 @@
 """Registries as the `wandb` client sees them: ``Api().registries(filter=...)``,
-its ``.collections()`` and ``.versions()``, ``Api().registry(name)`` and
-``Api().create_registry(...)``.
+its ``.collections()`` and ``.versions()``, ``Api().registry(name)`` with its
+``save()`` and ``delete()``, and ``Api().create_registry(...)``.
 
 A registry is the project ``wandb-registry-<name>`` of the organization's
 entity (``organization(name).orgEntity``); its listings are that entity's
