@@ -124,6 +124,15 @@ class Wire:
         return r.json()["data"]
 
 
+def refused(tmp_path: Path) -> list[dict[str, Any]]:
+    """Requests of the client the server refused or failed (telemetry aside)."""
+    return [
+        e
+        for e in trace(tmp_path)
+        if e.get("status", 500) >= 400 and not e["path"].startswith("/sdk/otel")
+    ]
+
+
 # -- seeding with Regalia's own SDK ---------------------------------------------------------
 
 
@@ -441,6 +450,7 @@ def test_registries_collections_and_versions_with_filters(release, server, sdk, 
     assert out["chained"] == ["Coll:v0", "Coll:v1"]
     assert out["prod"] == ["Other:v0"]
     assert out["ordered"] == sorted(out["names"], reverse=True)
+    assert refused(tmp_path) == []
 
 
 CREATE_SCRIPT = """
@@ -486,6 +496,7 @@ def test_create_registry_makes_a_restricted_registry_a_non_member_cannot_see(
 
     again = run_script(python, CREATE_SCRIPT, env, tmp_path / "work")
     assert again.returncode != 0 and "already exists" in again.stderr
+    assert refused(tmp_path) == []
 
 
 # -- artifact.save(), unlink(), delete() (the real client) -----------------------------------
@@ -529,6 +540,7 @@ def test_save_moves_aliases_and_edits_tags_description_metadata(release, server,
     assert ("alias_add", "staging") in actions and ("alias_remove", "candidate") in actions
     # linked once: the tag is added through the link, so the registry's history has it
     assert "tag_add" in [a for a, _ in actions]
+    assert refused(tmp_path) == []
 
 
 PROTECTED_SCRIPT = """
@@ -601,6 +613,7 @@ def test_unlink_removes_the_link_and_keeps_the_source_version(release, server, s
     assert not sdk.artifact_exists("wandb-registry-model/Coll:v0")
     assert sdk.artifact_exists("team/zoo/net:v0")
     assert [h.action for h in sdk.registry("model").history()][:1] == ["unlink"]
+    assert refused(tmp_path) == []
 
 
 @pytest.mark.parametrize("release", RELEASES)
@@ -612,6 +625,7 @@ def test_delete_deletes_the_source_version_and_its_links(release, server, sdk, t
     assert done.returncode == 0, done.stderr[-3000:]
     assert not sdk.artifact_exists("team/zoo/net:v0")
     assert not sdk.artifact_exists("wandb-registry-model/Coll:v0")
+    assert refused(tmp_path) == []
 
 
 def test_save_and_registries_on_sqlite_and_postgresql(db_kind, database_url, tmp_path, monkeypatch):
@@ -721,6 +735,7 @@ def test_a_registry_saved_and_deleted_through_the_client(release, server, sdk, t
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out == {"desc": "second", "vis": "restricted", "types": ["model"], "gone": True}
     assert "Team" not in [r.name for r in sdk.registries()]
+    assert refused(tmp_path) == []
 
 
 E2E_SCRIPT = """
@@ -756,6 +771,7 @@ def test_what_the_client_logged_and_linked_it_edits_and_deletes(release, server,
     actions = [(h.action, h.alias) for h in sdk.registry("model").history()]
     assert ("alias_add", "production") in actions and ("alias_remove", "staging") in actions
     assert "tag_add" in [a for a, _ in actions] and "unlink" in [a for a, _ in actions]
+    assert refused(tmp_path) == []
 
 
 CARD_SCRIPT = """
@@ -783,6 +799,7 @@ def test_a_registry_collections_description_and_tags_saved_by_the_client(
     assert (card.description, card.tags) == ("the zoo's nets", ["zoo"])
     actions = [h.action for h in sdk.registry("model").history()]
     assert "collection_tag_add" in actions and "collection_tag_remove" in actions
+    assert refused(tmp_path) == []
 
 
 DELETE_COLLECTION_SCRIPT = """
