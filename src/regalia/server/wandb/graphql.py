@@ -14,6 +14,7 @@ protected alias, a missing version) carries Regalia's status (403, 404, 409,
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -91,4 +92,23 @@ async def graphql_endpoint(request: Request) -> JSONResponse:
         answer, cause = await run_in_threadpool(run_query, ctx, query, variables, operation)
     except RegaliaError as exc:
         return failure(exc)
-    return JSONResponse(answer, status_code=cause.http_status if cause else 200)
+    agent = request.headers.get("user-agent", "")
+    status = 200 if cause is None else refusal_status(cause, agent, _MUTATION.search(query))
+    return JSONResponse(answer, status_code=status)
+
+
+# The public API of releases before 0.26 (``Artifact.save``, ``link``,
+# ``delete``, ``Api().create_registry`` …) prints a text of its own for a 403
+# ("It appears that you do not have permission…", wandb/util.py no_retry_auth)
+# and drops the server's message; a 400's message it shows, and does not retry.
+# (Its reads, and its internal API, show a bare "Error 403" either way.)
+_PRE_0_26_PUBLIC = re.compile(r"^W&B Public Client 0\.(?:[0-9]|1[0-9]|2[0-5])\.")
+_MUTATION = re.compile(r"(?:^|\n)\s*mutation\b")
+
+
+def refusal_status(cause: RegaliaError, user_agent: str, is_mutation: object) -> int:
+    """The HTTP status of an answer whose first error is ``cause``: Regalia's
+    own, but a refused change is a 400 to the clients that would hide why."""
+    if cause.http_status == 403 and is_mutation and _PRE_0_26_PUBLIC.match(user_agent):
+        return 400
+    return cause.http_status
