@@ -495,6 +495,13 @@ run.finish()
 """
 
 
+DOWNLOAD = """
+import wandb
+art = wandb.Api().artifact("wandb-registry-model/Zoo_Models:staging")
+print("AT", art.download(root="out"))
+"""
+
+
 @pytest.fixture(params=RELEASES)
 def release(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -525,6 +532,14 @@ def test_the_client_logs_and_links_a_version_regalia_shows(release, server, api,
     assert (out / "docs/notes.txt").read_text() == "trained on the zoo"
     refused = [e for e in trace(tmp_path) if e.get("status", 200) >= 400]
     assert [e for e in refused if not e["path"].startswith("/sdk/otel")] == []
+
+    # Another machine (an empty cache) downloads it with the client: W&B's MD5s check out.
+    fresh = client_env(tmp_path / "elsewhere", server, server.api_key)
+    done = run_script(python, DOWNLOAD, fresh, tmp_path / "elsewhere", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = tmp_path / "elsewhere" / done.stdout.split("AT ")[1].strip()
+    assert (got / "model.pt").read_bytes() == weights
+    assert (got / "docs/notes.txt").read_text() == "trained on the zoo"
 
     # The same files again: the client learns the version exists and sends nothing.
     before = len(trace(tmp_path))
