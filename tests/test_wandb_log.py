@@ -616,3 +616,14 @@ def test_references_are_refused_at_commit_with_a_reason(server, tmp_path):
     done = run_script(wandb_python(), REFERENCES, env, tmp_path / "work", timeout=180)
     assert done.returncode != 0
     assert "add_reference" in done.stderr
+
+
+def test_drafts_never_committed_are_swept_after_the_grant_lifetime(service, owner, clock):
+    kept = service.create_wandb_draft(
+        owner, entity="admin", project="zoo", name="m", type="model", digest="0" * 32
+    )
+    assert service.expire_wandb_drafts() == 0
+    clock.advance(days=8)
+    assert service.expire_wandb_drafts() == 1
+    with pytest.raises(regalia.errors.NotFound):
+        service.wandb_draft(owner, kept.wire_id)

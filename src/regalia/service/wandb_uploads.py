@@ -51,6 +51,7 @@ from regalia.errors import (
     VersionNotFound,
 )
 from regalia.service.access import require_entity
+from regalia.service.content import GRANT_LIFETIME
 from regalia.service.transfer import TransferMixin
 from regalia.service.views import Actor, FileEntry, VersionView
 from regalia.store.models import BlobMd5, User, Version, WandbDraft, WandbDraftFile
@@ -509,3 +510,25 @@ class WandbUploadsMixin(TransferMixin):
 
         self.db.write(done)
         return view
+
+    def expire_wandb_drafts(self) -> int:
+        """Delete drafts never committed (or whose version was deleted) older than
+        :data:`~regalia.service.content.GRANT_LIFETIME` (the server's sweep);
+        returns how many. Their uploaded contents go the way of any content
+        sent but never logged."""
+        cutoff = self.now() - GRANT_LIFETIME
+
+        def fn(repo: Repo) -> int:
+            ids = list(
+                repo.s.execute(
+                    select(WandbDraft.id).where(
+                        WandbDraft.version_id.is_(None), WandbDraft.created_at < cutoff
+                    )
+                ).scalars()
+            )
+            if ids:
+                repo.s.execute(delete(WandbDraftFile).where(WandbDraftFile.draft_id.in_(ids)))
+                repo.s.execute(delete(WandbDraft).where(WandbDraft.id.in_(ids)))
+            return len(ids)
+
+        return self.db.write(fn)
