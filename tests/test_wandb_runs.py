@@ -11,15 +11,21 @@ meet them.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
+import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from conftest import PG_ADMIN_URL
 from servers import ServerProcess
 from wandb_harness import RELEASES, run_script, start_server, trace
 from wandb_harness import client_env as _client_env
@@ -27,8 +33,10 @@ from wandb_harness import wandb_python as _wandb_python
 
 from regalia.config import Settings
 from regalia.service import Service
+from regalia.service.runs import RunView
 
 RUN_SCRIPT = """
+    import json
     import wandb
     run = wandb.init(entity="admin", project="runs-demo", name="first try",
                      config={"lr": 0.01})
@@ -37,6 +45,8 @@ RUN_SCRIPT = """
     print("hello from the run")
     print("RUN", run.id, run.entity, run.project, run.dir)
     run.finish()
+    kept = wandb.Api().run(f"admin/runs-demo/{run.id}")
+    print("KEPT", json.dumps([kept.state, kept.config, kept.summary["accuracy"]]))
 """
 
 RUN_QUERY = """
@@ -59,6 +69,30 @@ def wandb_python(request: pytest.FixtureRequest) -> Path:
 def server(tmp_path: Path):
     with start_server(tmp_path) as srv:
         yield srv
+
+
+@pytest.fixture
+def own_database(db_kind: str) -> Iterator[str | None]:
+    """A PostgreSQL database of the test's own (so the server's first start
+    prints its admin key), or None for the server's embedded SQLite."""
+    if db_kind == "sqlite":
+        yield None
+        return
+    name = f"regalia_runs_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+def server_on(tmp_path: Path, database_url: str | None) -> ServerProcess:
+    return start_server(
+        tmp_path, **({"REGALIA_DATABASE_URL": database_url} if database_url else {})
+    )
 
 
 def client_env(
@@ -95,15 +129,27 @@ def new_user(server: ServerProcess, name: str) -> str:
     return str(made.json()["api_key"])
 
 
-def run_files(server: ServerProcess, tmp_path: Path, run: str) -> dict[str, tuple[int, str]]:
-    """What the server's store keeps of the run's files: name → (size, SHA-256)."""
-    svc = Service(Settings.from_env(tmp_path / "regalia"), migrate=False)
+def stored_run(
+    server: ServerProcess, tmp_path: Path, run: str, database_url: str | None = None
+) -> RunView:
+    """The run as the server's store keeps it, files included."""
+    settings = Settings.from_env(tmp_path / "regalia")
+    if database_url is not None:
+        settings = dataclasses.replace(settings, database_url=database_url)
+    svc = Service(settings, migrate=False)
     try:
         actor = svc.authenticate(server.api_key)
-        view = svc.wandb_run(actor, "admin", "runs-demo", run, files=True)
-        return {f.name: (f.size, f.digest) for f in view.files}
+        return svc.wandb_run(actor, "admin", "runs-demo", run, files=True)
     finally:
         svc.close()
+
+
+def run_files(
+    server: ServerProcess, tmp_path: Path, run: str, database_url: str | None = None
+) -> dict[str, tuple[int, str]]:
+    """What the server keeps of the run's files: name → (size, SHA-256)."""
+    view = stored_run(server, tmp_path, run, database_url)
+    return {f.name: (f.size, f.digest) for f in view.files}
 
 
 def failures(tmp_path: Path) -> list[dict[str, Any]]:
@@ -118,11 +164,23 @@ def failures(tmp_path: Path) -> list[dict[str, Any]]:
 # -- the real client ---------------------------------------------------------------------
 
 
-def test_a_run_starts_finishes_at_once_and_its_record_is_kept(wandb_python, server, tmp_path):
-    env = client_env(tmp_path, server, server.api_key)
-    started = time.monotonic()
-    done = run_script(wandb_python, RUN_SCRIPT, env, tmp_path / "work", timeout=90)
-    took = time.monotonic() - started
+def test_a_run_starts_finishes_at_once_and_its_record_is_kept(wandb_python, own_database, tmp_path):
+    url = own_database
+    with server_on(tmp_path, url) as server:
+        env = client_env(tmp_path, server, server.api_key)
+        started = time.monotonic()
+        done = run_script(wandb_python, RUN_SCRIPT, env, tmp_path / "work", timeout=90)
+        took = time.monotonic() - started
+        check_the_kept_run(server, tmp_path, done, took, url)
+
+
+def check_the_kept_run(
+    server: ServerProcess,
+    tmp_path: Path,
+    done: subprocess.CompletedProcess[str],
+    took: float,
+    database_url: str | None,
+) -> None:
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("RUN "))
     _, run_id, entity, project, run_dir = line.split()
@@ -137,6 +195,8 @@ def test_a_run_starts_finishes_at_once_and_its_record_is_kept(wandb_python, serv
     puts = [e for e in sent if e["method"] == "PUT"]
     assert puts and not any(e["auth"] for e in puts)
     assert took < 60  # the benchmark measures the real time; this catches a retry loop
+    kept = next(x for x in done.stdout.splitlines() if x.startswith("KEPT "))
+    assert json.loads(kept.split(" ", 1)[1]) == ["finished", {"lr": 0.01, "epochs": 3}, 0.93]
 
     run = kept_run(server, run_id)
     assert run["name"] == run_id and run["displayName"] == "first try"
@@ -146,7 +206,7 @@ def test_a_run_starts_finishes_at_once_and_its_record_is_kept(wandb_python, serv
     assert json.loads(run["summaryMetrics"])["accuracy"] == 0.93
     assert run["logLineCount"] >= 1
 
-    files = run_files(server, tmp_path, run_id)
+    files = run_files(server, tmp_path, run_id, database_url)
     assert {"config.yaml", "wandb-summary.json", "requirements.txt"} <= set(files)
     local = Path(run_dir) / "requirements.txt"
     assert files["requirements.txt"] == (
@@ -169,15 +229,40 @@ def test_the_console_output_and_a_crash_are_kept(wandb_python, server, tmp_path)
     assert done.returncode == 0, done.stderr
     run_id = next(x for x in done.stdout.splitlines() if x.startswith("RUN ")).split()[1]
     assert failures(tmp_path) == []
-    svc = Service(Settings.from_env(tmp_path / "regalia"), migrate=False)
-    try:
-        view = svc.wandb_run(svc.authenticate(server.api_key), "admin", "runs-demo", run_id)
-    finally:
-        svc.close()
+    view = stored_run(server, tmp_path, run_id)
     assert (view.state, view.exit_code) == ("crashed", 3)
     assert view.finished_at is not None and view.heartbeat_at is not None
     assert "step 2 of the crashing run" in view.output_tail
     assert view.output_lines >= 4
+
+
+def test_a_resumed_run_continues_its_record(wandb_python, server, tmp_path):
+    code = """
+        import wandb
+        run = wandb.init(entity="admin", project="runs-demo", id="resumable", config={"a": 1})
+        print("before the restart")
+        run.log({"loss": 1.0})
+        run.finish(exit_code=1)
+        run = wandb.init(entity="admin", project="runs-demo", id="resumable", resume="must",
+                         config={"b": 2})
+        print("after the restart")
+        run.log({"loss": 0.5})
+        run.finish()
+        try:
+            wandb.init(entity="admin", project="runs-demo", id="neverstarted", resume="must")
+        except wandb.Error as exc:
+            print("REFUSED", type(exc).__name__)
+    """
+    done = run_script(wandb_python, code, client_env(tmp_path, server, server.api_key), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "REFUSED UsageError" in done.stdout
+    assert failures(tmp_path) == []
+    view = stored_run(server, tmp_path, "resumable")
+    assert (view.state, view.exit_code) == ("finished", 0)
+    assert {k: v["value"] for k, v in view.config.items() if k != "_wandb"} == {"a": 1, "b": 2}
+    assert view.summary["loss"] == 0.5 and view.summary["_step"] == 1
+    before = view.output_tail.index("before the restart")
+    assert view.output_tail.index("after the restart") > before
 
 
 def test_a_user_who_may_not_log_into_the_entity_is_refused_at_once(wandb_python, server, tmp_path):
@@ -279,6 +364,8 @@ def test_file_stream_refusals_are_4xx_that_say_why_and_write_nothing(server):
     assert bad.status_code == 400 and "offset" in bad.json()["error"]["message"]
     bad_gzip = stream(server, run, b"not gzip", **{"Content-Encoding": "gzip"})
     assert bad_gzip.status_code == 400 and "gzip" in bad_gzip.json()["error"]["message"]
+    brotli = stream(server, run, b"{}", **{"Content-Encoding": "br"})
+    assert brotli.status_code == 400 and "JSON or gzip" in brotli.json()["error"]["message"]
     bomb = gzip.compress(b" " * (20 * 1024 * 1024))
     too_big = stream(server, run, bomb, **{"Content-Encoding": "gzip"})
     assert too_big.status_code == 413 and "at most" in too_big.json()["error"]["message"]
@@ -359,3 +446,42 @@ def test_a_config_that_is_not_a_json_object_is_refused(server):
         server, server.api_key, RUN_QUERY, entity="admin", project="runs-demo", run="r2"
     )
     assert missing.json()["data"]["project"]["run"] is None
+
+
+def test_output_with_nul_and_lone_surrogates_is_kept_on_both_databases(own_database, tmp_path):
+    """A console line may carry any character JSON can; PostgreSQL keeps no NUL
+    and no lone surrogate, so they become U+FFFD (never a 500 the client would
+    retry for days)."""
+    url = own_database
+    with server_on(tmp_path, url) as server:
+        run = start_run(server)
+        summary = json.dumps({"k\x00": "\udfff"})  # JSON escapes: \u0000, \udfff
+        body = json.dumps(
+            {
+                "files": {
+                    "output.log": {"offset": 0, "content": ["a\x00b \ud800 end"]},
+                    "wandb-summary.json": {"offset": 0, "content": [summary]},
+                }
+            }
+        )
+        answer = stream(server, run, body.encode())
+        assert answer.status_code == 200, answer.text
+        kept = stored_run(server, tmp_path, run, url)
+        assert kept.output_tail == "a\ufffdb \ufffd end\n"
+        assert kept.summary == {"k\ufffd": "\ufffd"}
+        assert json.loads(kept_run(server, run)["summaryMetrics"]) == {"k\ufffd": "\ufffd"}
+
+
+def test_a_config_with_nan_and_a_lone_surrogate_is_kept_readable(server):
+    config = '{"lr": {"value": NaN}, "tag": {"value": "\ud800"}}'
+    variables = {"entity": "admin", "project": "runs-demo", "name": "r3", "config": config}
+    answer = httpx.post(
+        server.url + "/graphql",
+        content=json.dumps({"query": UPSERT, "variables": variables}).encode(),  # ASCII escapes
+        headers={"Content-Type": "application/json"},
+        auth=("api", server.api_key),
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    kept = json.loads(kept_run(server, "r3")["config"])
+    assert kept == {"lr": {"value": None}, "tag": {"value": "\ufffd"}}

@@ -46,6 +46,7 @@ from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wa
 from regalia.server.uploads import UploadArea
 from regalia.server.wandb import graphql as wandb_graphql
 from regalia.server.wandb import log as wandb_log
+from regalia.server.wandb import reads as wandb_reads
 from regalia.server.wandb import runs as wandb_runs
 from regalia.server.wandb.trace import WandbTrace
 from regalia.service import Service
@@ -213,7 +214,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(wandb_graphql.router)
     app.include_router(wandb_log.router)
     app.include_router(wandb_runs.router)
-    app.include_router(wandb_graphql.reads.router)  # signed W&B download URLs
+    app.include_router(wandb_reads.router)
     app.include_router(ui.router)
     # Inside the Observer, so that it counts the 500s CatchAll answers, and
     # inside SecurityHeaders, so that those 500s carry the headers too.

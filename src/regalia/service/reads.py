@@ -20,6 +20,7 @@ from regalia.errors import (
     ArtifactNotFound,
     CollectionNotFound,
     InvalidRequest,
+    PermissionDenied,
     RegistryNotFound,
     VersionNotFound,
 )
@@ -128,9 +129,48 @@ class ReadsMixin(ArtifactsMixin):
             )
             if m is None:
                 raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
-            return self._version_view(repo, self._ctx(repo, actor, m.id).membership)
+            self._readable_membership(repo, actor, m.version_id)  # 404 unless the caller sees it
+            return self._version_view(repo, m)
 
         return self.db.read(fn)
+
+    def readable_membership(self, actor: Actor, version_id: int, *, download: bool = False) -> int:
+        """The membership through which the caller reads a version (by its id):
+        its own artifact's when the caller may see that, else a registry link
+        the caller may download from, else one it may see. A registry member
+        outside the source's team reads the version through its registry (SPEC §4).
+
+        Raises:
+            VersionNotFound: the caller sees the version nowhere.
+            PermissionDenied: ``download`` and the caller may see but not download it.
+        """
+        return self.db.read(
+            lambda repo: self._readable_membership(repo, actor, version_id, download)
+        )
+
+    def _readable_membership(
+        self, repo: Repo, actor: Actor, version_id: int, download: bool = False
+    ) -> int:
+        refused: PermissionDenied | None = None
+        seen: int | None = None
+        for m in repo.memberships_of_version(version_id):
+            try:
+                ctx = self._ctx(repo, actor, m.id)
+            except VersionNotFound:
+                continue
+            if ctx.registry is None:
+                return m.id
+            try:
+                self._require_download(actor, ctx)
+            except PermissionDenied as exc:
+                refused, seen = refused or exc, m.id if seen is None else seen
+                continue
+            return m.id
+        if seen is None:
+            raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
+        if download and refused is not None:
+            raise refused
+        return seen
 
     def links_of(self, actor: Actor, membership_id: int) -> list[VersionView]:
         """Every registry link of the version the caller may see."""

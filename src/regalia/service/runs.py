@@ -39,11 +39,13 @@ from regalia.errors import InvalidName, InvalidRequest, NotFound, TooLarge
 from regalia.service.access import require_entity
 from regalia.service.transfer import TransferMixin
 from regalia.service.views import Actor
-from regalia.store.models import Project, Run, RunFile
+from regalia.store.models import Project, Run, RunFile, User
 from regalia.store.repo import Repo
 
-MAX_CONFIG_BYTES = 1024 * 1024  # a run's config, as JSON
-MAX_SUMMARY_BYTES = 1024 * 1024  # a run's summary, as JSON
+# A run's config and summary, as JSON: the client's own bound on one line of
+# its file stream (10 MiB less 100 KiB), so that what it sends is kept.
+MAX_CONFIG_BYTES = 10 * 1024 * 1024
+MAX_SUMMARY_BYTES = 10 * 1024 * 1024
 MAX_DISPLAY_NAME = 256
 MAX_NOTES = 64 * 1024
 OUTPUT_TAIL_BYTES = 64 * 1024  # console output kept: the last lines up to this size
@@ -77,6 +79,9 @@ class RunView:
     run_key: str
     job_type: str | None
     created_at: datetime
+    project_id: int = 0
+    user_id: int = 0  # who started it
+    user_name: str | None = None
     display_name: str | None = None
     notes: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -114,7 +119,7 @@ def _json_object(text: str | None, what: str, limit: int) -> str | None:
     infinities, which the client may send, become null)."""
     if text is None:
         return None
-    if len(text.encode()) > limit:
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
         raise TooLarge(f"a run's {what} has at most {limit} bytes of JSON", limit=limit)
     try:
         value = json.loads(text)
@@ -125,11 +130,22 @@ def _json_object(text: str | None, what: str, limit: int) -> str | None:
     return json.dumps(_finite(value), separators=(",", ":"))
 
 
+def storable(text: str) -> str:
+    """``text`` as every database keeps it: NUL and lone surrogates (which JSON
+    may carry, and PostgreSQL refuses) become U+FFFD."""
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text.replace("\x00", "\ufffd")
+
+
 def _finite(value: Any) -> Any:
+    """A JSON value with what JSON text cannot carry everywhere replaced."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return storable(value)
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {storable(k): _finite(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
@@ -140,7 +156,7 @@ def _optional(value: str | None, what: str, limit: int) -> str | None:
         return None
     if len(value) > limit:
         raise InvalidRequest(f"a run's {what} has at most {limit} characters")
-    return value
+    return storable(value)
 
 
 def _chunk(files: dict[str, Any], name: str) -> tuple[int, list[str]] | None:
@@ -201,7 +217,7 @@ def merge_output(tail: str, line_count: int, offset: int, lines: Sequence[str]) 
     """
     kept = tail.split("\n")[:-1] if tail else []
     start = line_count - len(kept)
-    lines = [line.replace("\n", " ") for line in lines]
+    lines = [storable(line).replace("\n", " ") for line in lines]
     if offset < start:  # lines the tail no longer holds
         lines = lines[start - offset :]
         offset = start
@@ -229,9 +245,13 @@ def _loaded(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _view(run: Run, proj: Project, files: Sequence[RunFile] = ()) -> RunView:
+def _view(repo: Repo, run: Run, proj: Project, files: Sequence[RunFile] = ()) -> RunView:
+    user = repo.get(User, run.user_id)
     return RunView(
         id=run.id,
+        project_id=proj.id,
+        user_id=run.user_id,
+        user_name=user.name if user is not None else None,
         entity=proj.entity,
         project=proj.name,
         run_key=run.run_key,
@@ -317,7 +337,7 @@ class RunsMixin(TransferMixin):
                     setattr(run, name, value)
             run.heartbeat_at = now
             repo.s.flush()
-            return _view(run, proj), inserted
+            return _view(repo, run, proj), inserted
 
         return self.db.write(fn)
 
@@ -335,7 +355,7 @@ class RunsMixin(TransferMixin):
 
         def fn(repo: Repo) -> RunView:
             run, proj = self._run_at(repo, actor, entity, project, run_key)
-            return _view(run, proj, self._run_files(repo, run.id) if files else ())
+            return _view(repo, run, proj, self._run_files(repo, run.id) if files else ())
 
         return self.db.read(fn)
 
@@ -437,7 +457,7 @@ class RunsMixin(TransferMixin):
             elif run.state != "running":
                 run.state, run.exit_code, run.finished_at = "running", None, None
             repo.s.flush()
-            return _view(run, proj)
+            return _view(repo, run, proj)
 
         return self.db.write(fn)
 

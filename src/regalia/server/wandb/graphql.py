@@ -23,8 +23,14 @@ from starlette.concurrency import run_in_threadpool
 from regalia.config import Settings
 from regalia.errors import InvalidRequest, RegaliaError
 from regalia.server.auth import Authenticator
-from regalia.server.wandb import identity, reads, roots, runs  # noqa: F401  (register their resolvers)
-from regalia.server.wandb import log  # noqa: F401  (registers its resolvers)
+from regalia.server.wandb import (  # noqa: F401  (register their resolvers)
+    identity,
+    log,
+    manage,
+    reads,
+    roots,
+    runs,
+)
 from regalia.server.wandb.engine import run_query
 from regalia.server.wandb.resolvers import WandbContext
 from regalia.server.wandb.signing import UrlSigner

@@ -17,6 +17,8 @@ from regalia.service.views import Actor
 
 # Server features advertised to the client (``serverInfo.features``): the names
 # of the client's ServerFeature enum that Regalia implements.
+NEWEST_TESTED_CLIENT = "0.31.0"
+
 FEATURES: list[str] = [
     "ARTIFACT_MEMBERSHIP_IN_LINK_ARTIFACT_RESPONSE",  # linkArtifact answers the membership (log.py)
 ]
@@ -50,7 +52,7 @@ def organization_of(ctx: WandbContext) -> dict[str, Any]:
         {
             "id": encode_id("Organization", ctx.actor.org_id),
             "name": name,
-            "orgEntity": {**entity_of_name(name), "isTeam": True, "entityType": "ORGANIZATION"},
+            "orgEntity": {**entity_of_name(name), "isTeam": True, "entityType": "organization"},
         },
     )
 
@@ -66,7 +68,12 @@ def viewer(info: Any, **_: Any) -> dict[str, Any]:
 
 @query("serverInfo")
 def server_info(info: Any, **_: Any) -> dict[str, Any]:
-    return {"features": [{"name": n, "isEnabled": True} for n in FEATURES]}
+    return {
+        "features": [{"name": n, "isEnabled": True} for n in FEATURES],
+        # Releases before 0.26 gate some queries on this (``version_supported``):
+        # the newest client release Regalia is tested with.
+        "cliVersionInfo": json.dumps({"max_cli_version": NEWEST_TESTED_CLIENT}),
+    }
 
 
 @query("entity")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -29,14 +30,14 @@ from starlette.concurrency import run_in_threadpool
 from regalia.core.names import REGISTRY_PREFIX
 from regalia.errors import InvalidRequest, NotFound
 from regalia.server.routes_blobs import blob_response
-from regalia.server.wandb.ids import encode_id
+from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import (
     artifact_of,
     collection_of,
     membership_of,
     project_of,
 )
-from regalia.server.wandb.resolvers import WandbContext, context, field
+from regalia.server.wandb.resolvers import WandbContext, context, field, mutation
 from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UrlSigner
 from regalia.service import Service
 from regalia.service.views import CollectionView, FileEntry, VersionView
@@ -116,6 +117,17 @@ def project_artifact(obj: dict[str, Any], info: Any, name: str, **_: Any) -> Any
     return out
 
 
+def artifact_of_type(
+    project: dict[str, Any], info: Any, type_name: str, name: str, **args: Any
+) -> Any:
+    """``project.artifactType(type).artifact(name)``: the version ``name`` of
+    ``project`` if it has that type (how clients before 0.26 list a version's
+    files, ``ArtifactVersionFiles``). MANAGE's ``Project.artifactType`` dict
+    answers its ``artifact`` field with this."""
+    found = project_artifact(project, info, name, **args)
+    return found if found is not None and found["artifactType"]["name"] == type_name else None
+
+
 def alias(view: VersionView, name: str, collection: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": encode_id("ArtifactAlias", f"{view.collection.id}:{name}"),
@@ -163,8 +175,9 @@ def current_manifest(obj: dict[str, Any], info: Any, **_: Any) -> dict[str, Any]
     """The version's ``wandb_manifest.json`` behind a signed URL (``FetchArtifactManifest``)."""
     ctx = context(info)
     view: VersionView = obj["_view"]
+    membership_id = ctx.service.readable_membership(ctx.actor, view.version_id, download=True)
     token = ctx.signer.sign(
-        MANIFEST_PURPOSE, {"u": ctx.actor.user_id, "m": view.membership_id}, DOWNLOAD_TTL_S
+        MANIFEST_PURPOSE, {"u": ctx.actor.user_id, "m": membership_id}, DOWNLOAD_TTL_S
     )
     url = ctx.url(f"/wandb/manifests/{token}")
     return {
@@ -183,26 +196,32 @@ def current_manifest(obj: dict[str, Any], info: Any, **_: Any) -> dict[str, Any]
 
 @field("Artifact", "files")
 def artifact_files(obj: dict[str, Any], info: Any, **args: Any) -> dict[str, Any]:
-    """The version's files with signed download URLs (``ArtifactFileUrls``)."""
-    return files_page(context(info), obj["_view"], **args)
+    """The version's files with signed download URLs (``ArtifactFileUrls``),
+    read through a collection the caller may download from."""
+    ctx = context(info)
+    view: VersionView = obj["_view"]
+    membership_id = ctx.service.readable_membership(ctx.actor, view.version_id, download=True)
+    return files_page(ctx, membership_id, view.version_id, **args)
 
 
 @field("ArtifactCollectionMembership", "files")
 def membership_files(obj: dict[str, Any], info: Any, **args: Any) -> dict[str, Any]:
     """The files of the version in this collection (``GetArtifactMembershipFileUrls``)."""
-    return files_page(context(info), obj["_view"], **args)
+    view: VersionView = obj["_view"]
+    return files_page(context(info), view.membership_id, view.version_id, **args)
 
 
 def files_page(
     ctx: WandbContext,
-    view: VersionView,
+    membership_id: int,
+    version_id: int,
     names: list[str] | None = None,
     after: str | None = None,
     first: int | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """One page of a version's files (sorted by path; the cursor is an offset)."""
-    entries = sorted(ctx.service.files(ctx.actor, view.membership_id), key=lambda f: f.path)
+    entries = sorted(ctx.service.files(ctx.actor, membership_id), key=lambda f: f.path)
     if names is not None:
         wanted = set(names)
         entries = [f for f in entries if f.path in wanted]
@@ -223,26 +242,33 @@ def files_page(
             "hasPreviousPage": start > 0,
         },
         "edges": [
-            {"cursor": str(start + i + 1), "node": file_of(ctx, view, f)}
+            {"cursor": str(start + i + 1), "node": file_of(ctx, membership_id, version_id, f)}
             for i, f in enumerate(page)
         ],
     }
 
 
-def file_of(ctx: WandbContext, view: VersionView, entry: FileEntry) -> dict[str, Any]:
+def file_of(
+    ctx: WandbContext, membership_id: int, version_id: int, entry: FileEntry
+) -> dict[str, Any]:
     token = ctx.signer.sign(
         FILE_PURPOSE,
-        {"u": ctx.actor.user_id, "m": view.membership_id, "d": entry.digest},
+        {"u": ctx.actor.user_id, "m": membership_id, "d": entry.digest},
         DOWNLOAD_TTL_S,
     )
     url = ctx.url(f"/wandb/files/{token}")
+    service = ctx.service
+
+    def md5(info: Any, **_: Any) -> str:
+        return MD5.of(service, entry.digest)
+
     return {
-        "id": encode_id("File", f"{view.version_id}:{entry.path}"),
+        "id": encode_id("File", f"{version_id}:{entry.path}"),
         "name": entry.path,
-        "displayName": entry.path.rsplit("/", 1)[-1],
+        "displayName": entry.path,  # the client reads `name: displayName`
         "sizeBytes": entry.size,
-        "digest": entry.digest,
-        "md5": None,
+        "digest": md5,  # W&B's file digest; computed only when asked for
+        "md5": md5,
         "directUrl": url,
         "url": url,
         "storagePath": None,
@@ -251,24 +277,44 @@ def file_of(ctx: WandbContext, view: VersionView, entry: FileEntry) -> dict[str,
     }
 
 
+# -- lineage -----------------------------------------------------------------------------------
+@mutation("useArtifact")
+def use_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``run.use_artifact(...)``: record that the run (``runName``, the run id
+    ``wandb.init`` upserted) used the version, as Regalia's SDK does; it needs
+    download rights (a restricted viewer is refused with Regalia's 403)."""
+    ctx = context(info)
+    version_id = decode_int_id(str(input["artifactID"]), "Artifact")
+    membership_id = ctx.service.readable_membership(ctx.actor, version_id)
+    ctx.service.use(ctx.actor, membership_id, str(input["runName"]))
+    return {
+        "artifact": artifact_of(ctx, ctx.service.version_by_id(ctx.actor, version_id)),
+        "clientMutationId": input.get("clientMutationId"),
+    }
+
+
 # -- W&B digests -------------------------------------------------------------------------------
 class Md5Cache:
     """W&B's file digest (base64 MD5) of each stored blob: the MD5 the store
     keeps beside its SHA-256 (``service.md5s``: recorded when the client
     uploaded it, else computed once from its bytes and recorded), remembered
-    in this process too."""
+    in this process too, for the ``size`` most recently used."""
 
-    def __init__(self) -> None:
-        self._known: dict[str, str] = {}
+    def __init__(self, size: int = 100_000) -> None:
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._size = size
         self._lock = threading.Lock()
 
     def of(self, service: Service, digest: str) -> str:
         with self._lock:
             if digest in self._known:
+                self._known.move_to_end(digest)
                 return self._known[digest]
         value = base64.b64encode(bytes.fromhex(service.md5s([digest])[digest])).decode()
         with self._lock:
             self._known[digest] = value
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
         return value
 
 

@@ -29,9 +29,9 @@ from regalia.server.uploads import receive_file
 from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import project_of, timestamp
-from regalia.server.wandb.resolvers import context, field, mutation
+from regalia.server.wandb.resolvers import context, field, mutation, query
 from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner
-from regalia.service import Service
+from regalia.service import Actor, Service
 from regalia.service.runs import RunNotFound, RunView
 
 router = APIRouter(include_in_schema=False)
@@ -39,10 +39,11 @@ router = APIRouter(include_in_schema=False)
 RUN_FILE_PURPOSE = "wandb-run-file"
 DEFAULT_PROJECT = "uncategorized"  # W&B's project for a run started without one
 MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per request
-MAX_RUN_FILE = 64 * 1024 * 1024  # config.yaml, wandb-summary.json, output.log, …
+MAX_RUN_FILE = 5 * 1024**3  # config.yaml, output.log, …, and what wandb.save() sends
 MAX_RUN_FILES = 1000  # names in one createRunFiles
 
-# The file stream takes gzip bodies (clients from 0.26 send them when told).
+# The file stream takes gzip bodies (0.31 sends them if the server says so and
+# the run's setting x_file_stream_no_gzip is off; it is on by default).
 if "FILESTREAM_GZIP" not in FEATURES:
     FEATURES.append("FILESTREAM_GZIP")
 
@@ -52,6 +53,7 @@ def run_of(view: RunView) -> dict[str, Any]:
     return {
         "__typename": "Run",
         "id": encode_id("Run", view.id),
+        "projectId": view.project_id,
         "name": view.run_key,
         "displayName": view.display_name or view.run_key,
         "description": view.notes,
@@ -59,6 +61,22 @@ def run_of(view: RunView) -> dict[str, Any]:
         "config": json.dumps(view.config),
         "summaryMetrics": json.dumps(view.summary),
         "sweepName": None,
+        "tags": [],
+        "group": None,
+        "commit": None,
+        "readOnly": False,
+        "systemMetrics": json.dumps({}),
+        "historyKeys": None,
+        # Metric history is not kept: a resumed run continues its steps from
+        # the summary's _step, and its line offsets from the counts.
+        "historyTail": "[]",
+        "eventsTail": "[]",
+        "wandbConfig": lambda info, keys=None, **_: json.dumps(wandb_config(view, keys)),
+        "user": {
+            "id": encode_id("User", view.user_id),
+            "name": view.user_name,
+            "username": view.user_name,
+        },
         "jobType": view.job_type,
         "state": view.state,
         "stopped": False,
@@ -69,6 +87,16 @@ def run_of(view: RunView) -> dict[str, Any]:
         "heartbeatAt": timestamp(view.heartbeat_at),
         "project": project_of(view.entity, view.project),
     }
+
+
+def wandb_config(view: RunView, keys: list[str] | None) -> dict[str, Any]:
+    """The client's own entries of the run's config (``_wandb``), those of
+    ``keys`` (all if None); its ``t`` says the run started."""
+    own = view.config.get("_wandb")
+    value = own.get("value") if isinstance(own, dict) else None
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if keys is None or k in keys}
 
 
 def _text(value: Any, what: str) -> str | None:
@@ -104,7 +132,13 @@ def upsert_bucket(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: 
         config=_text(input.get("config"), "config"),
         summary=_text(input.get("summaryMetrics"), "summaryMetrics"),
     )
-    return {"bucket": run_of(view), "inserted": inserted}
+    bucket = run_of(view)
+    # No history lines in this answer: Regalia keeps none (only their count),
+    # and a client before 0.26 that reads a count here drops the console and
+    # events offsets a resumed run got from RunResumeStatus, and overwrites
+    # the output it had sent before.
+    bucket["historyLineCount"] = 0
+    return {"bucket": bucket, "inserted": inserted}
 
 
 @mutation("createRunFiles")
@@ -127,15 +161,36 @@ def create_run_files(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noq
     return {"runID": encode_id("Run", view.id), "uploadHeaders": [], "files": files}
 
 
-@field("Project", "run")
-def project_run(project: dict[str, Any], info: Any, name: str, **_: Any) -> dict[str, Any] | None:
-    """A run of the project (null if none): clients before 0.26 poll ``stopped``."""
+def _run_in(project: dict[str, Any], info: Any, name: str) -> dict[str, Any] | None:
     ctx = context(info)
     try:
         view = ctx.service.wandb_run(ctx.actor, project["entityName"], project["name"], name)
     except RunNotFound:
         return None
     return run_of(view)
+
+
+@field("Project", "run")
+def project_run(project: dict[str, Any], info: Any, name: str, **_: Any) -> dict[str, Any] | None:
+    """A run of the project (null if none): clients before 0.26 poll ``stopped``;
+    ``Api().run(path)`` reads it."""
+    return _run_in(project, info, name)
+
+
+@query("model")
+def model(info: Any, name: str | None = None, entityName: str | None = None) -> Any:  # noqa: N803
+    """``entity/project`` by W&B's older name (``model``); the client resumes a
+    run through its ``bucket``."""
+    ctx = context(info)
+    return project_of(entityName or ctx.actor.name, name or DEFAULT_PROJECT)
+
+
+@field("Project", "bucket")
+def project_bucket(
+    project: dict[str, Any], info: Any, name: str, **_: Any
+) -> dict[str, Any] | None:
+    """A run of the project by its W&B name (null if none: a new run)."""
+    return _run_in(project, info, name)
 
 
 # -- HTTP routes ---------------------------------------------------------------------
@@ -156,8 +211,11 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
 
 def _decoded(raw: bytes, encoding: str, limit: int) -> bytes:
     """The body, gunzipped if the client compressed it (never past ``limit``)."""
-    if encoding.strip().lower() != "gzip":
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
         return raw
+    if encoding != "gzip":
+        raise InvalidRequest(f"a file_stream body is JSON or gzip, not {encoding[:40]!r}")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(raw, limit + 1)
@@ -179,6 +237,14 @@ def parse_file_stream(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def apply_file_stream(
+    service: Service, actor: Actor, where: tuple[str, str, str], raw: bytes, encoding: str
+) -> None:
+    """Unpack, check and apply one file_stream request (in a worker thread)."""
+    body = parse_file_stream(_decoded(raw, encoding, MAX_FILE_STREAM_BODY))
+    service.wandb_file_stream(actor, *where, body)
+
+
 @router.post("/files/{entity}/{project}/{run}/file_stream")
 async def file_stream(entity: str, project: str, run: str, request: Request) -> JSONResponse:
     """The run's stream: summary, console output, uploaded files, completion."""
@@ -186,11 +252,10 @@ async def file_stream(entity: str, project: str, run: str, request: Request) -> 
         auth: Authenticator = request.app.state.auth
         actor = await auth.actor(request)
         raw = await _bounded_body(request, MAX_FILE_STREAM_BODY)
-        body = parse_file_stream(
-            _decoded(raw, request.headers.get("content-encoding", ""), MAX_FILE_STREAM_BODY)
-        )
+        encoding = request.headers.get("content-encoding", "")
         service: Service = request.app.state.service
-        await run_in_threadpool(service.wandb_file_stream, actor, entity, project, run, body)
+        where = (entity, project, run)
+        await run_in_threadpool(apply_file_stream, service, actor, where, raw, encoding)
     except RegaliaError as exc:
         return _refused(exc)
     return JSONResponse({})
@@ -210,7 +275,10 @@ async def put_run_file(token: str, request: Request) -> JSONResponse:
         claims = _signer(request).verify(token, RUN_FILE_PURPOSE)
         tmp = request.app.state.uploads.temp_path()
         try:
-            blob = await receive_file(tmp, request.stream(), MAX_RUN_FILE)
+            try:
+                blob = await receive_file(tmp, request.stream(), MAX_RUN_FILE)
+            except TooLarge:
+                raise TooLarge(f"a run file has at most {MAX_RUN_FILE} bytes") from None
             actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
             await run_in_threadpool(
                 service.store_run_file, actor, int(claims["r"]), str(claims["n"]), tmp, blob

@@ -1,0 +1,303 @@
+"""Changing what was logged and linked: the `wandb` client's ``artifact.save()``
+(``addAliases``, ``deleteAliases``, ``updateArtifact``), ``unlink()``
+(``unlinkArtifact``) and ``delete()`` (``deleteArtifact``).
+
+The client names a version by its *source* id (``Artifact:<version id>``) and,
+for aliases and unlinks, the collection it acts in: ``entity/project/name``
+(``<org>/wandb-registry-<registry>/<collection>`` for a link) or the
+portfolio's id. :func:`membership_in` finds that membership; everything else
+is the service's: the same rules as the SDK, CLI and UI (R5 alias moves, R7
+protected aliases, roles, R11 history, automations). A refusal is Regalia's
+error (403, 404, 409, 400), which the client reports without retrying.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from regalia.core.names import REGISTRY_PREFIX, name_key
+from regalia.errors import (
+    CollectionNotFound,
+    Conflict,
+    InvalidRequest,
+    PermissionDenied,
+    RegistryNotFound,
+    VersionNotFound,
+)
+from regalia.server.wandb import reads, registries  # noqa: F401  (registries' resolvers register too)
+from regalia.server.wandb.ids import decode_int_id, encode_id
+from regalia.server.wandb.objects import artifact_of, collection_of
+from regalia.server.wandb.resolvers import WandbContext, context, field, mutation
+from regalia.service.access import can_use_entity, registry_role
+from regalia.service.views import VersionView
+from regalia.store.repo import Repo
+
+LATEST = "latest"
+
+
+def membership_in(
+    ctx: WandbContext, version_id: int, entity: str, project: str, collection: str
+) -> int:
+    """The id of the membership of version ``version_id`` in the collection
+    ``entity/project/collection`` (a registry's when ``project`` is
+    ``wandb-registry-<name>``). Only locates it: what the caller may do there
+    is the service's to decide.
+
+    Raises:
+        RegistryNotFound, CollectionNotFound, VersionNotFound: no such
+            collection the caller may see, or the version is not in it.
+    """
+    actor = ctx.actor
+
+    def fn(repo: Repo) -> int:
+        if project.startswith(REGISTRY_PREFIX):
+            name = project[len(REGISTRY_PREFIX) :]
+            reg = repo.registry_by_name(actor.org_id, name)
+            if reg is None or registry_role(repo, actor, reg) is None:
+                raise RegistryNotFound(f"registry {name!r} not found", registry=name)
+            coll = repo.collection_in_registry(reg.id, collection)
+            where = f"registry {reg.name!r}"
+        else:
+            proj = repo.project(actor.org_id, entity, project)
+            if proj is not None and not can_use_entity(actor, proj.entity):
+                proj = None
+            coll = repo.sequence(proj.id, collection) if proj is not None else None
+            where = f"project {entity}/{project}"
+        if coll is None:
+            raise CollectionNotFound(
+                f"collection {collection!r} not found in {where}", collection=collection
+            )
+        m = repo.membership_of_version(coll.id, version_id) if version_id > 0 else None
+        if m is None:
+            raise VersionNotFound(
+                f"this artifact version is not in {coll.name!r} of {where}",
+                collection=coll.name,
+            )
+        return m.id
+
+    return ctx.service.db.read(fn)
+
+
+def membership_by_collection_id(ctx: WandbContext, version_id: int, collection_id: int) -> int:
+    """The membership of ``version_id`` in the collection with id ``collection_id``
+    (whether the caller may see it is checked by the service method it is given to)."""
+
+    def fn(repo: Repo) -> int:
+        m = repo.membership_of_version(collection_id, version_id) if version_id > 0 else None
+        if m is None:
+            raise VersionNotFound("this artifact version is not linked to that collection")
+        return m.id
+
+    return ctx.service.db.read(fn)
+
+
+def _alias_changes(
+    ctx: WandbContext, version_id: int, aliases: list[dict[str, Any]]
+) -> dict[int, list[str]]:
+    """The aliases of an ``AddAliasesInput``/``DeleteAliasesInput``, by membership."""
+    by_target: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for a in aliases:
+        target = (a["entityName"], a["projectName"], a["artifactCollectionName"])
+        by_target[target].append(a["alias"])
+    return {membership_in(ctx, version_id, *target): names for target, names in by_target.items()}
+
+
+@mutation("addAliases")
+def add_aliases(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``artifact.aliases.append(...); artifact.save()``: each alias moves to this
+    version from wherever it was in the collection (R5); ``latest`` and ``vN`` are
+    the registry's to set (the client sends them only if the user added them:
+    Regalia's 400 says so)."""
+    ctx = context(info)
+    version_id = decode_int_id(input["artifactID"], "Artifact")
+    for membership_id, names in _alias_changes(ctx, version_id, input["aliases"]).items():
+        ctx.service.change_aliases(ctx.actor, membership_id, add=names)
+    return {"success": True, "clientMutationId": input.get("clientMutationId")}
+
+
+@mutation("deleteAliases")
+def delete_aliases(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``artifact.aliases.remove(...); artifact.save()``."""
+    ctx = context(info)
+    version_id = decode_int_id(input["artifactID"], "Artifact")
+    for membership_id, names in _alias_changes(ctx, version_id, input["aliases"]).items():
+        ctx.service.change_aliases(ctx.actor, membership_id, remove=names)
+    return {"success": True, "clientMutationId": input.get("clientMutationId")}
+
+
+def _source(ctx: WandbContext, artifact_id: str) -> VersionView:
+    return ctx.service.version_by_id(ctx.actor, decode_int_id(artifact_id, "Artifact"))
+
+
+def _metadata(text: Any) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise InvalidRequest("the artifact's metadata is not JSON") from None
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest("the artifact's metadata is a JSON object")
+    return value
+
+
+def visible_memberships(ctx: WandbContext, version_id: int) -> tuple[int | None, list[int]]:
+    """The membership of version ``version_id`` in its own artifact (None if the
+    caller may not see it) and those of its registry links the caller may see.
+
+    Raises:
+        VersionNotFound: the caller sees the version nowhere.
+    """
+    actor = ctx.actor
+
+    def fn(repo: Repo) -> tuple[int | None, list[int]]:
+        source, links = None, []
+        for m in repo.memberships_of_version(version_id) if version_id > 0 else ():
+            found = repo.membership_context(m.id)
+            if found is None:
+                continue
+            _, coll, reg, proj = found
+            if reg is not None:
+                if registry_role(repo, actor, reg) is not None:
+                    links.append(m.id)
+            elif proj is not None and can_use_entity(actor, proj.entity):
+                source = m.id
+        if source is None and not links:
+            raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
+        return source, links
+
+    return ctx.service.db.read(fn)
+
+
+@mutation("updateArtifact")
+def update_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """The rest of ``artifact.save()``: description, metadata and tags of the
+    version (R8: they belong to the version, so every link of it shows them).
+    Also the Go core's metadata-only update after a log.
+
+    The client names only the version. Linked once where the caller sees it,
+    the change is made through that link, as Regalia's SDK does for a version
+    fetched by its registry path: the registry's roles, history and
+    automations apply (a caller the registry refuses who may edit the source
+    edits it there). Otherwise through the source artifact. What does not
+    change is not sent to the service at all (0.22.3 sends the description and
+    metadata with every save, also a registry member's who may not see the
+    source)."""
+    ctx = context(info)
+    version_id = decode_int_id(input["artifactID"], "Artifact")
+    source_mid, link_mids = visible_memberships(ctx, version_id)
+    some = source_mid if source_mid is not None else link_mids[0]
+    current = ctx.service.get_version(ctx.actor, some)
+    description = input.get("description")
+    metadata = _metadata(input.get("metadata"))
+    changes: dict[str, Any] = {
+        "description": description if description != current.description else None,
+        "metadata": metadata if metadata != current.metadata else None,
+        "add_tags": [t["tagName"] for t in input.get("tagsToAdd") or ()],
+        "remove_tags": [t["tagName"] for t in input.get("tagsToDelete") or ()],
+    }
+    unchanged = (
+        changes["description"] is None
+        and changes["metadata"] is None
+        and not changes["add_tags"]
+        and not changes["remove_tags"]
+    )
+    if unchanged:
+        view = current
+    elif len(link_mids) == 1 or source_mid is None:
+        try:
+            view = ctx.service.update_version(ctx.actor, link_mids[0], **changes)
+        except PermissionDenied:
+            if source_mid is None:
+                raise
+            view = ctx.service.update_version(ctx.actor, source_mid, **changes)
+    else:
+        view = ctx.service.update_version(ctx.actor, source_mid, **changes)
+    if view.is_link:
+        view = ctx.service.source_of(ctx.actor, view.membership_id)
+    return {"artifact": artifact_of(ctx, view), "clientMutationId": input.get("clientMutationId")}
+
+
+@mutation("unlinkArtifact")
+def unlink_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``artifact.unlink()`` (and ``delete()`` of a link): the version leaves the
+    registry collection; its source stays (R9)."""
+    ctx = context(info)
+    version_id = decode_int_id(input["artifactID"], "Artifact")
+    collection_id = decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
+    membership_id = membership_by_collection_id(ctx, version_id, collection_id)
+    ctx.service.unlink(ctx.actor, membership_id)
+    return {
+        "artifactID": input["artifactID"],
+        "success": True,
+        "clientMutationId": input.get("clientMutationId"),
+    }
+
+
+@mutation("deleteArtifact")
+def delete_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``artifact.delete()`` of a source version: it is unlinked everywhere and
+    deleted (R9; refused while a link holds a protected alias, R7). Without
+    ``delete_aliases=True`` a version holding aliases in its own artifact is kept."""
+    ctx = context(info)
+    source = _source(ctx, input["artifactID"])
+    held = [a for a in source.aliases if name_key(a) != LATEST]
+    if held and not input.get("deleteAliases"):
+        raise Conflict(
+            f"{source.source_qualified_name} has aliases {held}; delete it with "
+            "delete(delete_aliases=True) to remove them too",
+            aliases=held,
+        )
+    ctx.service.delete_version(ctx.actor, source.membership_id)
+    return {"artifact": artifact_of(ctx, source), "clientMutationId": input.get("clientMutationId")}
+
+
+@field("Project", "readOnly")
+def project_read_only(obj: dict[str, Any], info: Any, **_: Any) -> bool:
+    """Whether the caller may not change the artifacts of this project: a source
+    project is the entity's users', teams' and org admins' (a registry's rules
+    are checked on each change)."""
+    ctx = context(info)
+    if obj["name"].startswith(REGISTRY_PREFIX):
+        return False
+    return not can_use_entity(ctx.actor, obj["entityName"])
+
+
+@field("Project", "artifactType")
+def project_artifact_type(
+    obj: dict[str, Any], info: Any, name: str | None = None, **_: Any
+) -> dict[str, Any] | None:
+    """``project.artifactType(name).artifactCollection(name)``: the client fetches
+    ``artifact.collection`` (whose id ``unlink()`` sends) this way."""
+    if not name:
+        return None
+    entity, project = obj["entityName"], obj["name"]
+
+    def collection(info: Any, name: str | None = None, **_: Any) -> dict[str, Any] | None:
+        ctx = context(info)
+        if not name:
+            return None
+        if project.startswith(REGISTRY_PREFIX):
+            view = ctx.service.get_collection(ctx.actor, project[len(REGISTRY_PREFIX) :], name)
+        else:
+            try:
+                view = ctx.service.resolve(ctx.actor, f"{entity}/{project}/{name}").collection
+            except VersionNotFound:
+                return None
+        if view.type != type_name:
+            return None
+        return collection_of(ctx, view)
+
+    type_name = name
+    return {
+        "id": encode_id("ArtifactType", name),
+        "name": name,
+        "artifactCollection": collection,
+        "artifact": lambda info, name, **a: reads.artifact_of_type(obj, info, type_name, name, **a),
+    }
