@@ -655,3 +655,28 @@ def test_drafts_never_committed_are_swept_after_the_grant_lifetime(service, owne
     assert service.expire_wandb_drafts() == 1
     with pytest.raises(regalia.errors.NotFound):
         service.wandb_draft(owner, kept.wire_id)
+
+
+def test_content_either_client_logged_is_one_version_and_one_blob(wire, wire_api, tmp_path):
+    """Regalia's SDK logs a file; the wandb client logging the same file gets the
+    same version (R10); once the client sent it, its MD5 is known, so a new
+    artifact holding it sends nothing."""
+    data = b"shared weights" * 100
+    (tmp_path / "w.bin").write_bytes(data)
+    run = regalia.init(entity="admin", project="zoo")
+    art = regalia.Artifact("shared", "model")
+    art.add_file(str(tmp_path / "w.bin"), name="w.bin")
+    run.log_artifact(art)
+    run.finish()
+    assert wire_api.artifact("admin/zoo/shared:latest").version == "v0"
+
+    client = Client(wire.url, wire.api_key)
+    art_id, sent = client.log("admin", "zoo", "shared", "model", {"w.bin": data})
+    assert sent == len(data)  # its MD5 was not known yet
+    assert client.gql(ARTIFACT_BY_ID, {"id": art_id})["artifact"]["versionIndex"] == 0
+    with pytest.raises(regalia.errors.NotFound):
+        wire_api.artifact("admin/zoo/shared:v1")
+    _, sent = client.log("admin", "zoo", "other", "model", {"weights/w.bin": data})
+    assert sent == 0
+    (entry,) = wire_api.artifact("admin/zoo/other:v0").files()
+    assert entry.digest == hashlib.sha256(data).hexdigest()
