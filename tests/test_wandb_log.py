@@ -680,3 +680,25 @@ def test_content_either_client_logged_is_one_version_and_one_blob(wire, wire_api
     assert sent == 0
     (entry,) = wire_api.artifact("admin/zoo/other:v0").files()
     assert entry.digest == hashlib.sha256(data).hexdigest()
+
+
+def test_logging_under_another_type_is_refused_before_any_upload(wire):
+    client = Client(wire.url, wire.api_key)
+    client.log("admin", "zoo", "zoo_model", "model", {"w": b"weights"})
+    r = client.http.post(
+        wire.url + "/graphql",
+        json={
+            "query": CREATE_ARTIFACT,
+            "variables": {
+                "input": {
+                    "entityName": "admin",
+                    "projectName": "zoo",
+                    "artifactTypeName": "dataset",
+                    "artifactCollectionName": "zoo_model",
+                    "digest": artifact_digest({"w": b"other"}),
+                }
+            },
+        },
+    )
+    assert r.status_code == 409
+    assert "has type 'model'" in r.json()["errors"][0]["message"]

@@ -48,6 +48,7 @@ from regalia.errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
+    TypeMismatch,
     VersionNotFound,
 )
 from regalia.service.access import require_entity
@@ -193,7 +194,7 @@ class WandbUploadsMixin(TransferMixin):
         if run_key is not None:
             validate_label(run_key, "run key", MAX_RUN_KEY)
         require_entity(actor, entity, project, "log artifacts")
-        existing = self._same_digest(actor, entity, project, name, digest)
+        existing = self._same_digest(actor, entity, project, name, type, digest)
         if existing is not None:
             view = self.get_version(actor, existing)
             if custom:
@@ -227,16 +228,28 @@ class WandbUploadsMixin(TransferMixin):
         return self.db.write(fn)
 
     def _same_digest(
-        self, actor: Actor, entity: str, project: str, name: str, digest: str
+        self, actor: Actor, entity: str, project: str, name: str, type: str, digest: str
     ) -> int | None:
         """The source membership of a committed version of ``entity/project/name``
-        that the client logged with W&B digest ``digest``, if any."""
+        that the client logged with W&B digest ``digest``, if any.
+
+        Raises:
+            TypeMismatch: the artifact exists with another type (said now, before
+                the client uploads anything; :meth:`log_version` would refuse it).
+        """
 
         def fn(repo: Repo) -> int | None:
             proj = repo.project(actor.org_id, entity, project)
             seq = repo.sequence(proj.id, name) if proj is not None else None
             if seq is None:
                 return None
+            if seq.type != type:
+                raise TypeMismatch(
+                    f"artifact {entity}/{project}/{name} has type {seq.type!r}; "
+                    f"cannot log a version of type {type!r}",
+                    existing_type=seq.type,
+                    type=type,
+                )
             found = repo.s.execute(
                 select(Version.id)
                 .join(WandbDraft, WandbDraft.version_id == Version.id)
