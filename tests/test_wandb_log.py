@@ -658,9 +658,9 @@ def test_drafts_never_committed_are_swept_after_the_grant_lifetime(service, owne
 
 
 def test_content_either_client_logged_is_one_version_and_one_blob(wire, wire_api, tmp_path):
-    """Regalia's SDK logs a file; the wandb client logging the same file gets the
-    same version (R10); once the client sent it, its MD5 is known, so a new
-    artifact holding it sends nothing."""
+    """Regalia's SDK logs a file; the wandb client logging the same file sends
+    nothing (the server learns the MD5s of the artifact's latest version) and
+    gets the same version (R10); a new artifact holding it sends nothing."""
     data = b"shared weights" * 100
     (tmp_path / "w.bin").write_bytes(data)
     run = regalia.init(entity="admin", project="zoo")
@@ -672,7 +672,7 @@ def test_content_either_client_logged_is_one_version_and_one_blob(wire, wire_api
 
     client = Client(wire.url, wire.api_key)
     art_id, sent = client.log("admin", "zoo", "shared", "model", {"w.bin": data})
-    assert sent == len(data)  # its MD5 was not known yet
+    assert sent == 0  # the server learnt the MD5s of the latest version's files
     assert client.gql(ARTIFACT_BY_ID, {"id": art_id})["artifact"]["versionIndex"] == 0
     with pytest.raises(regalia.errors.NotFound):
         wire_api.artifact("admin/zoo/shared:v1")

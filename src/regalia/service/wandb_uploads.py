@@ -62,6 +62,9 @@ DRAFT_ID_BASE = 2**62
 """Wire ids of drafts start here: version ids never get this far."""
 
 MAX_MANIFEST_ENTRIES = 100_000
+LEARN_MD5_BYTES = 1 << 30
+"""Bytes of stored contents read at most, per request for upload URLs, to learn
+the MD5s of the artifact's latest version (its files Regalia's SDK stored)."""
 _MD5 = re.compile(r"[0-9a-f]{32}")
 LATEST = "latest"
 
@@ -280,11 +283,46 @@ class WandbUploadsMixin(TransferMixin):
         validate_manifest_paths(files)
         for md5 in files.values():
             validate_md5(md5)
-        known = self._referenceable_by_md5(actor, set(files.values()))
+        wanted = set(files.values())
+        known = self._referenceable_by_md5(actor, wanted)
+        if wanted - set(known) and self._learn_md5s_of_latest(actor, draft):
+            known = self._referenceable_by_md5(actor, wanted)
         held = {p: known[m] for p, m in files.items() if m in known}
         if held:
             self._hold(draft, {p: (files[p], d, n) for p, (d, n) in held.items()})
         return set(files) - set(held)
+
+    def _learn_md5s_of_latest(self, actor: Actor, draft: Draft) -> bool:
+        """Record the MD5s of the files of the artifact's latest version that have
+        none yet (contents Regalia's own clients stored: only SHA-256 is known),
+        so that a new version sharing them needs no upload. Bounded by
+        :data:`LEARN_MD5_BYTES`; returns whether any was learnt."""
+
+        def fn(repo: Repo) -> list[tuple[str, int]]:
+            proj = repo.project(actor.org_id, draft.entity, draft.project)
+            seq = repo.sequence(proj.id, draft.name) if proj is not None else None
+            top = repo.highest_membership(seq.id) if seq is not None else None
+            if top is None:
+                return []
+            digests = {d: n for _, d, n, _ in repo.files(top.version_id)}
+            have = set(
+                repo.s.execute(
+                    select(BlobMd5.digest).where(BlobMd5.digest.in_(list(digests)))
+                ).scalars()
+            )
+            return [(d, n) for d, n in digests.items() if d not in have]
+
+        todo = self.db.read(fn)
+        chosen, total = [], 0
+        for digest, size in todo:
+            if total + size > LEARN_MD5_BYTES:
+                break
+            chosen.append(digest)
+            total += size
+        chosen = [d for d in chosen if self.blobs.has(d)]
+        if chosen:
+            self.md5s(chosen)
+        return bool(chosen)
 
     def _referenceable_by_md5(self, actor: Actor, md5s: set[str]) -> dict[str, tuple[str, int]]:
         """For each MD5, the one stored content the caller may reference with it
