@@ -13,8 +13,10 @@ failed request (a failed request is what a client retries).
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
+import httpx
 import pytest
 from test_seed import EXAMPLES, PLACEHOLDERS
 from wandb_harness import RELEASES, client_env, run_script, start_server, trace, wandb_python
@@ -32,6 +34,17 @@ def example(number: int) -> str:
         text = text.replace(f'"{placeholder}"', f'"{value}"')
     assert "import wandb\n" in text and '"<' not in text
     return text
+
+
+def version_page(server, registry: str, collection: str, ref: str) -> str:
+    """A version's page of the web UI, as the server's admin sees it in a browser."""
+    with httpx.Client(base_url=server.url) as browser:
+        form = browser.get("/login").text
+        nonce = re.search(r'name="nonce" value="([0-9a-f]+)"', form).group(1)
+        browser.post("/login", data={"api_key": server.api_key, "next": "/", "nonce": nonce})
+        page = browser.get(f"/registries/{registry}/collections/{collection}/{ref}")
+        assert page.status_code == 200, page.text[:500]
+        return page.text
 
 
 def failures(tmp_path: Path) -> list[dict]:
@@ -99,6 +112,11 @@ def test_the_seed_examples_run_unchanged_with_import_wandb(
         sha = hashlib.sha256(b"labels 0" * 1000).hexdigest()
         assert {f.path: f.digest for f in data.files()}["zoo_labels"] == sha
 
+        # The web UI shows the client's run as the version's source.
+        page = version_page(server, "model", "Zoo_Models", "best_model")
+        run = re.search(r"Logged by run: (.*?)</p>", page, re.S).group(1)
+        assert "smle-reg-team-2/zoo_experiment/" in run and "(finished, exit code 0)" in run
+
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_three_links_number_v0_v1_v2_and_a_relog_uploads_nothing(release, tmp_path, regalia_api):
@@ -127,3 +145,48 @@ def test_three_links_number_v0_v1_v2_and_a_relog_uploads_nothing(release, tmp_pa
         assert "latest" not in api.artifact(f"{coll}:v0").aliases
         with pytest.raises(regalia.errors.NotFound):
             api.artifact(f"{coll}:v3")
+
+
+ADD_DIR = """
+import wandb
+
+run = wandb.init(entity="vision-team", project="zoo")
+art = wandb.Artifact("zoo_tree", type="dataset")
+art.add_dir("tree")
+run.link_artifact(art, "wandb-registry-dataset/zoo_tree", aliases=["staging"])
+run.finish()
+"""
+
+DOWNLOAD = """
+import wandb
+
+art = wandb.Api().artifact("wandb-registry-dataset/zoo_tree:staging")
+art.download(root="got")
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_folder_added_with_add_dir_keeps_its_tree_both_ways(release, tmp_path, regalia_api):
+    python = wandb_python(release)
+    tree = {"a.txt": b"alpha\n", "sub/b.bin": bytes(range(256)) * 64, "sub/deep/c.json": b"{}"}
+    with start_server(tmp_path) as server:
+        work = tmp_path / "work"
+        for rel, data in tree.items():
+            (work / "tree" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / "tree" / rel).write_bytes(data)
+        env = client_env(tmp_path / "client", server, server.api_key)
+        done = run_script(python, ADD_DIR, env, work, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+        version = regalia_api(server).artifact("wandb-registry-dataset/zoo_tree:staging")
+        assert sorted(f.path for f in version.files()) == sorted(tree)
+        out = Path(version.download(root=str(tmp_path / "sdk-out")))
+        assert {rel: (out / rel).read_bytes() for rel in tree} == tree
+
+        # Another machine (an empty cache) downloads the same tree with the client.
+        other = client_env(tmp_path / "other", server, server.api_key)
+        done = run_script(python, DOWNLOAD, other, tmp_path / "other-work", timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        got = tmp_path / "other-work" / "got"
+        assert {rel: (got / rel).read_bytes() for rel in tree} == tree
+        assert failures(tmp_path) == []

@@ -591,11 +591,6 @@ wandb.Api().artifact("team/zoo/net:v0").delete(delete_aliases=len(sys.argv) > 1)
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_unlink_removes_the_link_and_keeps_the_source_version(release, server, sdk, tmp_path):
-    if release == "0.22.3":
-        pytest.xfail(
-            "0.22.3 reads artifact.collection only after serverInfo.cliVersionInfo"
-            "['max_cli_version'] (Api.version_supported), which identity.py does not answer yet"
-        )
     python = wandb_python(release)
     log_and_link(tmp_path, "w0", "wandb-registry-model/Coll", ["staging"])
     env = client_env(tmp_path / "client", server, server.api_key)

@@ -292,6 +292,7 @@ def test_download_gives_the_same_bytes(world, release, path, expected):
     fetched = [e for e in sent if e["method"] == "GET" and e["path"].startswith("/wandb/files/")]
     assert len(fetched) == len(expected)  # a fresh cache: every file came over the wire
     assert all(not e["auth"] for e in fetched)  # the URLs authorize themselves
+    assert {e["path"] for e in fetched} == {"/wandb/files/<token>"}  # the trace keeps no token
     assert failed(world, since) == []
 
 

@@ -39,7 +39,8 @@ RUN_SCRIPT = """
     import json
     import wandb
     run = wandb.init(entity="admin", project="runs-demo", name="first try",
-                     config={"lr": 0.01})
+                     config={"lr": 0.01}, tags=["baseline", "zoo"], group="sweep-1",
+                     notes="first attempt")
     run.config.update({"epochs": 3})
     run.summary["accuracy"] = 0.93
     print("hello from the run")
@@ -47,6 +48,7 @@ RUN_SCRIPT = """
     run.finish()
     kept = wandb.Api().run(f"admin/runs-demo/{run.id}")
     print("KEPT", json.dumps([kept.state, kept.config, kept.summary["accuracy"]]))
+    print("LABELS", json.dumps([kept.tags, kept.group, kept.notes]))
 """
 
 RUN_QUERY = """
@@ -197,6 +199,8 @@ def check_the_kept_run(
     assert took < 60  # the benchmark measures the real time; this catches a retry loop
     kept = next(x for x in done.stdout.splitlines() if x.startswith("KEPT "))
     assert json.loads(kept.split(" ", 1)[1]) == ["finished", {"lr": 0.01, "epochs": 3}, 0.93]
+    labels = next(x for x in done.stdout.splitlines() if x.startswith("LABELS "))
+    assert json.loads(labels.split(" ", 1)[1]) == [["baseline", "zoo"], "sweep-1", "first attempt"]
 
     run = kept_run(server, run_id)
     assert run["name"] == run_id and run["displayName"] == "first try"
@@ -263,6 +267,50 @@ def test_a_resumed_run_continues_its_record(wandb_python, server, tmp_path):
     assert view.summary["loss"] == 0.5 and view.summary["_step"] == 1
     before = view.output_tail.index("before the restart")
     assert view.output_tail.index("after the restart") > before
+
+
+def test_a_runs_files_are_listed_and_downloaded_back(wandb_python, server, tmp_path):
+    code = """
+        import wandb
+        run = wandb.init(entity="admin", project="runs-demo", id="withfiles")
+        with open("notes.txt", "w") as f:
+            f.write("kept notes\\n")
+        wandb.save("notes.txt", policy="now")
+        run.finish()
+        kept = wandb.Api().run("admin/runs-demo/withfiles")
+        print("NAMES", " ".join(sorted(f.name for f in kept.files())))
+        print("NOTES", repr(kept.file("notes.txt").download(root="back", replace=True).read()))
+    """
+    done = run_script(wandb_python, code, client_env(tmp_path, server, server.api_key), tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = next(x for x in done.stdout.splitlines() if x.startswith("NAMES ")).split()[1:]
+    assert {"notes.txt", "config.yaml", "wandb-summary.json"} <= set(names)
+    assert "NOTES 'kept notes\\n'" in done.stdout
+    assert failures(tmp_path) == []
+    assert [e for e in trace(tmp_path) if e["method"] == "GET"]  # the signed download URL
+
+
+def test_a_runs_logged_and_used_artifacts_are_its_lineage(wandb_python, server, tmp_path):
+    code = """
+        import wandb
+        open("model.pt", "wb").write(b"weights" * 100)
+        run = wandb.init(entity="admin", project="runs-demo")
+        art = wandb.Artifact("zoo_model", type="model")
+        art.add_file("model.pt")
+        run.link_artifact(art, "wandb-registry-model/Zoo_Models", aliases=["staging"])
+        run.finish()
+        user = wandb.init(entity="admin", project="runs-demo")
+        user.use_artifact("wandb-registry-model/Zoo_Models:staging")
+        user.finish()
+        api = wandb.Api()
+        logged = api.run(f"admin/runs-demo/{run.id}").logged_artifacts()
+        used = api.run(f"admin/runs-demo/{user.id}").used_artifacts()
+        print("LINEAGE", [a.name for a in logged], [a.name for a in used])
+    """
+    done = run_script(wandb_python, code, client_env(tmp_path, server, server.api_key), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "LINEAGE ['zoo_model:v0'] ['zoo_model:v0']" in done.stdout
+    assert failures(tmp_path) == []
 
 
 def test_a_user_who_may_not_log_into_the_entity_is_refused_at_once(wandb_python, server, tmp_path):
@@ -413,8 +461,21 @@ def test_run_files_go_to_signed_urls_that_need_no_key(server, tmp_path):
     assert httpx.put(urls["config.yaml"], content=again, timeout=30).status_code == 200
     forged = httpx.put(urls["media/plot.txt"] + "x", content=b"x", timeout=30)
     assert forged.status_code == 403
+    upload_url_read = httpx.get(urls["config.yaml"], timeout=30)  # an upload URL reads nothing
+    assert upload_url_read.status_code == 403
     kept = run_files(server, tmp_path, run)
     assert kept == {"config.yaml": (len(again), hashlib.sha256(again).hexdigest())}
+    listed = graphql(
+        server,
+        server.api_key,
+        'query($r: String!) { project(name: "runs-demo", entityName: "admin") {'
+        " run(name: $r) { fileCount files { edges { node { name sizeBytes directUrl } } } } } }",
+        r=run,
+    ).json()["data"]["project"]["run"]
+    assert listed["fileCount"] == 1
+    node = listed["files"]["edges"][0]["node"]
+    assert (node["name"], node["sizeBytes"]) == ("config.yaml", len(again))
+    assert httpx.get(node["directUrl"], timeout=30).content == again  # no credentials
 
     bad_name = graphql(
         server,
@@ -485,3 +546,19 @@ def test_a_config_with_nan_and_a_lone_surrogate_is_kept_readable(server):
     assert answer.status_code == 200, answer.text
     kept = json.loads(kept_run(server, "r3")["config"])
     assert kept == {"lr": {"value": None}, "tag": {"value": "\ufffd"}}
+
+
+def test_the_console_tail_keeps_the_last_64_kib_and_redrawn_lines(server, tmp_path):
+    run = start_run(server)
+    lines = [f"line {i:05d} " + "x" * 90 for i in range(2000)]  # about 200 KB
+    for start in range(0, 2000, 500):
+        chunk = {"offset": start, "content": lines[start : start + 500]}
+        sent = stream(server, run, json.dumps({"files": {"output.log": chunk}}).encode())
+        assert sent.status_code == 200
+    redraw = {"offset": 1999, "content": ["progress 100%"]}  # a progress bar redraws its line
+    assert stream(server, run, json.dumps({"files": {"output.log": redraw}}).encode()).is_success
+    kept = stored_run(server, tmp_path, run)
+    assert kept.output_lines == 2000
+    assert len(kept.output_tail.encode()) <= 64 * 1024
+    assert kept.output_tail.endswith("line 01998 " + "x" * 90 + "\nprogress 100%\n")
+    assert "line 00000" not in kept.output_tail

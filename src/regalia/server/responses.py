@@ -9,6 +9,7 @@ every field of a view as always present, which is what ``to_jsonable`` sends.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -68,8 +69,20 @@ class RunKey(Out):
     run_key: str
 
 
+class SourceRun(Out):
+    run_key: str = Field(description="the run's id (W&B's run id for the wandb client)")
+    path: str = Field(description="entity/project/run_key")
+    display_name: str | None = Field(description="the run's name in the wandb client")
+    job_type: str | None
+    state: str | None = Field(description="running, finished or crashed (wandb client runs)")
+    exit_code: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class Lineage(Out):
     logged_by: str | None = Field(description="the run that logged the version")
+    source_run: SourceRun | None = Field(description="that run: where it ran, how it ended")
     used_by: list[str] = Field(description="the runs that used it")
 
 

@@ -32,7 +32,7 @@ from regalia.service.access import (
 )
 from regalia.service.artifacts import ArtifactsMixin, _Ctx
 from regalia.service.views import Actor, CollectionView, FileEntry, VersionView
-from regalia.store.models import Collection, Registry, Run, Version
+from regalia.store.models import Collection, Project, Registry, Run, Version
 from regalia.store.repo import Repo
 
 
@@ -227,6 +227,7 @@ class ReadsMixin(ArtifactsMixin):
             run = repo.get(Run, version.run_id) if version.run_id else None
             return {
                 "logged_by": run.run_key if run else None,
+                "source_run": None if run is None else _source_run(repo, run),
                 "used_by": repo.runs_using(version.id),
             }
 
@@ -261,3 +262,19 @@ class ReadsMixin(ArtifactsMixin):
             return run_key
 
         return self.db.write(fn)
+
+
+def _source_run(repo: Repo, run: Run) -> dict[str, Any]:
+    """The run that logged a version, as its lineage shows it: where it ran and
+    what the `wandb` client said of it (a run of Regalia's own SDK has no state)."""
+    project = repo.get(Project, run.project_id)
+    return {
+        "run_key": run.run_key,
+        "path": f"{project.entity}/{project.name}/{run.run_key}",
+        "display_name": run.display_name,
+        "job_type": run.job_type,
+        "state": run.state,
+        "exit_code": run.exit_code,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }

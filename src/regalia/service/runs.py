@@ -39,7 +39,7 @@ from regalia.errors import InvalidName, InvalidRequest, NotFound, TooLarge
 from regalia.service.access import require_entity
 from regalia.service.transfer import TransferMixin
 from regalia.service.views import Actor
-from regalia.store.models import Project, Run, RunFile, User
+from regalia.store.models import Project, Run, RunFile, RunInput, User, Version
 from regalia.store.repo import Repo
 
 # A run's config and summary, as JSON: the client's own bound on one line of
@@ -47,7 +47,11 @@ from regalia.store.repo import Repo
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
 MAX_SUMMARY_BYTES = 10 * 1024 * 1024
 MAX_DISPLAY_NAME = 256
+MAX_GROUP = 128
+MAX_RUN_TAG = 64  # W&B's bound on a run tag
+MAX_RUN_TAGS = 100
 MAX_NOTES = 64 * 1024
+MAX_RUN_VERSIONS = 1000  # versions listed as one run's inputs or outputs
 OUTPUT_TAIL_BYTES = 64 * 1024  # console output kept: the last lines up to this size
 MAX_LINE_NUMBER = 2**31 - 1  # line offsets and counts are 32-bit columns on PostgreSQL
 
@@ -84,6 +88,8 @@ class RunView:
     user_name: str | None = None
     display_name: str | None = None
     notes: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     state: str | None = None  # None: a run of Regalia's own SDK
@@ -157,6 +163,16 @@ def _optional(value: str | None, what: str, limit: int) -> str | None:
     if len(value) > limit:
         raise InvalidRequest(f"a run's {what} has at most {limit} characters")
     return storable(value)
+
+
+def _tags(tags: Sequence[str]) -> list[str]:
+    """A run's tags: at most :data:`MAX_RUN_TAGS`, each 1 to :data:`MAX_RUN_TAG`
+    characters, duplicates dropped (order kept)."""
+    if len(tags) > MAX_RUN_TAGS:
+        raise InvalidRequest(f"a run has at most {MAX_RUN_TAGS} tags")
+    for tag in tags:
+        validate_label(tag, "run tag", MAX_RUN_TAG)
+    return list(dict.fromkeys(tags))
 
 
 def _chunk(files: dict[str, Any], name: str) -> tuple[int, list[str]] | None:
@@ -259,6 +275,8 @@ def _view(repo: Repo, run: Run, proj: Project, files: Sequence[RunFile] = ()) ->
         created_at=run.created_at,
         display_name=run.display_name,
         notes=run.notes,
+        group=run.group_name,
+        tags=json.loads(run.tags) if run.tags else [],
         config=_loaded(run.config),
         summary=_loaded(run.summary),
         state=run.state,
@@ -283,6 +301,8 @@ class RunsMixin(TransferMixin):
         *,
         display_name: str | None = None,
         notes: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] | None = None,
         job_type: str | None = None,
         config: str | None = None,
         summary: str | None = None,
@@ -301,6 +321,8 @@ class RunsMixin(TransferMixin):
             validate_label(job_type, "job type", MAX_NAME)
         display_name = _optional(display_name, "display name", MAX_DISPLAY_NAME)
         notes = _optional(notes, "notes", MAX_NOTES)
+        group = _optional(group, "group", MAX_GROUP)
+        tag_list = _tags(tags) if tags is not None else None
         config = _json_object(config, "config", MAX_CONFIG_BYTES)
         summary = _json_object(summary, "summary", MAX_SUMMARY_BYTES)
         require_entity(actor, entity, project, "log runs")
@@ -329,6 +351,8 @@ class RunsMixin(TransferMixin):
                 "job_type": job_type,
                 "display_name": display_name,
                 "notes": notes,
+                "group_name": group,
+                "tags": json.dumps(tag_list) if tag_list is not None else None,
                 "config": config,
                 "summary": summary,
             }
@@ -460,6 +484,46 @@ class RunsMixin(TransferMixin):
             return _view(repo, run, proj)
 
         return self.db.write(fn)
+
+    def run_version_ids(
+        self, actor: Actor, entity: str, project: str, run_key: str, *, used: bool
+    ) -> list[int]:
+        """The ids of the versions the run logged (``used``: used), oldest
+        first, at most :data:`MAX_RUN_VERSIONS`; whether the caller may see
+        each is the caller's to check (``version_by_id``)."""
+        _where(entity, project, run_key)
+        require_entity(actor, entity, project, "read runs")
+
+        def fn(repo: Repo) -> list[int]:
+            run, _ = self._run_at(repo, actor, entity, project, run_key)
+            q = (
+                select(RunInput.version_id).where(RunInput.run_id == run.id)
+                if used
+                else select(Version.id).where(Version.run_id == run.id)
+            )
+            column = RunInput.version_id if used else Version.id
+            return list(repo.s.scalars(q.order_by(column).limit(MAX_RUN_VERSIONS)))
+
+        return self.db.read(fn)
+
+    def run_file(self, actor: Actor, run_id: int, name: str) -> RunFileView:
+        """The kept file ``name`` of the run with id ``run_id``, to download.
+
+        Raises:
+            PermissionDenied: the caller may no longer read the run's project.
+            RunNotFound, NotFound: no such run, or no such file in it.
+        """
+
+        def fn(repo: Repo) -> RunFileView:
+            self._run_by_id(repo, actor, run_id, "read runs")
+            row = repo.s.scalar(
+                select(RunFile).where(RunFile.run_id == run_id, RunFile.name == name)
+            )
+            if row is None:
+                raise NotFound(f"the run has no file {name!r}", name=name)
+            return RunFileView(row.name, row.size, row.digest, row.updated_at)
+
+        return self.db.read(fn)
 
     def store_run_file(
         self, actor: Actor, run_id: int, name: str, path: Path, blob: StoredBlob

@@ -186,6 +186,8 @@ class Run(Base):
     # Regalia's own SDK leaves them empty (state null).
     display_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    group_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of strings
     config: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # running|finished|crashed

@@ -72,7 +72,7 @@ def server_info(info: Any, **_: Any) -> dict[str, Any]:
         "features": [{"name": n, "isEnabled": True} for n in FEATURES],
         # Releases before 0.26 gate some queries on this (``version_supported``):
         # the newest client release Regalia is tested with.
-        "cliVersionInfo": json.dumps({"max_cli_version": NEWEST_TESTED_CLIENT}),
+        "cliVersionInfo": {"max_cli_version": NEWEST_TESTED_CLIENT},
     }
 
 

@@ -63,7 +63,7 @@ def collection_of(ctx: WandbContext, c: CollectionView) -> dict[str, Any]:
             "__typename": type_name,
             "id": encode_id(type_name, c.id),
             "name": c.name,
-            "description": c.description,
+            "description": c.description or None,  # 0.22.3 refuses ""
             "project": project_of(entity, project),
             "createdAt": timestamp(c.created_at),
             "updatedAt": timestamp(c.updated_at),

@@ -15,28 +15,35 @@
 from __future__ import annotations
 
 import json
+import mimetypes
+import re
 import uuid
 import zlib
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from regalia.errors import InvalidRequest, RegaliaError, TooLarge
+from regalia.errors import InvalidRequest, NotFound, RegaliaError, TooLarge
 from regalia.server.auth import Authenticator
+from regalia.server.routes_blobs import blob_response
 from regalia.server.uploads import receive_file
 from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
-from regalia.server.wandb.objects import project_of, timestamp
+from regalia.server.wandb.objects import artifact_of, project_of, timestamp
 from regalia.server.wandb.resolvers import context, field, mutation, query
-from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner
+from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UPLOAD_TTL_S, UrlSigner
 from regalia.service import Actor, Service
-from regalia.service.runs import RunNotFound, RunView
+from regalia.service.runs import RunFileView, RunNotFound, RunView
 
 router = APIRouter(include_in_schema=False)
 
-RUN_FILE_PURPOSE = "wandb-run-file"
+RUN_FILE_PURPOSE = "wandb-run-file"  # PUT: upload one run file
+RUN_FILE_GET = "wandb-run-file-get"  # GET: download one kept run file
+DEFAULT_FILES_PAGE = 50
+MAX_FILES_PAGE = 1000
+MAX_PATTERN = 256
 DEFAULT_PROJECT = "uncategorized"  # W&B's project for a run started without one
 MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per request
 MAX_RUN_FILE = 5 * 1024**3  # config.yaml, output.log, …, and what wandb.save() sends
@@ -61,8 +68,8 @@ def run_of(view: RunView) -> dict[str, Any]:
         "config": json.dumps(view.config),
         "summaryMetrics": json.dumps(view.summary),
         "sweepName": None,
-        "tags": [],
-        "group": None,
+        "tags": view.tags,
+        "group": view.group,
         "commit": None,
         "readOnly": False,
         "systemMetrics": json.dumps({}),
@@ -72,6 +79,10 @@ def run_of(view: RunView) -> dict[str, Any]:
         "historyTail": "[]",
         "eventsTail": "[]",
         "wandbConfig": lambda info, keys=None, **_: json.dumps(wandb_config(view, keys)),
+        "fileCount": lambda info, **_: len(_files_of(view, info)),
+        "files": lambda info, **args: file_connection(view, info, **args),
+        "outputArtifacts": lambda info, **args: artifact_connection(view, info, False, **args),
+        "inputArtifacts": lambda info, **args: artifact_connection(view, info, True, **args),
         "user": {
             "id": encode_id("User", view.user_id),
             "name": view.user_name,
@@ -86,6 +97,104 @@ def run_of(view: RunView) -> dict[str, Any]:
         "createdAt": timestamp(view.created_at),
         "heartbeatAt": timestamp(view.heartbeat_at),
         "project": project_of(view.entity, view.project),
+    }
+
+
+def _files_of(view: RunView, info: Any) -> list[RunFileView]:
+    ctx = context(info)
+    full = ctx.service.wandb_run(ctx.actor, view.entity, view.project, view.run_key, files=True)
+    return full.files
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """A SQL LIKE pattern (``%``, ``_``) as a regular expression."""
+    parts = ("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def file_connection(
+    view: RunView,
+    info: Any,
+    names: list[str] | None = None,
+    after: str | None = None,
+    first: int | None = None,
+    pattern: str | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """A page of the run's files (by name), each with a signed download URL."""
+    ctx = context(info)
+    files = _files_of(view, info)
+    if names:
+        wanted = set(names)
+        files = [f for f in files if f.name in wanted]
+    if pattern:
+        like = _like(pattern[:MAX_PATTERN])
+        files = [f for f in files if like.fullmatch(f.name)]
+    total = len(files)
+    if after:
+        files = [f for f in files if f.name > after]
+    size = max(1, min(first or DEFAULT_FILES_PAGE, MAX_FILES_PAGE))
+    page, more = files[:size], len(files) > size
+    edges = []
+    for f in page:
+        claims = {"u": ctx.actor.user_id, "r": view.id, "n": f.name}
+        url = ctx.url(f"/wandb/run-files/{ctx.signer.sign(RUN_FILE_GET, claims, DOWNLOAD_TTL_S)}")
+        node = {
+            "id": encode_id("File", f"{view.id}:{f.name}"),
+            "name": f.name,
+            "displayName": f.name.rsplit("/", 1)[-1],
+            "sizeBytes": f.size,
+            "digest": f.digest,
+            "md5": None,
+            "directUrl": url,
+            "url": url,
+            "storagePath": None,
+            "mimetype": mimetypes.guess_type(f.name)[0] or "application/octet-stream",
+            "updatedAt": timestamp(f.updated_at),
+        }
+        edges.append({"cursor": f.name, "node": node})
+    return {
+        "totalCount": total,
+        "pageInfo": {
+            "endCursor": page[-1].name if page else None,
+            "hasNextPage": more,
+            "startCursor": page[0].name if page else None,
+            "hasPreviousPage": bool(after),
+        },
+        "edges": edges,
+    }
+
+
+def artifact_connection(
+    view: RunView,
+    info: Any,
+    used: bool,
+    after: str | None = None,
+    first: int | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """The versions the run logged (or used) that the caller may see, a page."""
+    ctx = context(info)
+    ids = ctx.service.run_version_ids(ctx.actor, view.entity, view.project, view.run_key, used=used)
+    seen = []
+    for version_id in ids:
+        try:
+            seen.append((version_id, ctx.service.version_by_id(ctx.actor, version_id)))
+        except NotFound:  # deleted since, or not the caller's to see
+            continue
+    start = int(after) if after and after.isdigit() else 0
+    rest = [(i, v) for i, v in seen if i > start]
+    size = max(1, min(first or DEFAULT_FILES_PAGE, MAX_FILES_PAGE))
+    page = rest[:size]
+    return {
+        "totalCount": len(seen),
+        "pageInfo": {
+            "endCursor": str(page[-1][0]) if page else None,
+            "hasNextPage": len(rest) > size,
+            "startCursor": str(page[0][0]) if page else None,
+            "hasPreviousPage": start > 0,
+        },
+        "edges": [{"cursor": str(i), "node": artifact_of(ctx, v)} for i, v in page],
     }
 
 
@@ -128,6 +237,8 @@ def upsert_bucket(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: 
         run_key,
         display_name=_text(input.get("displayName"), "displayName"),
         notes=_text(input.get("notes"), "notes") or _text(input.get("description"), "description"),
+        group=_text(input.get("groupName"), "groupName"),
+        tags=input.get("tags"),
         job_type=_text(input.get("jobType"), "jobType"),
         config=_text(input.get("config"), "config"),
         summary=_text(input.get("summaryMetrics"), "summaryMetrics"),
@@ -267,19 +378,35 @@ def _signer(request: Request) -> UrlSigner:
     return signer_of(request)
 
 
+@router.get("/wandb/run-files/{token}")
+async def get_run_file(token: str, request: Request) -> Response:
+    """One kept run file, at the URL ``Run.files`` signed (no credentials)."""
+    service: Service = request.app.state.service
+    try:
+        claims = _signer(request).verify(token, RUN_FILE_GET)
+        actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
+        kept = await run_in_threadpool(service.run_file, actor, int(claims["r"]), str(claims["n"]))
+        return await run_in_threadpool(blob_response, service, kept.digest)
+    except RegaliaError as exc:
+        return _refused(exc)
+
+
 @router.put("/wandb/run-files/{token}")
 async def put_run_file(token: str, request: Request) -> JSONResponse:
     """One run file's bytes, at the URL ``createRunFiles`` signed (no credentials)."""
     service: Service = request.app.state.service
     try:
         claims = _signer(request).verify(token, RUN_FILE_PURPOSE)
+        actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
+        # Still the user's to write (checked again with the file): a refusal
+        # comes before the bytes are received.
+        await run_in_threadpool(service.wandb_run_key, actor, int(claims["r"]))
         tmp = request.app.state.uploads.temp_path()
         try:
             try:
                 blob = await receive_file(tmp, request.stream(), MAX_RUN_FILE)
             except TooLarge:
                 raise TooLarge(f"a run file has at most {MAX_RUN_FILE} bytes") from None
-            actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
             await run_in_threadpool(
                 service.store_run_file, actor, int(claims["r"]), str(claims["n"]), tmp, blob
             )

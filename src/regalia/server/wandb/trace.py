@@ -2,7 +2,7 @@
 one JSON line per request to the W&B routes, with its method, path, GraphQL
 operation name, response status, and whether it carried credentials. Tests
 compare client releases with it; an operator can see what a client asked for.
-Never the body's values or the key."""
+Never the body's values, the key, or the token of a signed URL."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TRACED = re.compile(r"^/(graphql|files/|wandb/|artifacts|sdk/)")
+SIGNED = re.compile(r"^(/wandb/[a-z-]+/)[^/]+$")  # a signed URL: its token is a credential
 OPERATION = re.compile(r"(?:^|[^A-Za-z0-9_])(query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -46,7 +47,7 @@ class WandbTrace:
         entry: dict[str, Any] = {
             "t": round(time.time(), 3),
             "method": scope["method"],
-            "path": scope["path"],
+            "path": SIGNED.sub(r"\1<token>", scope["path"]),
             "auth": any(k == b"authorization" for k, _ in scope["headers"]),
             "agent": dict(scope["headers"]).get(b"user-agent", b"").decode(errors="replace"),
         }

@@ -22,6 +22,8 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("display_name", sa.String(length=256), nullable=True))
         batch.add_column(sa.Column("notes", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("group_name", sa.String(length=128), nullable=True))
+        batch.add_column(sa.Column("tags", sa.Text(), nullable=True))
         batch.add_column(sa.Column("config", sa.Text(), nullable=True))
         batch.add_column(sa.Column("summary", sa.Text(), nullable=True))
         batch.add_column(sa.Column("state", sa.String(length=16), nullable=True))
@@ -60,6 +62,8 @@ def downgrade() -> None:
             "state",
             "summary",
             "config",
+            "tags",
+            "group_name",
             "notes",
             "display_name",
         ):
