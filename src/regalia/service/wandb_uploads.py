@@ -44,9 +44,9 @@ from regalia.core.names import (
     validate_tag,
 )
 from regalia.errors import (
+    ArtifactNotFound,
     ContentNotUploaded,
     InvalidRequest,
-    NotFound,
     PermissionDenied,
     TypeMismatch,
     VersionNotFound,
@@ -67,10 +67,6 @@ LEARN_MD5_BYTES = 1 << 30
 the MD5s of the artifact's latest version (its files Regalia's SDK stored)."""
 _MD5 = re.compile(r"[0-9a-f]{32}")
 LATEST = "latest"
-
-
-class DraftNotFound(NotFound):
-    code = "artifact_not_found"
 
 
 @dataclass(frozen=True)
@@ -131,14 +127,14 @@ class WandbUploadsMixin(TransferMixin):
         """The caller's draft with this wire id.
 
         Raises:
-            DraftNotFound: no such draft, or another user's.
+            ArtifactNotFound: no such draft, or another user's.
         """
         row_id = wire_id - DRAFT_ID_BASE
 
         def fn(repo: Repo) -> Draft:
             row = repo.get(WandbDraft, row_id) if 0 < row_id <= DRAFT_ID_BASE else None
             if row is None or row.user_id != actor.user_id or row.org_id != actor.org_id:
-                raise DraftNotFound(f"artifact {wire_id} not found (or not yours to upload to)")
+                raise ArtifactNotFound(f"artifact {wire_id} not found (or not yours to upload to)")
             return _draft(row)
 
         return self.db.read(fn)
