@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import uuid
@@ -185,6 +186,7 @@ def test_api_artifact_by_registry_and_source_path(world, release):
     paths = [
         "wandb-registry-model/Zoo_Models:best_model",
         "wandb-registry-Model/Zoo_Models:v1",
+        "wandb-registry-model/zoo_models:latest",  # names match regardless of case
         f"{TEAM}/{PROJECT}/zoo_model:v0",
         f"{TEAM}/{PROJECT}/zoo_model:latest",
     ]
@@ -205,6 +207,8 @@ def test_api_artifact_by_registry_and_source_path(world, release):
     v1 = got["wandb-registry-Model/Zoo_Models:v1"]
     assert (v1["version"], v1["aliases"], v1["tags"]) == ("v1", ["candidate", "latest"], [])
     assert v1["source_qualified_name"] == f"{TEAM}/{PROJECT}/zoo_model:v1"
+
+    assert got["wandb-registry-model/zoo_models:latest"]["version"] == "v1"
 
     source = got[f"{TEAM}/{PROJECT}/zoo_model:v0"]
     assert (source["version"], source["aliases"], source["is_link"]) == ("v0", [], False)
@@ -490,9 +494,10 @@ print(json.dumps({
 """
 
 
-def test_artifact_files_lists_paths_sizes_and_md5(world):
+@pytest.mark.parametrize("release", RELEASES)
+def test_artifact_files_lists_paths_sizes_and_md5(world, release):
     path = "wandb-registry-model/Zoo_Models:best_model"
-    got = json.loads(client(world, "0.31.0", f"PATH = {path!r}\n{FILES}", "files").splitlines()[-1])
+    got = json.loads(client(world, release, f"PATH = {path!r}\n{FILES}", "files").splitlines()[-1])
     md5 = {
         k: base64.b64encode(hashlib.md5(v).digest()).decode()
         for k, v in [("w", WEIGHTS), ("n", NOTES)]
@@ -532,3 +537,60 @@ def test_files_by_artifact_type_as_clients_before_0_26_ask(world):
     ]
     other = graphql(world, VERSION_FILES, {**variables, "artifactTypeName": "dataset"})
     assert other["project"]["artifactType"]["artifact"] is None
+
+
+LOG_WITH_WANDB = """
+import wandb
+run = wandb.init(entity=TEAM, project="logged_by_wandb")
+art = wandb.Artifact(name="wandb_model", type="model")
+art.add_file(local_path="weights.bin")
+run.link_artifact(artifact=art, target_path="wandb-registry-model/Wandb_Logged", aliases=["prod"])
+run.finish()
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("regalia.server.wandb.log") is None,
+    reason="needs LOG's createArtifact..commitArtifact (branch wandb-log)",
+)
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_version_the_client_logged_downloads_on_another_machine(world, release):
+    since = len(trace(world.root))
+    data = f"weights logged by wandb {release}".encode() * 500
+    home = world.root / f"logger-{release}"
+    (home / "work").mkdir(parents=True)
+    (home / "work" / "weights.bin").write_bytes(data)
+    env = client_env(home, world.server, world.server.api_key)
+    done = run_script(
+        wandb_python(release), f"TEAM = {TEAM!r}\n{LOG_WITH_WANDB}", env, home / "work"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    path = "wandb-registry-model/Wandb_Logged:prod"
+    out = client(world, release, f"PATH = {path!r}\n{DOWNLOAD}", "reader-of-logged")
+    got = json.loads(out.splitlines()[-1])
+    assert (Path(got["root"]) / "weights.bin").read_bytes() == data
+    assert failed(world, since) == []
+
+
+LINEAGE = """
+import json, wandb
+run = wandb.init(entity=TEAM, project="lineage", job_type="eval")
+run.use_artifact("wandb-registry-model/Zoo_Models:v0")
+run.finish()
+a = wandb.Api().artifact("wandb-registry-model/Zoo_Models:v0")
+logged = a.logged_by()
+print(json.dumps({
+    "run": run.id,
+    "used_by": [[r.entity, r.project, r.id] for r in a.used_by()],
+    "logged_by": logged and [logged.entity, logged.project],
+}))
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_lineage_reads_back_who_logged_and_who_used_a_version(world, release):
+    out = client(world, release, f"TEAM = {TEAM!r}\n{LINEAGE}", "lineage")
+    got = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert [TEAM, "lineage", got["run"]] in got["used_by"]
+    assert got["logged_by"] == [TEAM, PROJECT]  # the run of Regalia's SDK that logged v0

@@ -44,6 +44,7 @@ from regalia.server.responses import Health
 from regalia.server.sweeper import sweep_periodically
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
+from regalia.server.wandb import engine as wandb_engine
 from regalia.server.wandb import graphql as wandb_graphql
 from regalia.server.wandb import log as wandb_log
 from regalia.server.wandb import reads as wandb_reads
@@ -108,6 +109,9 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         # first use, in the event loop: ~100 ms that every request (and /healthz)
         # waited for at the first request. Done here, before serving.
         await run_in_threadpool(lambda: None)
+        # The wandb client's GraphQL schema is built off the event loop while
+        # the server already answers (else its first query would pay for it).
+        warming = asyncio.get_running_loop().run_in_executor(None, wandb_engine.warm_up)
         stop = asyncio.Event()
         task = None
         if run_worker:
@@ -117,6 +121,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         sweeper = asyncio.create_task(sweep_periodically(svc, app.state.uploads, stop))
         yield
         stop.set()
+        await warming
         await sweeper
         if task is not None:
             try:

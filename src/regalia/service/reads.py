@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from regalia.core.names import (
     MAX_ID,
     MAX_NAME,
@@ -32,7 +34,7 @@ from regalia.service.access import (
 )
 from regalia.service.artifacts import ArtifactsMixin, _Ctx
 from regalia.service.views import Actor, CollectionView, FileEntry, VersionView
-from regalia.store.models import Collection, Project, Registry, Run, Version
+from regalia.store.models import Collection, Project, Registry, Run, RunInput, Version
 from regalia.store.repo import Repo
 
 
@@ -230,6 +232,30 @@ class ReadsMixin(ArtifactsMixin):
                 "source_run": None if run is None else _source_run(repo, run),
                 "used_by": repo.runs_using(version.id),
             }
+
+        return self.db.read(fn)
+
+    def run_lineage(
+        self, actor: Actor, membership_id: int
+    ) -> tuple[tuple[int, str, str, str] | None, list[tuple[int, str, str, str]]]:
+        """:meth:`lineage` with where each run is: ``(run id, entity, project,
+        run key)`` of the run that logged the version, and of those that used it."""
+
+        def ref(repo: Repo, run: Run) -> tuple[int, str, str, str]:
+            proj = repo.get(Project, run.project_id)
+            return run.id, proj.entity, proj.name, run.run_key
+
+        def fn(repo: Repo) -> tuple[tuple[int, str, str, str] | None, list[Any]]:
+            ctx = self._ctx(repo, actor, membership_id)
+            version = repo.get(Version, ctx.membership.version_id)
+            logged = repo.get(Run, version.run_id) if version.run_id else None
+            used = repo.s.scalars(
+                select(Run)
+                .join(RunInput, RunInput.run_id == Run.id)
+                .where(RunInput.version_id == version.id)
+                .order_by(Run.id)
+            ).all()
+            return (ref(repo, logged) if logged else None), [ref(repo, r) for r in used]
 
         return self.db.read(fn)
 

@@ -68,6 +68,12 @@ def schema() -> GraphQLSchema:
     return build_schema("\n".join(folder.joinpath(n).read_text("utf-8") for n in names))
 
 
+def warm_up() -> None:
+    """Build the schema and validate a query once, so that the first request
+    of a `wandb` client after the server starts does not pay for it (~0.3 s)."""
+    validate(schema(), parse("{ serverInfo { features { name isEnabled } } }"), RULES)
+
+
 class LenientExecutor(Executor[Any]):
     """graphql-core's executor, answering ``null`` for a field the SDL lacks."""
 

@@ -62,7 +62,7 @@ def regalia_path(ctx: WandbContext, entity: str, project: str, name: str) -> str
     if is_registry(project):
         if entity.lower() != ctx.actor.org_name.lower():
             return None
-        return f"{project}/{name}"
+        return f"{REGISTRY_PREFIX}{project[len(REGISTRY_PREFIX) :]}/{name}"
     return f"{entity}/{project}/{name}"
 
 
@@ -290,6 +290,39 @@ def use_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A
     return {
         "artifact": artifact_of(ctx, ctx.service.version_by_id(ctx.actor, version_id)),
         "clientMutationId": input.get("clientMutationId"),
+    }
+
+
+@field("Artifact", "usedBy")
+def used_by(obj: dict[str, Any], info: Any, **_: Any) -> dict[str, Any]:
+    """The runs that used the version (``artifact.used_by()``; ``ArtifactUsedBy``)."""
+    ctx = context(info)
+    _logged, used = lineage_of(ctx, obj["_view"])
+    return {"edges": [{"node": run_ref(ref)} for ref in used]}
+
+
+@field("Artifact", "createdBy")
+def created_by(obj: dict[str, Any], info: Any, **_: Any) -> dict[str, Any] | None:
+    """The run that logged the version (``artifact.logged_by()``; ``ArtifactCreatedBy``)."""
+    ctx = context(info)
+    logged, _used = lineage_of(ctx, obj["_view"])
+    return None if logged is None else run_ref(logged)
+
+
+def lineage_of(ctx: WandbContext, view: VersionView) -> tuple[Any, list[Any]]:
+    membership_id = ctx.service.readable_membership(ctx.actor, view.version_id)
+    return ctx.service.run_lineage(ctx.actor, membership_id)
+
+
+def run_ref(ref: tuple[int, str, str, str]) -> dict[str, Any]:
+    """A run as the client names it (it then reads it with ``project.run(name)``)."""
+    run_id, entity, project, key = ref
+    return {
+        "__typename": "Run",
+        "id": encode_id("Run", run_id),
+        "name": key,
+        "displayName": None,
+        "project": project_of(entity, project),
     }
 
 
