@@ -33,7 +33,7 @@ from regalia.server.wandb import (  # noqa: F401  (register their resolvers)
 )
 from regalia.server.wandb.engine import run_query
 from regalia.server.wandb.resolvers import WandbContext
-from regalia.server.wandb.signing import UrlSigner
+from regalia.server.wandb.signing import signer_of
 from regalia.service import Service
 
 router = APIRouter(include_in_schema=False)
@@ -66,15 +66,6 @@ def base_url(request: Request, settings: Settings) -> str:
     if settings.public_url:
         return settings.public_url.rstrip("/")
     return str(request.base_url).rstrip("/")
-
-
-def signer_of(request: Request) -> UrlSigner:
-    state = request.app.state
-    signer = getattr(state, "wandb_signer", None)
-    if signer is None:
-        service: Service = state.service
-        signer = state.wandb_signer = UrlSigner(service.secret_box.key)
-    return signer
 
 
 async def context_of(request: Request) -> WandbContext:

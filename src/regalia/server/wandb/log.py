@@ -44,7 +44,7 @@ from regalia.server.uploads import UploadArea
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import artifact_of, membership_of, timestamp
 from regalia.server.wandb.resolvers import WandbContext, context, mutation
-from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner
+from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner, signer_of
 from regalia.service import Actor, Service
 from regalia.service.views import VersionView
 from regalia.service.wandb_uploads import Draft
@@ -283,8 +283,6 @@ def link_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: 
 
 # -- the PUT routes --------------------------------------------------------------------------
 def _signer(request: Request) -> UrlSigner:
-    from regalia.server.wandb.graphql import signer_of
-
     return signer_of(request)
 
 

@@ -1,6 +1,7 @@
 """Changing what was logged and linked: the `wandb` client's ``artifact.save()``
 (``addAliases``, ``deleteAliases``, ``updateArtifact``), ``unlink()``
-(``unlinkArtifact``) and ``delete()`` (``deleteArtifact``).
+(``unlinkArtifact``) and ``delete()`` (``deleteArtifact``), and a registry
+collection's ``save()`` (description, tags) and ``delete()``.
 
 The client names a version by its *source* id (``Artifact:<version id>``) and,
 for aliases and unlinks, the collection it acts in: ``entity/project/name``
@@ -17,21 +18,23 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from regalia.core.names import REGISTRY_PREFIX, name_key
+from regalia.core.names import MAX_ID, REGISTRY_PREFIX, name_key
 from regalia.errors import (
     CollectionNotFound,
     Conflict,
     InvalidRequest,
+    NotFound,
     PermissionDenied,
     RegistryNotFound,
     VersionNotFound,
 )
 from regalia.server.wandb import reads, registries  # noqa: F401  (registries' resolvers register too)
 from regalia.server.wandb.ids import decode_int_id, encode_id
-from regalia.server.wandb.objects import artifact_of, collection_of
+from regalia.server.wandb.objects import artifact_of, collection_of, tag_of
 from regalia.server.wandb.resolvers import WandbContext, context, field, mutation
 from regalia.service.access import can_use_entity, registry_role
 from regalia.service.views import VersionView
+from regalia.store.models import Collection, Project, Registry
 from regalia.store.repo import Repo
 
 LATEST = "latest"
@@ -283,13 +286,14 @@ def project_artifact_type(
         ctx = context(info)
         if not name:
             return None
-        if project.startswith(REGISTRY_PREFIX):
-            view = ctx.service.get_collection(ctx.actor, project[len(REGISTRY_PREFIX) :], name)
-        else:
-            try:
+        try:
+            if project.startswith(REGISTRY_PREFIX):
+                registry = project[len(REGISTRY_PREFIX) :]
+                view = ctx.service.get_collection(ctx.actor, registry, name)
+            else:
                 view = ctx.service.resolve(ctx.actor, f"{entity}/{project}/{name}").collection
-            except VersionNotFound:
-                return None
+        except NotFound:  # none the caller may see: null, as W&B answers
+            return None
         if view.type != type_name:
             return None
         return collection_of(ctx, view)
@@ -301,3 +305,136 @@ def project_artifact_type(
         "artifactCollection": collection,
         "artifact": lambda info, name, **a: reads.artifact_of_type(obj, info, type_name, name, **a),
     }
+
+
+# -- a registry collection's card: description and tags (collection.save()) -------------
+
+
+def _registry_collection(ctx: WandbContext, collection_id: int) -> tuple[str, str]:
+    """(registry, collection) names of the registry collection with id
+    ``collection_id``; 404 unless the caller may see it."""
+    actor = ctx.actor
+
+    def fn(repo: Repo) -> tuple[str, str]:
+        coll = repo.get(Collection, collection_id) if 0 < collection_id <= MAX_ID else None
+        reg = repo.get(Registry, coll.registry_id) if coll and coll.registry_id else None
+        if coll is None or reg is None or registry_role(repo, actor, reg) is None:
+            raise CollectionNotFound("no such registry collection", collection=str(collection_id))
+        return reg.name, coll.name
+
+    return ctx.service.db.read(fn)
+
+
+def _card_target(ctx: WandbContext, entity: str, project: str, collection: str) -> str:
+    """The registry of ``entity/project/collection``; a source artifact has no card."""
+    if not project.startswith(REGISTRY_PREFIX):
+        raise InvalidRequest(
+            f"{entity}/{project}/{collection} is a source artifact: in Regalia, tags and "
+            "descriptions of collections are a registry collection's (link it, then tag it there)"
+        )
+    return project[len(REGISTRY_PREFIX) :]
+
+
+@mutation("updateArtifactPortfolio")
+def update_artifact_portfolio(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.description = ...; collection.save()`` of a registry collection:
+    service.update_collection (registry members; history)."""
+    ctx = context(info)
+    registry, name = _registry_collection(
+        ctx, decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
+    )
+    wanted = input.get("name")
+    if wanted is not None and wanted != name:
+        raise InvalidRequest(
+            f"collection {name!r} keeps its name in Regalia (renaming to {wanted!r} is not "
+            "supported): versions are found by registry path"
+        )
+    view = ctx.service.update_collection(
+        ctx.actor, registry, name, description=input.get("description")
+    )
+    return {
+        "artifactCollection": collection_of(ctx, view),
+        "clientMutationId": input.get("clientMutationId"),
+    }
+
+
+@mutation("updateArtifactSequence")
+def update_artifact_sequence(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.save()`` of a source artifact: nothing to change in Regalia, so
+    only what it already is is accepted (never a silent drop of a change)."""
+    ctx = context(info)
+    sequence_id = decode_int_id(input["artifactSequenceID"], "ArtifactSequence")
+    actor = ctx.actor
+
+    def fn(repo: Repo) -> tuple[str, str]:
+        coll = repo.get(Collection, sequence_id) if 0 < sequence_id <= MAX_ID else None
+        proj = repo.get(Project, coll.project_id) if coll and coll.project_id else None
+        if coll is None or proj is None or not can_use_entity(actor, proj.entity):
+            raise CollectionNotFound("no such artifact", collection=str(sequence_id))
+        return str(coll.name), str(coll.description or "")
+
+    current_name, current_description = ctx.service.db.read(fn)
+    name, description = input.get("name"), input.get("description")
+    if (name is not None and name != current_name) or (description or "") != current_description:
+        raise InvalidRequest(
+            f"the source artifact {current_name!r} keeps its name and description in Regalia; "
+            "describe and tag the registry collection it is linked to instead"
+        )
+    return {"artifactCollection": None, "clientMutationId": input.get("clientMutationId")}
+
+
+def _tags(input: dict[str, Any]) -> list[str]:  # noqa: A002
+    return [t["tagName"] for t in input["tags"]]
+
+
+@mutation("createArtifactCollectionTagAssignments")
+def add_collection_tags(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.tags.append(...); collection.save()``."""
+    ctx = context(info)
+    registry = _card_target(
+        ctx, input["entityName"], input["projectName"], input["artifactCollectionName"]
+    )
+    tags = _tags(input)
+    ctx.service.update_collection(
+        ctx.actor, registry, input["artifactCollectionName"], add_tags=tags
+    )
+    return {"tags": [tag_of(t) for t in tags], "clientMutationID": input.get("clientMutationID")}
+
+
+@mutation("deleteArtifactCollectionTagAssignments")
+def delete_collection_tags(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.tags.remove(...); collection.save()``."""
+    ctx = context(info)
+    registry = _card_target(
+        ctx, input["entityName"], input["projectName"], input["artifactCollectionName"]
+    )
+    ctx.service.update_collection(
+        ctx.actor, registry, input["artifactCollectionName"], remove_tags=_tags(input)
+    )
+    return {"success": True, "clientMutationID": input.get("clientMutationID")}
+
+
+@mutation("deleteArtifactPortfolio")
+def delete_artifact_portfolio(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.delete()`` of a registry collection: service.delete_collection
+    (its links go, their sources stay; R7: an admin's if it holds a protected alias)."""
+    ctx = context(info)
+    registry, name = _registry_collection(
+        ctx, decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
+    )
+    view = ctx.service.get_collection(ctx.actor, registry, name)
+    ctx.service.delete_collection(ctx.actor, registry, name)
+    return {
+        "artifactCollection": collection_of(ctx, view),
+        "clientMutationId": input.get("clientMutationId"),
+    }
+
+
+@mutation("deleteArtifactSequence")
+def delete_artifact_sequence(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``collection.delete()`` of a source artifact: refused with what to do instead."""
+    decode_int_id(input["artifactSequenceID"], "ArtifactSequence")
+    raise InvalidRequest(
+        "Regalia deletes a source artifact version by version (artifact.delete(), which "
+        "also unlinks it and refuses while a link holds a protected alias), not all at once"
+    )

@@ -38,7 +38,7 @@ from regalia.server.wandb.objects import (
     project_of,
 )
 from regalia.server.wandb.resolvers import WandbContext, context, field, mutation
-from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UrlSigner
+from regalia.server.wandb.signing import DOWNLOAD_TTL_S, signer_of
 from regalia.service import Service
 from regalia.service.views import CollectionView, FileEntry, VersionView
 
@@ -371,10 +371,7 @@ def manifest_of(service: Service, view: VersionView, files: list[FileEntry]) -> 
 # -- the signed routes -------------------------------------------------------------------------
 def _claims(request: Request, token: str, purpose: str) -> tuple[Service, Any, dict[str, Any]]:
     service: Service = request.app.state.service
-    signer = getattr(request.app.state, "wandb_signer", None)
-    if signer is None:
-        signer = request.app.state.wandb_signer = UrlSigner(service.secret_box.key)
-    claims = signer.verify(token, purpose)
+    claims = signer_of(request).verify(token, purpose)
     actor = service.actor_of_user(int(claims["u"]))
     return service, actor, claims
 

@@ -1,6 +1,6 @@
 """Registries as the `wandb` client sees them: ``Api().registries(filter=...)``,
-its ``.collections()`` and ``.versions()``, ``Api().registry(name)`` and
-``Api().create_registry(...)``.
+its ``.collections()`` and ``.versions()``, ``Api().registry(name)`` with its
+``save()`` and ``delete()``, and ``Api().create_registry(...)``.
 
 A registry is the project ``wandb-registry-<name>`` of the organization's
 entity (``organization(name).orgEntity``); its listings are that entity's
@@ -29,7 +29,7 @@ from regalia.errors import (
 )
 from regalia.server.wandb import identity
 from regalia.server.wandb.identity import entity_of_name, organization_of
-from regalia.server.wandb.ids import encode_id
+from regalia.server.wandb.ids import decode_id, encode_id
 from regalia.server.wandb.objects import (
     alias_of,
     collection_of,
@@ -268,11 +268,7 @@ def entity_artifact_collections(
             if cursor is None:
                 return count
 
-    # 0.22.3 refuses an empty description: none is null
-    out = _connection(
-        find(after, _page(first)),
-        lambda c: {**collection_of(ctx, c), "description": c.description or None},
-    )
+    out = _connection(find(after, _page(first)), lambda c: collection_of(ctx, c))
     out["totalCount"] = total
     return out
 
@@ -381,19 +377,64 @@ def upsert_model(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A
         inserted = True
     except AlreadyExists as taken:
         try:
-            ctx.service.get_registry(ctx.actor, name)
+            current = ctx.service.get_registry(ctx.actor, name)
         except RegistryNotFound:
             raise taken from None  # by a registry the caller may not see
-        reg = ctx.service.update_registry(
-            ctx.actor,
-            name,
-            description=description,
-            visibility=visibility,
-            artifact_types=artifact_types,
-        )
+        reg = _update(ctx, current, input, description, visibility, types)
         inserted = False
     return {
         "inserted": inserted,
         "project": registry_project(ctx, reg),
         "clientMutationId": input.get("clientMutationId"),
     }
+
+
+def _update(
+    ctx: WandbContext,
+    current: RegistryView,
+    input: dict[str, Any],  # noqa: A002
+    description: str | None,
+    visibility: str | None,
+    new_types: list[str],
+) -> RegistryView:
+    """``registry.save()``: only what differs is changed (the client sends every
+    attribute; a visibility or type change needs the registry's admin, a
+    description its members). Types are only added (W&B's rule: saved types stay);
+    ``allowAllArtifactTypesInRegistry`` true lifts the restriction."""
+    allow_all = input.get("allowAllArtifactTypesInRegistry")
+    types: list[str] | None = None
+    clear = False
+    if allow_all and current.artifact_types is not None:
+        clear = True
+    elif new_types or (allow_all is False and current.artifact_types is None):
+        merged = list(dict.fromkeys([*(current.artifact_types or []), *new_types]))
+        if merged != (current.artifact_types or []):
+            types = merged
+    if (
+        (description is None or description == current.description)
+        and (visibility is None or visibility == current.visibility)
+        and types is None
+        and not clear
+    ):
+        return current
+    return ctx.service.update_registry(
+        ctx.actor,
+        current.name,
+        description=description if description != current.description else None,
+        visibility=visibility if visibility != current.visibility else None,
+        artifact_types=types,
+        clear_artifact_types=clear,
+    )
+
+
+@mutation("deleteModel")
+def delete_model(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+    """``registry.delete()``: service.delete_registry (its admins; the core
+    registries stay). ``id`` is the registry's project id."""
+    ctx = context(info)
+    key = decode_id(input["id"], "Project")
+    entity, _, project = key.partition("/")
+    if name_key(entity) != name_key(ctx.actor.org_name) or not project.startswith(REGISTRY_PREFIX):
+        raise InvalidRequest("Regalia deletes registries only, not other projects")
+    ctx.service.delete_registry(ctx.actor, project[len(REGISTRY_PREFIX) :])
+    return {"success": True, "clientMutationId": input.get("clientMutationId")}

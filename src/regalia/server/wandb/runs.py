@@ -33,7 +33,7 @@ from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import artifact_of, project_of, timestamp
 from regalia.server.wandb.resolvers import context, field, mutation, query
-from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UPLOAD_TTL_S, UrlSigner
+from regalia.server.wandb.signing import DOWNLOAD_TTL_S, UPLOAD_TTL_S, signer_of
 from regalia.service import Actor, Service
 from regalia.service.runs import RunFileView, RunNotFound, RunView
 
@@ -372,18 +372,12 @@ async def file_stream(entity: str, project: str, run: str, request: Request) -> 
     return JSONResponse({})
 
 
-def _signer(request: Request) -> UrlSigner:
-    from regalia.server.wandb.graphql import signer_of
-
-    return signer_of(request)
-
-
 @router.get("/wandb/run-files/{token}")
 async def get_run_file(token: str, request: Request) -> Response:
     """One kept run file, at the URL ``Run.files`` signed (no credentials)."""
     service: Service = request.app.state.service
     try:
-        claims = _signer(request).verify(token, RUN_FILE_GET)
+        claims = signer_of(request).verify(token, RUN_FILE_GET)
         actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
         kept = await run_in_threadpool(service.run_file, actor, int(claims["r"]), str(claims["n"]))
         return await run_in_threadpool(blob_response, service, kept.digest)
@@ -396,7 +390,7 @@ async def put_run_file(token: str, request: Request) -> JSONResponse:
     """One run file's bytes, at the URL ``createRunFiles`` signed (no credentials)."""
     service: Service = request.app.state.service
     try:
-        claims = _signer(request).verify(token, RUN_FILE_PURPOSE)
+        claims = signer_of(request).verify(token, RUN_FILE_PURPOSE)
         actor = await run_in_threadpool(service.actor_of_user, int(claims["u"]))
         # Still the user's to write (checked again with the file): a refusal
         # comes before the bytes are received.

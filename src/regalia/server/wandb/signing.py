@@ -18,6 +18,8 @@ import json
 import time
 from typing import Any
 
+from starlette.requests import Request
+
 from regalia.errors import PermissionDenied
 
 UPLOAD_TTL_S = 24 * 3600  # a big upload may queue for a while behind others
@@ -73,3 +75,12 @@ class UrlSigner:
                 "this transfer URL has expired; ask for the file again (the client refreshes it)"
             )
         return claims
+
+
+def signer_of(request: Request) -> UrlSigner:
+    """The app's signer (made once, from the service's secret key)."""
+    state = request.app.state
+    signer = getattr(state, "wandb_signer", None)
+    if signer is None:
+        signer = state.wandb_signer = UrlSigner(state.service.secret_box.key)
+    return signer
