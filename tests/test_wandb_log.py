@@ -315,18 +315,48 @@ class Client:
 
 @pytest.fixture
 def server(tmp_path: Path):
+    """A server on SQLite (for the real client's tests)."""
     with start_server(tmp_path) as srv:
         yield srv
 
 
 @pytest.fixture
-def api(server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> regalia.Api:
+def wire(db_kind: str, database_url: str, org_name: str, tmp_path: Path, monkeypatch):
+    """A server on SQLite, then on PostgreSQL (an organization of its own in the
+    session's database); the test's REGALIA_* environment points at its store."""
+    extra = (
+        {"REGALIA_DATABASE_URL": database_url, "REGALIA_ORG": org_name}
+        if db_kind == "postgresql"
+        else {}
+    )
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    with start_server(tmp_path, **extra) as srv:
+        yield srv
+
+
+def sdk(server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> regalia.Api:
     """Regalia's own SDK against the same server."""
     monkeypatch.setenv("REGALIA_BASE_URL", server.url)
     monkeypatch.setenv("REGALIA_API_KEY", server.api_key)
     monkeypatch.setenv("REGALIA_HOME", str(tmp_path / "regalia-sdk"))
     monkeypatch.delenv("REGALIA_DATABASE_URL", raising=False)
     return regalia.Api()
+
+
+@pytest.fixture
+def api(server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> regalia.Api:
+    return sdk(server, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def wire_api(wire, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> regalia.Api:
+    return sdk(wire, monkeypatch, tmp_path)
+
+
+def store_of(tmp_path: Path) -> Service:
+    """The server's store, opened beside it (users, roles, protected aliases)."""
+    return Service(Settings.from_env(tmp_path / "regalia"))
 
 
 def traced(tmp_path: Path, count: int) -> list[dict[str, Any]]:
@@ -337,7 +367,7 @@ def traced(tmp_path: Path, count: int) -> list[dict[str, Any]]:
     return entries
 
 
-def org_name(server) -> str:
+def org_of(server) -> str:
     r = httpx.post(
         server.url + "/graphql",
         auth=("api", server.api_key),
@@ -347,13 +377,13 @@ def org_name(server) -> str:
 
 
 @pytest.mark.parametrize("release", ["0.31.0", "0.22.3"])
-def test_a_logged_and_linked_artifact_is_a_regalia_version(server, api, tmp_path, release):
-    client = Client(server.url, server.api_key, release)
+def test_a_logged_and_linked_artifact_is_a_regalia_version(wire, wire_api, tmp_path, release):
+    client = Client(wire.url, wire.api_key, release)
     files = {"model.pt": bytes(range(256)) * 64, "cfg/params.json": b'{"lr": 0.1}'}
     art_id, sent = client.log("admin", "zoo", "zoo_model", "model", files)
     assert sent == sum(map(len, files.values()))
 
-    src = api.artifact("admin/zoo/zoo_model:latest")
+    src = wire_api.artifact("admin/zoo/zoo_model:latest")
     assert (src.version, src.type) == ("v0", "model")
     assert {f.path: f.digest for f in src.files()} == {
         p: hashlib.sha256(d).hexdigest() for p, d in files.items()
@@ -365,7 +395,7 @@ def test_a_logged_and_linked_artifact_is_a_regalia_version(server, api, tmp_path
     got = client.gql(ARTIFACT_BY_ID, {"id": art_id})["artifact"]
     assert (got["state"], got["versionIndex"], got["fileCount"]) == ("COMMITTED", 0, 2)
 
-    org = org_name(server)
+    org = org_of(wire)
     linked = client.link(art_id, "Model", "Zoo_Models", ["staging", "latest"], org=org)
     assert linked["versionIndex"] == 0
     membership = linked["artifactMembership"]
@@ -374,40 +404,40 @@ def test_a_logged_and_linked_artifact_is_a_regalia_version(server, api, tmp_path
     assert sorted(a["alias"] for a in membership["aliases"]) == ["latest", "staging"]
     assert membership["artifact"]["artifactSequence"]["name"] == "zoo_model"
 
-    reg = api.artifact("wandb-registry-model/Zoo_Models:staging")
+    reg = wire_api.artifact("wandb-registry-model/Zoo_Models:staging")
     assert (reg.version, sorted(reg.aliases)) == ("v0", ["latest", "staging"])
     assert reg.source_qualified_name == "admin/zoo/zoo_model:v0"
 
 
 def test_relogging_the_same_files_answers_the_committed_version_and_sends_nothing(
-    server, api, tmp_path
+    wire, wire_api, tmp_path
 ):
-    client = Client(server.url, server.api_key)
+    client = Client(wire.url, wire.api_key)
     files = {"data.bin": b"zoo tensor" * 500}
     first, sent = client.log("admin", "zoo", "zoo_dataset", "dataset", files)
     assert sent == 5000
-    before = len(trace(tmp_path))
+    before = len(traced(tmp_path, 7))  # the whole first log, trace written
     again, sent = client.log("admin", "zoo", "zoo_dataset", "dataset", files)
     assert sent == 0
     assert [e["operation"] for e in traced(tmp_path, before + 1)[before:]] == ["CreateArtifact"]
     assert client.gql(ARTIFACT_BY_ID, {"id": again})["artifact"]["versionIndex"] == 0
-    assert api.artifact("admin/zoo/zoo_dataset:latest").version == "v0"
+    assert wire_api.artifact("admin/zoo/zoo_dataset:latest").version == "v0"
     with pytest.raises(regalia.errors.NotFound):
-        api.artifact("admin/zoo/zoo_dataset:v1")
+        wire_api.artifact("admin/zoo/zoo_dataset:v1")
 
 
-def test_content_already_stored_is_not_sent_again_in_a_new_version(server, api):
-    client = Client(server.url, server.api_key)
+def test_content_already_stored_is_not_sent_again_in_a_new_version(wire, wire_api):
+    client = Client(wire.url, wire.api_key)
     shared = b"labels" * 1000
     client.log("admin", "zoo", "zoo_dataset", "dataset", {"labels": shared, "a": b"one"})
     _, sent = client.log("admin", "zoo", "zoo_dataset", "dataset", {"labels": shared, "a": b"two"})
     assert sent == 3  # only the changed file
-    v1 = api.artifact("admin/zoo/zoo_dataset:v1")
+    v1 = wire_api.artifact("admin/zoo/zoo_dataset:v1")
     assert {f.path: f.size for f in v1.files()} == {"labels": 6000, "a": 3}
 
 
-def test_a_body_whose_md5_is_not_the_announced_one_is_refused(server, api):
-    client = Client(server.url, server.api_key)
+def test_a_body_whose_md5_is_not_the_announced_one_is_refused(wire, wire_api):
+    client = Client(wire.url, wire.api_key)
     files = {"model.pt": b"the real weights"}
     art = client.create("admin", "zoo", "m", "model", files)
     (node,) = client.file_urls(art["id"], files)
@@ -419,8 +449,8 @@ def test_a_body_whose_md5_is_not_the_announced_one_is_refused(server, api):
     assert r.status_code == 403
 
 
-def test_commit_refuses_a_file_that_was_never_uploaded(server):
-    client = Client(server.url, server.api_key)
+def test_commit_refuses_a_file_that_was_never_uploaded(wire):
+    client = Client(wire.url, wire.api_key)
     files = {"model.pt": b"never sent"}
     art = client.create("admin", "zoo", "m", "model", files)
     manifest = json.dumps(
@@ -432,21 +462,21 @@ def test_commit_refuses_a_file_that_was_never_uploaded(server):
     assert "has not been uploaded by you" in out["errors"][0]["message"]
 
 
-def test_three_links_are_v0_v1_v2_with_latest_on_the_last(server, api):
-    client = Client(server.url, server.api_key)
-    org = org_name(server)
+def test_three_links_are_v0_v1_v2_with_latest_on_the_last(wire, wire_api):
+    client = Client(wire.url, wire.api_key)
+    org = org_of(wire)
     for i in range(3):
         art_id, _ = client.log("admin", "zoo", "ds", "dataset", {"d": f"tensor {i}".encode()})
         linked = client.link(art_id, "model", "Zoo_Classifier_Models", ["production-us"], org=org)
         assert linked["versionIndex"] == i
     coll = "wandb-registry-model/Zoo_Classifier_Models"
-    assert api.artifact(f"{coll}:latest").version == "v2"
-    assert api.artifact(f"{coll}:production-us").version == "v2"
-    assert "latest" not in api.artifact(f"{coll}:v0").aliases
+    assert wire_api.artifact(f"{coll}:latest").version == "v2"
+    assert wire_api.artifact(f"{coll}:production-us").version == "v2"
+    assert "latest" not in wire_api.artifact(f"{coll}:v0").aliases
 
 
-def test_a_member_may_not_link_with_a_protected_alias(server, tmp_path):
-    svc = Service(Settings.from_env(tmp_path / "regalia"))
+def test_a_member_may_not_link_with_a_protected_alias(wire, tmp_path):
+    svc = store_of(tmp_path)
     try:
         owner = svc.ensure_org()
         _, key = svc.create_user(owner, "mia")
@@ -455,18 +485,16 @@ def test_a_member_may_not_link_with_a_protected_alias(server, tmp_path):
     finally:
         svc.close()
     assert key is not None
-    client = Client(server.url, key)
+    client = Client(wire.url, key)
     art_id, _ = client.log("mia", "zoo", "m", "model", {"w": b"weights"})
-    out = client.link(art_id, "model", "Zoo", ["production"], status=403, org=org_name(server))
+    out = client.link(art_id, "model", "Zoo", ["production"], status=403, org=org_of(wire))
     message = out["errors"][0]["message"]
     assert "registry role 'admin'" in message and "protected aliases" in message
-    assert (
-        client.link(art_id, "model", "Zoo", ["staging"], org=org_name(server))["versionIndex"] == 0
-    )
+    assert client.link(art_id, "model", "Zoo", ["staging"], org=org_of(wire))["versionIndex"] == 0
 
 
-def test_create_artifact_input_lists_every_field_the_clients_send(server):
-    client = Client(server.url, server.api_key)
+def test_create_artifact_input_lists_every_field_the_clients_send(wire):
+    client = Client(wire.url, wire.api_key)
     out = client.gql(INPUT_FIELDS, {"typeName": "CreateArtifactInput"})
     names = {f["name"] for f in out["TypeInfo"]["inputFields"]}
     sent = {
@@ -492,6 +520,13 @@ art.wait()
 print("LOGGED", run.id, art.version)
 run.link_artifact(art, "wandb-registry-Model/Zoo_Models", aliases=["staging"])
 run.finish()
+"""
+
+
+DOWNLOAD = """
+import wandb
+art = wandb.Api().artifact("wandb-registry-model/Zoo_Models:staging")
+print("AT", art.download(root="out"))
 """
 
 
@@ -526,6 +561,14 @@ def test_the_client_logs_and_links_a_version_regalia_shows(release, server, api,
     refused = [e for e in trace(tmp_path) if e.get("status", 200) >= 400]
     assert [e for e in refused if not e["path"].startswith("/sdk/otel")] == []
 
+    # Another machine (an empty cache) downloads it with the client: W&B's MD5s check out.
+    fresh = client_env(tmp_path / "elsewhere", server, server.api_key)
+    done = run_script(python, DOWNLOAD, fresh, tmp_path / "elsewhere", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = tmp_path / "elsewhere" / done.stdout.split("AT ")[1].strip()
+    assert (got / "model.pt").read_bytes() == weights
+    assert (got / "docs/notes.txt").read_text() == "trained on the zoo"
+
     # The same files again: the client learns the version exists and sends nothing.
     before = len(trace(tmp_path))
     done = run_script(python, LOG_AND_LINK, env, work, timeout=180)
@@ -551,7 +594,7 @@ run.finish()
 def test_a_member_linking_a_protected_alias_fails_in_the_client_with_regalias_message(
     release, server, tmp_path
 ):
-    svc = Service(Settings.from_env(tmp_path / "regalia"))
+    svc = store_of(tmp_path)
     try:
         owner = svc.ensure_org()
         _, key = svc.create_user(owner, "mia")
@@ -576,12 +619,12 @@ def test_a_member_linking_a_protected_alias_fails_in_the_client_with_regalias_me
     assert [e["status"] for e in links] == [403]
 
 
-def test_a_file_larger_than_a_json_body_uploads_in_one_put(server, api):
-    client = Client(server.url, server.api_key)
+def test_a_file_larger_than_a_json_body_uploads_in_one_put(wire, wire_api):
+    client = Client(wire.url, wire.api_key)
     big = bytes(range(256)) * (17 * 4096)  # 17 MiB: past the server's JSON body limit
     _, sent = client.log("admin", "zoo", "big", "dataset", {"big.bin": big})
     assert sent == len(big)
-    (entry,) = api.artifact("admin/zoo/big:v0").files()
+    (entry,) = wire_api.artifact("admin/zoo/big:v0").files()
     assert (entry.size, entry.digest) == (len(big), hashlib.sha256(big).hexdigest())
 
 
@@ -601,3 +644,61 @@ def test_references_are_refused_at_commit_with_a_reason(server, tmp_path):
     done = run_script(wandb_python(), REFERENCES, env, tmp_path / "work", timeout=180)
     assert done.returncode != 0
     assert "add_reference" in done.stderr
+
+
+def test_drafts_never_committed_are_swept_after_the_grant_lifetime(service, owner, clock):
+    kept = service.create_wandb_draft(
+        owner, entity="admin", project="zoo", name="m", type="model", digest="0" * 32
+    )
+    assert service.expire_wandb_drafts() == 0
+    clock.advance(days=8)
+    assert service.expire_wandb_drafts() == 1
+    with pytest.raises(regalia.errors.NotFound):
+        service.wandb_draft(owner, kept.wire_id)
+
+
+def test_content_either_client_logged_is_one_version_and_one_blob(wire, wire_api, tmp_path):
+    """Regalia's SDK logs a file; the wandb client logging the same file sends
+    nothing (the server learns the MD5s of the artifact's latest version) and
+    gets the same version (R10); a new artifact holding it sends nothing."""
+    data = b"shared weights" * 100
+    (tmp_path / "w.bin").write_bytes(data)
+    run = regalia.init(entity="admin", project="zoo")
+    art = regalia.Artifact("shared", "model")
+    art.add_file(str(tmp_path / "w.bin"), name="w.bin")
+    run.log_artifact(art)
+    run.finish()
+    assert wire_api.artifact("admin/zoo/shared:latest").version == "v0"
+
+    client = Client(wire.url, wire.api_key)
+    art_id, sent = client.log("admin", "zoo", "shared", "model", {"w.bin": data})
+    assert sent == 0  # the server learnt the MD5s of the latest version's files
+    assert client.gql(ARTIFACT_BY_ID, {"id": art_id})["artifact"]["versionIndex"] == 0
+    with pytest.raises(regalia.errors.NotFound):
+        wire_api.artifact("admin/zoo/shared:v1")
+    _, sent = client.log("admin", "zoo", "other", "model", {"weights/w.bin": data})
+    assert sent == 0
+    (entry,) = wire_api.artifact("admin/zoo/other:v0").files()
+    assert entry.digest == hashlib.sha256(data).hexdigest()
+
+
+def test_logging_under_another_type_is_refused_before_any_upload(wire):
+    client = Client(wire.url, wire.api_key)
+    client.log("admin", "zoo", "zoo_model", "model", {"w": b"weights"})
+    r = client.http.post(
+        wire.url + "/graphql",
+        json={
+            "query": CREATE_ARTIFACT,
+            "variables": {
+                "input": {
+                    "entityName": "admin",
+                    "projectName": "zoo",
+                    "artifactTypeName": "dataset",
+                    "artifactCollectionName": "zoo_model",
+                    "digest": artifact_digest({"w": b"other"}),
+                }
+            },
+        },
+    )
+    assert r.status_code == 409
+    assert "has type 'model'" in r.json()["errors"][0]["message"]

@@ -38,6 +38,7 @@ class Swept:
 def sweep_once(svc: Service, area: UploadArea, *, now: float | None = None) -> Swept:
     """One sweep of the upload area and the grants; logs what it removed."""
     swept = Swept(area.sweep(now=now), svc.expire_grants())
+    svc.expire_wandb_drafts()  # wandb client logs never committed (service/wandb_uploads.py)
     if swept.uploads or swept.grants:
         LOG.info(
             "removed abandoned uploads and expired grants",

@@ -44,13 +44,15 @@ from regalia.core.names import (
     validate_tag,
 )
 from regalia.errors import (
+    ArtifactNotFound,
     ContentNotUploaded,
     InvalidRequest,
-    NotFound,
     PermissionDenied,
+    TypeMismatch,
     VersionNotFound,
 )
 from regalia.service.access import require_entity
+from regalia.service.content import GRANT_LIFETIME
 from regalia.service.transfer import TransferMixin
 from regalia.service.views import Actor, FileEntry, VersionView
 from regalia.store.models import BlobMd5, User, Version, WandbDraft, WandbDraftFile
@@ -60,12 +62,11 @@ DRAFT_ID_BASE = 2**62
 """Wire ids of drafts start here: version ids never get this far."""
 
 MAX_MANIFEST_ENTRIES = 100_000
+LEARN_MD5_BYTES = 1 << 30
+"""Bytes of stored contents read at most, per request for upload URLs, to learn
+the MD5s of the artifact's latest version (its files Regalia's SDK stored)."""
 _MD5 = re.compile(r"[0-9a-f]{32}")
 LATEST = "latest"
-
-
-class DraftNotFound(NotFound):
-    code = "artifact_not_found"
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,14 @@ class WandbUploadsMixin(TransferMixin):
         """The caller's draft with this wire id.
 
         Raises:
-            DraftNotFound: no such draft, or another user's.
+            ArtifactNotFound: no such draft, or another user's.
         """
         row_id = wire_id - DRAFT_ID_BASE
 
         def fn(repo: Repo) -> Draft:
             row = repo.get(WandbDraft, row_id) if 0 < row_id <= DRAFT_ID_BASE else None
             if row is None or row.user_id != actor.user_id or row.org_id != actor.org_id:
-                raise DraftNotFound(f"artifact {wire_id} not found (or not yours to upload to)")
+                raise ArtifactNotFound(f"artifact {wire_id} not found (or not yours to upload to)")
             return _draft(row)
 
         return self.db.read(fn)
@@ -192,7 +193,7 @@ class WandbUploadsMixin(TransferMixin):
         if run_key is not None:
             validate_label(run_key, "run key", MAX_RUN_KEY)
         require_entity(actor, entity, project, "log artifacts")
-        existing = self._same_digest(actor, entity, project, name, digest)
+        existing = self._same_digest(actor, entity, project, name, type, digest)
         if existing is not None:
             view = self.get_version(actor, existing)
             if custom:
@@ -226,16 +227,28 @@ class WandbUploadsMixin(TransferMixin):
         return self.db.write(fn)
 
     def _same_digest(
-        self, actor: Actor, entity: str, project: str, name: str, digest: str
+        self, actor: Actor, entity: str, project: str, name: str, type: str, digest: str
     ) -> int | None:
         """The source membership of a committed version of ``entity/project/name``
-        that the client logged with W&B digest ``digest``, if any."""
+        that the client logged with W&B digest ``digest``, if any.
+
+        Raises:
+            TypeMismatch: the artifact exists with another type (said now, before
+                the client uploads anything; :meth:`log_version` would refuse it).
+        """
 
         def fn(repo: Repo) -> int | None:
             proj = repo.project(actor.org_id, entity, project)
             seq = repo.sequence(proj.id, name) if proj is not None else None
             if seq is None:
                 return None
+            if seq.type != type:
+                raise TypeMismatch(
+                    f"artifact {entity}/{project}/{name} has type {seq.type!r}; "
+                    f"cannot log a version of type {type!r}",
+                    existing_type=seq.type,
+                    type=type,
+                )
             found = repo.s.execute(
                 select(Version.id)
                 .join(WandbDraft, WandbDraft.version_id == Version.id)
@@ -266,11 +279,46 @@ class WandbUploadsMixin(TransferMixin):
         validate_manifest_paths(files)
         for md5 in files.values():
             validate_md5(md5)
-        known = self._referenceable_by_md5(actor, set(files.values()))
+        wanted = set(files.values())
+        known = self._referenceable_by_md5(actor, wanted)
+        if wanted - set(known) and self._learn_md5s_of_latest(actor, draft):
+            known = self._referenceable_by_md5(actor, wanted)
         held = {p: known[m] for p, m in files.items() if m in known}
         if held:
             self._hold(draft, {p: (files[p], d, n) for p, (d, n) in held.items()})
         return set(files) - set(held)
+
+    def _learn_md5s_of_latest(self, actor: Actor, draft: Draft) -> bool:
+        """Record the MD5s of the files of the artifact's latest version that have
+        none yet (contents Regalia's own clients stored: only SHA-256 is known),
+        so that a new version sharing them needs no upload. Bounded by
+        :data:`LEARN_MD5_BYTES`; returns whether any was learnt."""
+
+        def fn(repo: Repo) -> list[tuple[str, int]]:
+            proj = repo.project(actor.org_id, draft.entity, draft.project)
+            seq = repo.sequence(proj.id, draft.name) if proj is not None else None
+            top = repo.highest_membership(seq.id) if seq is not None else None
+            if top is None:
+                return []
+            digests = {d: n for _, d, n, _ in repo.files(top.version_id)}
+            have = set(
+                repo.s.execute(
+                    select(BlobMd5.digest).where(BlobMd5.digest.in_(list(digests)))
+                ).scalars()
+            )
+            return [(d, n) for d, n in digests.items() if d not in have]
+
+        todo = self.db.read(fn)
+        chosen, total = [], 0
+        for digest, size in todo:
+            if total + size > LEARN_MD5_BYTES:
+                break
+            chosen.append(digest)
+            total += size
+        chosen = [d for d in chosen if self.blobs.has(d)]
+        if chosen:
+            self.md5s(chosen)
+        return bool(chosen)
 
     def _referenceable_by_md5(self, actor: Actor, md5s: set[str]) -> dict[str, tuple[str, int]]:
         """For each MD5, the one stored content the caller may reference with it
@@ -509,3 +557,25 @@ class WandbUploadsMixin(TransferMixin):
 
         self.db.write(done)
         return view
+
+    def expire_wandb_drafts(self) -> int:
+        """Delete drafts never committed (or whose version was deleted) older than
+        :data:`~regalia.service.content.GRANT_LIFETIME` (the server's sweep);
+        returns how many. Their uploaded contents go the way of any content
+        sent but never logged."""
+        cutoff = self.now() - GRANT_LIFETIME
+
+        def fn(repo: Repo) -> int:
+            ids = list(
+                repo.s.execute(
+                    select(WandbDraft.id).where(
+                        WandbDraft.version_id.is_(None), WandbDraft.created_at < cutoff
+                    )
+                ).scalars()
+            )
+            if ids:
+                repo.s.execute(delete(WandbDraftFile).where(WandbDraftFile.draft_id.in_(ids)))
+                repo.s.execute(delete(WandbDraft).where(WandbDraft.id.in_(ids)))
+            return len(ids)
+
+        return self.db.write(fn)
