@@ -44,7 +44,7 @@ from regalia.server.uploads import UploadArea
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import artifact_of, membership_of, timestamp
 from regalia.server.wandb.resolvers import WandbContext, context, mutation
-from regalia.server.wandb.signing import UPLOAD_TTL_S, UrlSigner, signer_of
+from regalia.server.wandb.signing import UPLOAD_TTL_S, signer_of
 from regalia.service import Actor, Service
 from regalia.service.views import VersionView
 from regalia.service.wandb_uploads import Draft
@@ -282,10 +282,6 @@ def link_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: 
 
 
 # -- the PUT routes --------------------------------------------------------------------------
-def _signer(request: Request) -> UrlSigner:
-    return signer_of(request)
-
-
 async def _received(
     path: Path, body: AsyncIterator[bytes], limit: int | None = None
 ) -> tuple[StoredBlob, str]:
@@ -331,7 +327,7 @@ def _body(request: Request) -> AsyncIterator[bytes]:
 @router.put("/wandb/artifact-files/{token}")
 async def put_artifact_file(token: str, request: Request) -> Response:
     """The bytes of one file of a draft (the URL ``createArtifactFiles`` signed)."""
-    claims = _signer(request).verify(token, FILE_PURPOSE)
+    claims = signer_of(request).verify(token, FILE_PURPOSE)
     service: Service = request.app.state.service
     actor: Actor = await run_in_threadpool(service.uploader, int(claims["u"]))
     wire_id, path, md5 = int(claims["a"]), str(claims["n"]), str(claims["m"])
@@ -356,7 +352,7 @@ async def put_artifact_file(token: str, request: Request) -> Response:
 @router.put("/wandb/artifact-manifests/{token}")
 async def put_artifact_manifest(token: str, request: Request) -> Response:
     """A draft's ``wandb_manifest.json`` (the URL ``createArtifactManifest`` signed)."""
-    claims = _signer(request).verify(token, MANIFEST_PURPOSE)
+    claims = signer_of(request).verify(token, MANIFEST_PURPOSE)
     service: Service = request.app.state.service
     actor: Actor = await run_in_threadpool(service.uploader, int(claims["u"]))
     wire_id, md5 = int(claims["a"]), str(claims["m"])
