@@ -5,6 +5,7 @@ from __future__ import annotations
 from regalia.service.admin import AdminMixin
 from regalia.service.delivery import DeliveryMixin
 from regalia.service.history import HistoryMixin
+from regalia.service.lookups import LookupsMixin
 from regalia.service.runs import RunsMixin
 from regalia.service.search import SearchMixin
 from regalia.service.sessions import SessionMixin
@@ -16,6 +17,7 @@ class Service(
     WandbUploadsMixin,
     AdminMixin,
     RunsMixin,
+    LookupsMixin,
     TransferMixin,
     HistoryMixin,
     SearchMixin,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from regalia.core.names import MAX_ID
 from regalia.errors import InvalidRequest
 
 
@@ -30,7 +31,12 @@ def decode_id(value: str, type_: str) -> str:
 
 
 def decode_int_id(value: str, type_: str) -> int:
+    """The number of an id made by :func:`encode_id` for ``type_`` (1 to MAX_ID).
+
+    Raises:
+        InvalidRequest: not such an id.
+    """
     key = decode_id(value, type_)
-    if not key.isdigit():
+    if not (key.isascii() and key.isdigit()) or not 0 < int(key) <= MAX_ID:
         raise InvalidRequest(f"{value!r} is not a {type_} id of this server")
     return int(key)

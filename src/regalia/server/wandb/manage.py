@@ -6,7 +6,8 @@ collection's ``save()`` (description, tags) and ``delete()``.
 The client names a version by its *source* id (``Artifact:<version id>``) and,
 for aliases and unlinks, the collection it acts in: ``entity/project/name``
 (``<org>/wandb-registry-<registry>/<collection>`` for a link) or the
-portfolio's id. :func:`membership_in` finds that membership; everything else
+portfolio's id. ``service.membership_in`` (service/lookups.py) finds that
+membership; everything else
 is the service's: the same rules as the SDK, CLI and UI (R5 alias moves, R7
 protected aliases, roles, R11 history, automations). A refusal is Regalia's
 error (403, 404, 409, 400), which the client reports without retrying.
@@ -18,82 +19,21 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from regalia.core.names import MAX_ID, REGISTRY_PREFIX, name_key
+from regalia.core.names import REGISTRY_PREFIX, name_key
 from regalia.errors import (
-    CollectionNotFound,
     Conflict,
     InvalidRequest,
     NotFound,
     PermissionDenied,
-    RegistryNotFound,
-    VersionNotFound,
 )
 from regalia.server.wandb import reads, registries  # noqa: F401  (registries' resolvers register too)
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import artifact_of, collection_of, tag_of
 from regalia.server.wandb.resolvers import WandbContext, context, field, mutation
-from regalia.service.access import can_use_entity, registry_role
+from regalia.service.access import can_use_entity
 from regalia.service.views import VersionView
-from regalia.store.models import Collection, Project, Registry
-from regalia.store.repo import Repo
 
 LATEST = "latest"
-
-
-def membership_in(
-    ctx: WandbContext, version_id: int, entity: str, project: str, collection: str
-) -> int:
-    """The id of the membership of version ``version_id`` in the collection
-    ``entity/project/collection`` (a registry's when ``project`` is
-    ``wandb-registry-<name>``). Only locates it: what the caller may do there
-    is the service's to decide.
-
-    Raises:
-        RegistryNotFound, CollectionNotFound, VersionNotFound: no such
-            collection the caller may see, or the version is not in it.
-    """
-    actor = ctx.actor
-
-    def fn(repo: Repo) -> int:
-        if project.startswith(REGISTRY_PREFIX):
-            name = project[len(REGISTRY_PREFIX) :]
-            reg = repo.registry_by_name(actor.org_id, name)
-            if reg is None or registry_role(repo, actor, reg) is None:
-                raise RegistryNotFound(f"registry {name!r} not found", registry=name)
-            coll = repo.collection_in_registry(reg.id, collection)
-            where = f"registry {reg.name!r}"
-        else:
-            proj = repo.project(actor.org_id, entity, project)
-            if proj is not None and not can_use_entity(actor, proj.entity):
-                proj = None
-            coll = repo.sequence(proj.id, collection) if proj is not None else None
-            where = f"project {entity}/{project}"
-        if coll is None:
-            raise CollectionNotFound(
-                f"collection {collection!r} not found in {where}", collection=collection
-            )
-        m = repo.membership_of_version(coll.id, version_id) if version_id > 0 else None
-        if m is None:
-            raise VersionNotFound(
-                f"this artifact version is not in {coll.name!r} of {where}",
-                collection=coll.name,
-            )
-        return m.id
-
-    return ctx.service.db.read(fn)
-
-
-def membership_by_collection_id(ctx: WandbContext, version_id: int, collection_id: int) -> int:
-    """The membership of ``version_id`` in the collection with id ``collection_id``
-    (whether the caller may see it is checked by the service method it is given to)."""
-
-    def fn(repo: Repo) -> int:
-        m = repo.membership_of_version(collection_id, version_id) if version_id > 0 else None
-        if m is None:
-            raise VersionNotFound("this artifact version is not linked to that collection")
-        return m.id
-
-    return ctx.service.db.read(fn)
 
 
 def _alias_changes(
@@ -104,7 +44,10 @@ def _alias_changes(
     for a in aliases:
         target = (a["entityName"], a["projectName"], a["artifactCollectionName"])
         by_target[target].append(a["alias"])
-    return {membership_in(ctx, version_id, *target): names for target, names in by_target.items()}
+    return {
+        ctx.service.membership_in(ctx.actor, version_id, *target): names
+        for target, names in by_target.items()
+    }
 
 
 @mutation("addAliases")
@@ -150,34 +93,6 @@ def _metadata(text: Any) -> dict[str, Any] | None:
     return value
 
 
-def visible_memberships(ctx: WandbContext, version_id: int) -> tuple[int | None, list[int]]:
-    """The membership of version ``version_id`` in its own artifact (None if the
-    caller may not see it) and those of its registry links the caller may see.
-
-    Raises:
-        VersionNotFound: the caller sees the version nowhere.
-    """
-    actor = ctx.actor
-
-    def fn(repo: Repo) -> tuple[int | None, list[int]]:
-        source, links = None, []
-        for m in repo.memberships_of_version(version_id) if version_id > 0 else ():
-            found = repo.membership_context(m.id)
-            if found is None:
-                continue
-            _, coll, reg, proj = found
-            if reg is not None:
-                if registry_role(repo, actor, reg) is not None:
-                    links.append(m.id)
-            elif proj is not None and can_use_entity(actor, proj.entity):
-                source = m.id
-        if source is None and not links:
-            raise VersionNotFound(f"no version with id {version_id}", ref=str(version_id))
-        return source, links
-
-    return ctx.service.db.read(fn)
-
-
 @mutation("updateArtifact")
 def update_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
     """The rest of ``artifact.save()``: description, metadata and tags of the
@@ -194,7 +109,7 @@ def update_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa
     source)."""
     ctx = context(info)
     version_id = decode_int_id(input["artifactID"], "Artifact")
-    source_mid, link_mids = visible_memberships(ctx, version_id)
+    source_mid, link_mids = ctx.service.visible_memberships(ctx.actor, version_id)
     some = source_mid if source_mid is not None else link_mids[0]
     current = ctx.service.get_version(ctx.actor, some)
     description = input.get("description")
@@ -234,7 +149,7 @@ def unlink_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa
     ctx = context(info)
     version_id = decode_int_id(input["artifactID"], "Artifact")
     collection_id = decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
-    membership_id = membership_by_collection_id(ctx, version_id, collection_id)
+    membership_id = ctx.service.membership_in_collection(version_id, collection_id)
     ctx.service.unlink(ctx.actor, membership_id)
     return {
         "artifactID": input["artifactID"],
@@ -310,21 +225,6 @@ def project_artifact_type(
 # -- a registry collection's card: description and tags (collection.save()) -------------
 
 
-def _registry_collection(ctx: WandbContext, collection_id: int) -> tuple[str, str]:
-    """(registry, collection) names of the registry collection with id
-    ``collection_id``; 404 unless the caller may see it."""
-    actor = ctx.actor
-
-    def fn(repo: Repo) -> tuple[str, str]:
-        coll = repo.get(Collection, collection_id) if 0 < collection_id <= MAX_ID else None
-        reg = repo.get(Registry, coll.registry_id) if coll and coll.registry_id else None
-        if coll is None or reg is None or registry_role(repo, actor, reg) is None:
-            raise CollectionNotFound("no such registry collection", collection=str(collection_id))
-        return reg.name, coll.name
-
-    return ctx.service.db.read(fn)
-
-
 def _card_target(ctx: WandbContext, entity: str, project: str, collection: str) -> str:
     """The registry of ``entity/project/collection``; a source artifact has no card."""
     if not project.startswith(REGISTRY_PREFIX):
@@ -340,8 +240,8 @@ def update_artifact_portfolio(info: Any, input: dict[str, Any]) -> dict[str, Any
     """``collection.description = ...; collection.save()`` of a registry collection:
     service.update_collection (registry members; history)."""
     ctx = context(info)
-    registry, name = _registry_collection(
-        ctx, decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
+    registry, name = ctx.service.registry_collection_names(
+        ctx.actor, decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
     )
     wanted = input.get("name")
     if wanted is not None and wanted != name:
@@ -364,16 +264,7 @@ def update_artifact_sequence(info: Any, input: dict[str, Any]) -> dict[str, Any]
     only what it already is is accepted (never a silent drop of a change)."""
     ctx = context(info)
     sequence_id = decode_int_id(input["artifactSequenceID"], "ArtifactSequence")
-    actor = ctx.actor
-
-    def fn(repo: Repo) -> tuple[str, str]:
-        coll = repo.get(Collection, sequence_id) if 0 < sequence_id <= MAX_ID else None
-        proj = repo.get(Project, coll.project_id) if coll and coll.project_id else None
-        if coll is None or proj is None or not can_use_entity(actor, proj.entity):
-            raise CollectionNotFound("no such artifact", collection=str(sequence_id))
-        return str(coll.name), str(coll.description or "")
-
-    current_name, current_description = ctx.service.db.read(fn)
+    current_name, current_description = ctx.service.sequence_card(ctx.actor, sequence_id)
     name, description = input.get("name"), input.get("description")
     if (name is not None and name != current_name) or (description or "") != current_description:
         raise InvalidRequest(
@@ -419,8 +310,8 @@ def delete_artifact_portfolio(info: Any, input: dict[str, Any]) -> dict[str, Any
     """``collection.delete()`` of a registry collection: service.delete_collection
     (its links go, their sources stay; R7: an admin's if it holds a protected alias)."""
     ctx = context(info)
-    registry, name = _registry_collection(
-        ctx, decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
+    registry, name = ctx.service.registry_collection_names(
+        ctx.actor, decode_int_id(input["artifactPortfolioID"], "ArtifactPortfolio")
     )
     view = ctx.service.get_collection(ctx.actor, registry, name)
     ctx.service.delete_collection(ctx.actor, registry, name)
