@@ -457,6 +457,8 @@ def test_run_files_go_to_signed_urls_that_need_no_key(server, tmp_path):
     body = b"lr: 0.01\n"
     put = httpx.put(urls["config.yaml"], content=body, timeout=30)
     assert put.status_code == 200
+    big = bytes(range(256)) * (17 * 4096)  # 17 MiB: past the JSON body limit, a run file
+    assert httpx.put(urls["config.yaml"], content=big, timeout=60).status_code == 200
     again = b"lr: 0.02\n"  # a file sent again replaces the kept one
     assert httpx.put(urls["config.yaml"], content=again, timeout=30).status_code == 200
     forged = httpx.put(urls["media/plot.txt"] + "x", content=b"x", timeout=30)

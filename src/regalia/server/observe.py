@@ -26,6 +26,7 @@ STREAMED_PREFIXES = (
     f"{API_PREFIX}/blobs/",
     f"{API_PREFIX}/uploads/",
     "/wandb/artifact-files/",  # the wandb client's file uploads (server/wandb/log.py)
+    "/wandb/run-files/",  # its run files (server/wandb/runs.py: MAX_RUN_FILE)
 )
 
 
