@@ -15,13 +15,18 @@ from regalia.server.wandb.ids import encode_id
 from regalia.server.wandb.resolvers import WandbContext, context, query, with_fields
 from regalia.service.views import Actor
 
-# Server features advertised to the client (``serverInfo.features``): the names
-# of the client's ServerFeature enum that Regalia implements.
 NEWEST_TESTED_CLIENT = "0.31.0"
 
-FEATURES: list[str] = [
+# Server features advertised to the client (``serverInfo.features``): the names
+# of the client's ServerFeature enum that Regalia implements.
+FEATURES: tuple[str, ...] = (
     "ARTIFACT_MEMBERSHIP_IN_LINK_ARTIFACT_RESPONSE",  # linkArtifact answers the membership (log.py)
-]
+    "ARTIFACT_REGISTRY_SEARCH",  # registries()/collections()/versions() (registries.py)
+    "INCLUDE_ARTIFACT_TYPES_IN_REGISTRY_CREATION",  # create_registry(artifact_types=...)
+    # The file stream takes gzip bodies (runs.py; 0.31 sends them when the run's
+    # x_file_stream_no_gzip setting is off, and it is on by default).
+    "FILESTREAM_GZIP",
+)
 
 
 def viewer_of(actor: Actor) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from regalia.errors import (
     OrganizationNotFound,
     RegistryNotFound,
 )
-from regalia.server.wandb import identity
 from regalia.server.wandb.identity import entity_of_name, organization_of
 from regalia.server.wandb.ids import decode_id, encode_id
 from regalia.server.wandb.objects import (
@@ -39,11 +38,6 @@ from regalia.server.wandb.objects import (
 )
 from regalia.server.wandb.resolvers import WandbContext, context, field, mutation, query
 from regalia.service.views import Page, RegistryView
-
-# The client asks for these before it lists or creates registries.
-for _feature in ("ARTIFACT_REGISTRY_SEARCH", "INCLUDE_ARTIFACT_TYPES_IN_REGISTRY_CREATION"):
-    if _feature not in identity.FEATURES:
-        identity.FEATURES.append(_feature)
 
 MAX_PAGE = 100
 # W&B's registry access levels <-> Regalia's visibilities.

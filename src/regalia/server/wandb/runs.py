@@ -29,7 +29,6 @@ from regalia.errors import InvalidRequest, NotFound, RegaliaError, TooLarge
 from regalia.server.auth import Authenticator
 from regalia.server.routes_blobs import blob_response
 from regalia.server.uploads import receive_file
-from regalia.server.wandb.identity import FEATURES
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import artifact_of, project_of, timestamp
 from regalia.server.wandb.resolvers import context, field, mutation, query
@@ -48,11 +47,6 @@ DEFAULT_PROJECT = "uncategorized"  # W&B's project for a run started without one
 MAX_FILE_STREAM_BODY = 16 * 1024 * 1024  # the client sends at most ~10 MiB per request
 MAX_RUN_FILE = 5 * 1024**3  # config.yaml, output.log, …, and what wandb.save() sends
 MAX_RUN_FILES = 1000  # names in one createRunFiles
-
-# The file stream takes gzip bodies (0.31 sends them if the server says so and
-# the run's setting x_file_stream_no_gzip is off; it is on by default).
-if "FILESTREAM_GZIP" not in FEATURES:
-    FEATURES.append("FILESTREAM_GZIP")
 
 
 def run_of(view: RunView) -> dict[str, Any]:
