@@ -89,7 +89,8 @@ def _uploads(request: Request) -> UploadArea:
     return area
 
 
-def _counted(request: Request) -> AsyncIterator[bytes]:
+def counted_body(request: Request) -> AsyncIterator[bytes]:
+    """The request's body, its bytes counted in the server's metrics."""
     counter = request.app.state.metrics.bytes_in
 
     async def body() -> AsyncIterator[bytes]:
@@ -137,7 +138,7 @@ async def put_blob(digest: Digest, request: Request, actor: Caller, svc: Svc) ->
     area = _uploads(request)
     tmp = area.temp_path()
     try:
-        blob = await receive_file(tmp, _counted(request), max(area.part_size, WHOLE_UPLOAD_MAX))
+        blob = await receive_file(tmp, counted_body(request), max(area.part_size, WHOLE_UPLOAD_MAX))
         if blob.digest != digest:
             raise ContentMismatch(
                 f"the uploaded content hashes to {blob.digest}, expected {digest}",
@@ -196,7 +197,9 @@ async def put_part(
     ],
 ) -> JSONResponse:
     area = _uploads(request)
-    written = await area.write_part(actor.user_id, digest, number, _counted(request), part_sha256)
+    written = await area.write_part(
+        actor.user_id, digest, number, counted_body(request), part_sha256
+    )
     return out({"part": number, "size": written})
 
 

@@ -45,8 +45,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from regalia.blobs.base import StoredBlob, StreamHasher, validate_digest, write_all
+from regalia.blobs.base import StoredBlob, StreamHasher, _HashRelay, validate_digest, write_all
 from regalia.errors import (
     Conflict,
     ContentMismatch,
@@ -483,10 +484,17 @@ def hash_file(path: Path) -> StoredBlob:
     return StoredBlob(digest, hasher.size, check)
 
 
-async def receive_file(path: Path, body: AsyncIterator[bytes], limit: int | None) -> StoredBlob:
+async def receive_file(
+    path: Path, body: AsyncIterator[bytes], limit: int | None, *, also: Any = None
+) -> StoredBlob:
     """Write a streamed body to ``path``, hashing it on the way (each write
-    moves the file's mtime, so the sweep leaves a live transfer alone)."""
+    moves the file's mtime, so the sweep leaves a live transfer alone).
+    ``also``: one more ``hashlib`` hasher fed the same bytes, in a helper thread
+    of its own (the `wandb` client's MD5); read it once this returns."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    extra = _HashRelay(also) if also is not None else None
+    if extra is not None:
+        extra.start()
     try:
         with StreamHasher() as hasher:
             async for chunk in body:
@@ -496,9 +504,17 @@ async def receive_file(path: Path, body: AsyncIterator[bytes], limit: int | None
                         limit=limit,
                     )
                 hasher.update(chunk)
+                if extra is not None:
+                    extra.feed(chunk if isinstance(chunk, bytes) else bytes(chunk))
                 write_all(fd, chunk)
             digest, check = hasher.digests()
+        if extra is not None:
+            extra.finish()
+            if extra.error is not None:
+                raise extra.error
     except BaseException:
+        if extra is not None:
+            extra.finish()
         os.close(fd)
         path.unlink(missing_ok=True)
         raise

@@ -23,15 +23,11 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from regalia.blobs.base import StoredBlob, StreamHasher, _HashRelay, write_all
 from regalia.core.jsonvalues import loads_strict
 from regalia.core.names import REGISTRY_PREFIX, name_key
 from regalia.errors import (
@@ -40,7 +36,8 @@ from regalia.errors import (
     RegistryNotFound,
     TooLarge,
 )
-from regalia.server.uploads import UploadArea
+from regalia.server.routes_blobs import counted_body
+from regalia.server.uploads import UploadArea, receive_file
 from regalia.server.wandb.ids import decode_int_id, encode_id
 from regalia.server.wandb.objects import artifact_of, membership_of, timestamp
 from regalia.server.wandb.resolvers import WandbContext, context, mutation
@@ -282,48 +279,6 @@ def link_artifact(info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: 
 
 
 # -- the PUT routes --------------------------------------------------------------------------
-async def _received(
-    path: Path, body: AsyncIterator[bytes], limit: int | None = None
-) -> tuple[StoredBlob, str]:
-    """Write a streamed body to ``path``, hashing it in the one pass: SHA-256 and
-    BLAKE3 (:class:`StreamHasher`) and MD5 (in a helper thread of its own)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    md5 = _HashRelay(cast(Any, hashlib.md5(usedforsecurity=False)))
-    md5.start()
-    try:
-        with StreamHasher() as hasher:
-            async for chunk in body:
-                if limit is not None and hasher.size + len(chunk) > limit:
-                    raise TooLarge(f"the body is larger than {limit} bytes", limit=limit)
-                hasher.update(chunk)
-                md5.feed(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
-                write_all(fd, chunk)
-            digest, check = hasher.digests()
-        md5.finish()
-        if md5.error is not None:
-            raise md5.error
-    except BaseException:
-        md5.finish()
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    assert check is not None
-    return StoredBlob(digest, hasher.size, check), md5.hasher.hexdigest()
-
-
-def _body(request: Request) -> AsyncIterator[bytes]:
-    counter = request.app.state.metrics.bytes_in
-
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in request.stream():
-            if chunk:
-                counter.inc(len(chunk))
-                yield chunk
-
-    return body()
-
-
 @router.put("/wandb/artifact-files/{token}")
 async def put_artifact_file(token: str, request: Request) -> Response:
     """The bytes of one file of a draft (the URL ``createArtifactFiles`` signed)."""
@@ -335,7 +290,9 @@ async def put_artifact_file(token: str, request: Request) -> Response:
     area: UploadArea = request.app.state.uploads
     tmp = area.temp_path()
     try:
-        blob, got = await _received(tmp, _body(request))
+        hasher = hashlib.md5(usedforsecurity=False)
+        blob = await receive_file(tmp, counted_body(request), None, also=hasher)
+        got = hasher.hexdigest()
         if got != md5:
             raise ContentMismatch(
                 f"file {path!r}: the bytes received have MD5 {b64_md5(got)}; "
@@ -357,7 +314,7 @@ async def put_artifact_manifest(token: str, request: Request) -> Response:
     actor: Actor = await run_in_threadpool(service.uploader, int(claims["u"]))
     wire_id, md5 = int(claims["a"]), str(claims["m"])
     raw = b""
-    async for chunk in _body(request):
+    async for chunk in counted_body(request):
         raw += chunk
         if len(raw) > MAX_MANIFEST_BYTES:
             raise TooLarge(
