@@ -436,6 +436,28 @@ def test_content_already_stored_is_not_sent_again_in_a_new_version(wire, wire_ap
     assert {f.path: f.size for f in v1.files()} == {"labels": 6000, "a": 3}
 
 
+def test_content_another_user_stored_is_still_uploaded_and_reveals_nothing(wire, tmp_path):
+    """SPEC §7: knowing a content's MD5 does not make it yours. Bob, who may not
+    download admin's version, is asked to send the bytes (an upload URL, as for
+    content never stored), and his version holds what he sent."""
+    secret = b"admin's private weights" * 100
+    Client(wire.url, wire.api_key).log("admin", "private", "m", "model", {"w.bin": secret})
+    svc = store_of(tmp_path)
+    try:
+        _, key = svc.create_user(svc.ensure_org(), "bob")
+    finally:
+        svc.close()
+    assert key is not None
+    bob = Client(wire.url, key)
+    files = {"w.bin": secret}
+    art = bob.create("bob", "mine", "m", "model", files)
+    assert art["state"] == "PENDING"  # not answered with admin's committed version
+    (node,) = bob.file_urls(art["id"], files)
+    assert node["uploadUrl"] is not None  # the same answer as for content never stored
+    _, sent = bob.log("bob", "mine", "m2", "model", files)
+    assert sent == len(secret)
+
+
 def test_a_body_whose_md5_is_not_the_announced_one_is_refused(wire, wire_api):
     client = Client(wire.url, wire.api_key)
     files = {"model.pt": b"the real weights"}
