@@ -37,7 +37,7 @@ import queue
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol, runtime_checkable
 
@@ -102,6 +102,16 @@ class StoredBlob(NamedTuple):
     check: str
 
 
+class BlobInfo(NamedTuple):
+    """One stored blob as a listing sees it: its SHA-256 ``digest``, its
+    ``size`` in bytes and ``modified``, when it was last written (POSIX
+    seconds; garbage collection spares blobs younger than its grace period)."""
+
+    digest: str
+    size: int
+    modified: float
+
+
 class Copied(NamedTuple):
     """What :func:`copy_and_hash` did: the digests asked for (else ``None``),
     the bytes copied and the bytes hashed (by every hasher)."""
@@ -164,6 +174,13 @@ class BlobStore(Protocol):
 
     def delete(self, digest: str) -> None:
         """Remove a blob; removing a missing blob is not an error."""
+        ...
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob, in no particular order (garbage collection walks it).
+
+        Only complete blobs: temporary files and unfinished uploads are not listed.
+        """
         ...
 
 

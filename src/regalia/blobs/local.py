@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from typing import BinaryIO
 
 from regalia.blobs.base import (
     STREAM_CHUNK,
+    BlobInfo,
     ProgressSink,
     StoredBlob,
     StreamHasher,
@@ -44,6 +46,7 @@ from regalia.errors import (
 )
 
 BLOB_MODE = 0o444
+_DIGEST_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 class LocalBlobStore:
@@ -209,6 +212,22 @@ class LocalBlobStore:
         path = self.path(digest)
         with self._storage_errors():
             path.unlink(missing_ok=True)
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every blob file under ``blobs/``, with its size and mtime."""
+        with self._storage_errors():
+            if not self._blobs.is_dir():
+                return
+            for first in sorted(self._blobs.iterdir()):
+                for second in sorted(first.iterdir()) if first.is_dir() else ():
+                    for entry in os.scandir(second) if second.is_dir() else ():
+                        if not _DIGEST_NAME.fullmatch(entry.name):
+                            continue
+                        try:
+                            st = entry.stat()
+                        except FileNotFoundError:  # deleted meanwhile
+                            continue
+                        yield BlobInfo(entry.name, st.st_size, st.st_mtime)
 
     def _seal(self, tmp_fd: int, tmp: Path, final: Path, *, synced: bool) -> None:
         """Make the temp file durable and read-only, then rename it to ``final``."""
