@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import httpx
 
 from regalia.blobs.base import WHOLE_UPLOAD_MAX, ProgressSink, StoredBlob, StreamHasher
-from regalia.errors import FileChanged, FileMissing, IntegrityError, ServerUnreachable
+from regalia.errors import (
+    FileChanged,
+    FileMissing,
+    IntegrityError,
+    ServerUnreachable,
+    StorageUnavailable,
+)
 
 if TYPE_CHECKING:
     from regalia.sdk.http import HttpBackend
@@ -39,6 +45,7 @@ READ_CHUNK = 1024 * 1024
 PARALLEL = 4
 PART_SHA256_HEADER = "X-Regalia-Part-Sha256"
 PART_RETRIES = 4
+REDIRECTS = {302, 303, 307, 308}
 
 
 class Uploader:
@@ -105,11 +112,18 @@ class Uploader:
                 progress.advance(min(part_size, size - n * part_size))
         todo = [n for n in range(int(state["part_count"])) if n not in received]
 
+        direct = bool(state.get("direct"))
+
         def one(n: int) -> None:
             start = n * part_size
             length = min(part_size, size - start)
             # A part that is the whole content hashes to its digest, known already.
             declared = blob.digest if length == size else part_sha256(path, start, length)
+            if direct:
+                self.send_direct(
+                    blob.digest, n, declared, _FileRange(path, start, length, progress)
+                )
+                return
             self.backend.call(
                 "PUT",
                 f"/uploads/{blob.digest}/parts/{n}",
@@ -126,6 +140,42 @@ class Uploader:
             "POST", f"/uploads/{blob.digest}/complete", idempotent=True
         )
         return done
+
+    def send_direct(self, digest: str, n: int, declared: str, body: _FileRange) -> None:
+        """Send part ``n`` straight to the bucket, at the URL the server signs
+        for its SHA-256 (no credentials go with it); a broken connection is
+        retried with a fresh URL."""
+        for attempt in range(PART_RETRIES + 1):
+            (signed,) = self.backend.call(
+                "POST",
+                f"/uploads/{digest}/parts",
+                json={"parts": [{"part": n, "sha256": declared}]},
+                idempotent=True,
+            )["parts"]
+            headers = {**signed["headers"], "Content-Length": str(body.length)}
+            request = httpx.Request("PUT", signed["url"], headers=headers, content=body)
+            try:
+                with self.backend.transport_errors():
+                    response = self.backend.client.send(request)
+            except ServerUnreachable:
+                if attempt == PART_RETRIES:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2 ** (attempt + 1)))
+                continue
+            if response.status_code < 300:
+                return
+            text = response.text[:300]
+            if "BadDigest" in text or "Mismatch" in text:
+                raise FileChanged(
+                    f"part {n} of {body.path} changed while it was sent (the bucket refused it)",
+                    path=str(body.path),
+                )
+            if response.status_code >= 500 and attempt < PART_RETRIES:
+                time.sleep(min(2.0, 0.05 * 2 ** (attempt + 1)))
+                continue
+            raise StorageUnavailable(
+                f"the bucket refused part {n} of {body.path}: HTTP {response.status_code} {text}"
+            )
 
 
 def part_sha256(path: Path, start: int, length: int) -> str:
@@ -226,6 +276,20 @@ class _ResumingReader(io.RawIOBase):
         headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
         request = self.backend.client.build_request("GET", self.url, headers=headers)
         response = self.backend.client.send(request, stream=True)
+        if response.status_code in REDIRECTS and "location" in response.headers:
+            # The server's store is a bucket: it answered with a presigned URL,
+            # which authorizes itself (no credentials are sent there).
+            location = response.headers["location"]
+            response.close()
+            response = self.backend.client.send(
+                httpx.Request("GET", location, headers=headers), stream=True
+            )
+            if response.status_code >= 400:
+                text = response.read()[:300].decode(errors="replace")
+                response.close()
+                raise StorageUnavailable(
+                    f"the bucket refused the download: HTTP {response.status_code} {text}"
+                )
         if response.status_code >= 400:
             response.read()
             response.close()

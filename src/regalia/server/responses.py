@@ -107,6 +107,21 @@ class UploadProgress(Out):
     part_count: int | None = None
     parts_received: list[int] | None = None
     stored: bool = Field(description="true: the content is stored, nothing needs sending")
+    direct: bool = Field(
+        False,
+        description="true: send the parts straight to the bucket, at the URLs "
+        "POST /uploads/{digest}/parts gives",
+    )
+
+
+class PartUrl(Out):
+    part: int
+    url: str = Field(description="PUT the part's bytes here (no credentials: it is signed)")
+    headers: dict[str, str] = Field(description="headers the PUT must carry")
+
+
+class PartUrls(Out):
+    parts: list[PartUrl]
 
 
 class PartReceived(Out):

@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import MalformedRangeHeader
 
@@ -28,13 +34,15 @@ from regalia.server.responses import (
     Discarded,
     Missing,
     PartReceived,
+    PartUrls,
     StoredContent,
     UploadProgress,
 )
-from regalia.server.schemas import DigestList, NewUpload
+from regalia.server.schemas import DigestList, NewUpload, PartsToSend
 from regalia.server.uploads import PART_SHA256_HEADER, UploadArea, UploadState, receive_file
 from regalia.service import Service
 from regalia.service.access import require_org_admin
+from regalia.service.direct import DirectState
 
 router = APIRouter(tags=["files"], route_class=StrictJsonRoute)
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -102,7 +110,7 @@ def counted_body(request: Request) -> AsyncIterator[bytes]:
     return body()
 
 
-def _state(state: UploadState) -> dict[str, object]:
+def _state(state: UploadState | DirectState) -> dict[str, object]:
     return {
         "digest": state.digest,
         "size": state.size,
@@ -110,6 +118,7 @@ def _state(state: UploadState) -> dict[str, object]:
         "part_count": state.part_count,
         "parts_received": state.parts_received,
         "stored": False,
+        "direct": isinstance(state, DirectState),
     }
 
 
@@ -164,6 +173,8 @@ def start_upload(body: NewUpload, request: Request, actor: Caller, svc: Svc) -> 
     validate_digest(body.digest)
     if svc.referenceable_contents(actor, [body.digest]):
         return out({"digest": body.digest, "size": body.size, "stored": True})
+    if svc.direct is not None and body.size > 0:
+        return out(_state(svc.begin_direct_upload(actor, body.digest, body.size)))
     return out(_state(_uploads(request).start(actor.user_id, body.digest, body.size)))
 
 
@@ -172,8 +183,20 @@ def start_upload(body: NewUpload, request: Request, actor: Caller, svc: Svc) -> 
     summary="Which parts of your upload arrived",
     response_model=UploadProgress,
 )
-def upload_state(digest: Digest, request: Request, actor: Caller) -> JSONResponse:
+def upload_state(digest: Digest, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
+    if svc.direct is not None:
+        return out(_state(svc.direct_upload_state(actor, digest)))
     return out(_state(_uploads(request).state(actor.user_id, digest)))
+
+
+@router.post(
+    "/uploads/{digest}/parts",
+    summary="URLs to send parts of your direct upload to (the bucket checks each part's SHA-256)",
+    response_model=PartUrls,
+)
+def part_urls(digest: Digest, body: PartsToSend, actor: Caller, svc: Svc) -> JSONResponse:
+    urls = svc.direct_part_urls(actor, digest, [(p.part, p.sha256) for p in body.parts])
+    return out({"parts": [{"part": u.part, "url": u.url, "headers": u.headers} for u in urls]})
 
 
 @router.put(
@@ -213,6 +236,9 @@ async def put_part(
 def complete_upload(digest: Digest, request: Request, actor: Caller, svc: Svc) -> JSONResponse:
     area = _uploads(request)
     try:
+        if svc.direct is not None:
+            done = svc.complete_direct_upload(actor, digest)
+            return out({"digest": done.digest, "size": done.size, "check": done.check}, 201)
         path, blob = area.complete(actor.user_id, digest)
     except NotFound:
         # A retried complete: the first one stored the content (and granted it),
@@ -221,7 +247,7 @@ def complete_upload(digest: Digest, request: Request, actor: Caller, svc: Svc) -
         if known is not None:
             size, check = known
             return out({"digest": digest, "size": size, "check": check, "stored": True})
-        if area.completing(actor.user_id, digest):
+        if svc.direct is None and area.completing(actor.user_id, digest):
             raise StorageUnavailable(
                 "this upload is being completed by another request; retry shortly"
             ) from None
@@ -252,7 +278,11 @@ def abandon_upload(
     if user is not None and user.lower() != actor.name.lower():
         require_org_admin(actor, "abandon another user's upload")
         owner = svc.user_id(actor, user)
-    if not _uploads(request).discard(owner, digest):
+    if svc.direct is not None:
+        discarded = svc.abandon_direct_upload(owner, digest)
+    else:
+        discarded = _uploads(request).discard(owner, digest)
+    if not discarded:
         raise NotFound(f"no upload in progress for {digest}", digest=digest)
     return out({"discarded": digest})
 
@@ -269,7 +299,12 @@ async def download(membership_id: Id, digest: Digest, actor: Caller, svc: Svc) -
     return await run_in_threadpool(blob_response, svc, entry.digest)
 
 
-def blob_response(svc: Service, digest: str) -> Response:
+def blob_response(svc: Service, digest: str, filename: str | None = None) -> Response:
+    """The content's bytes: a redirect to a presigned URL of the bucket (the
+    server carries no bytes), else the file (or a stream) from the store."""
+    url = svc.download_url(digest, filename)
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     path = svc.blobs.local_path(digest)
     headers = {"X-Regalia-Sha256": digest, "Cache-Control": "private, max-age=31536000, immutable"}
     if path is not None:

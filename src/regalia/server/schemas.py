@@ -18,6 +18,7 @@ from regalia.server.params import (
     EventName,
     FilterKindName,
     OrgRoleName,
+    PartNumber,
     RegistryName,
     RegistryRoleName,
     RegistryTarget,
@@ -206,6 +207,15 @@ class DigestList(Body):
 class NewUpload(Body):
     digest: Digest
     size: Size
+
+
+class PartToSend(Body):
+    part: PartNumber
+    sha256: Digest = Field(description="the part's SHA-256: its URL accepts no other bytes")
+
+
+class PartsToSend(Body):
+    parts: list[PartToSend] = Field(max_length=1000)
 
 
 class NewAutomation(Body):

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 
 from regalia.blobs.base import BlobStore
 from regalia.blobs.local import LocalBlobStore
+from regalia.blobs.s3_direct import DirectUploads, direct_uploads_for
 from regalia.config import DEFAULT_OWNER, Settings
 from regalia.core.apikeys import hash_key, key_prefix, new_api_key, new_tag, refusal
 from regalia.core.names import name_key, validate_entity_name
@@ -76,6 +77,8 @@ class ServiceBase:
         )
         self.blobs: BlobStore = blobs or LocalBlobStore(settings.blob_dir)
         self.clock = clock
+        # Presigned transfers straight to and from the bucket, with an S3 store.
+        self.direct: DirectUploads | None = direct_uploads_for(self.blobs)
         # Bumped whenever keys are revoked through this service: whoever remembers
         # authenticated keys (the server) forgets them when it changes.
         self.keys_epoch = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from regalia.service.admin import AdminMixin
 from regalia.service.delivery import DeliveryMixin
+from regalia.service.direct import DirectTransferMixin
 from regalia.service.history import HistoryMixin
 from regalia.service.lookups import LookupsMixin
 from regalia.service.runs import RunsMixin
@@ -18,6 +19,7 @@ class Service(
     AdminMixin,
     RunsMixin,
     LookupsMixin,
+    DirectTransferMixin,
     TransferMixin,
     HistoryMixin,
     SearchMixin,

@@ -567,6 +567,39 @@ class WandbDraftFile(Base):
     size: Mapped[int] = mapped_column(BigInteger)
 
 
+class DirectUpload(Base):
+    """A resumable upload a client sends straight to the bucket (S3 store):
+    the bucket holds its parts under a staging key named by ``id``;
+    ``store_upload_id`` is the bucket's id of the multipart upload. One per
+    user and content (SPEC §7: an upload belongs to its user), so any node
+    resumes it; ``touched_at`` moves with every part, and the sweep abandons
+    uploads left untouched."""
+
+    __tablename__ = "direct_uploads"
+    __table_args__ = (UniqueConstraint("user_id", "digest", name="uq_direct_upload_user_digest"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    store_upload_id: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = _ts()
+    touched_at: Mapped[datetime] = _ts()
+
+
+class DirectUploadPart(Base):
+    """A part whose URL was handed out: the SHA-256 it was signed with (the
+    bucket accepts no other bytes for it), used to join the parts."""
+
+    __tablename__ = "direct_upload_parts"
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("direct_uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based, as on the wire
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
 # -- full-text search of version descriptions (SPEC §6) ----------------------------------------
 # Not in the metadata (SQLAlchemy has no words for an FTS5 table or a GIN index on an
 # expression): created with the versions table, and by migration 0005.

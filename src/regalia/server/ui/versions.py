@@ -92,6 +92,7 @@ async def download(
     v = await run_in_threadpool(_version, svc, actor, name, collection, ref)
     entry = await run_in_threadpool(svc.blob_for_download, actor, v.membership_id, digest)
     filename = entry.path.rsplit("/", 1)[-1]
-    response = await run_in_threadpool(blob_response, svc, entry.digest)
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    response = await run_in_threadpool(blob_response, svc, entry.digest, filename)
+    if response.status_code == 200:  # not a redirect to the bucket (which names it itself)
+        response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
     return response
