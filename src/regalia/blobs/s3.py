@@ -250,6 +250,8 @@ class S3BlobStore:
         if digest_expected is not None:
             validate_digest(digest_expected)
         try:
+            if self.tmp_dir is not None:
+                self.tmp_dir.mkdir(parents=True, exist_ok=True)
             spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below
                 prefix="regalia-s3-", suffix=".part", dir=self.tmp_dir
             )
