@@ -13,18 +13,12 @@ Example::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from regalia.blobs.base import BlobStore
 from regalia.blobs.local import LocalBlobStore
 from regalia.errors import InvalidRequest
-
-
-def s3_endpoint_url() -> str | None:
-    """The S3 endpoint from the environment (``None``: AWS's own)."""
-    return os.environ.get("REGALIA_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def open_blob_store(url: str, *, tmp_dir: Path | None = None) -> BlobStore:
@@ -56,7 +50,7 @@ def open_blob_store(url: str, *, tmp_dir: Path | None = None) -> BlobStore:
         return S3BlobStore(
             bucket,
             unquote(parts.path),
-            client=make_s3_client(s3_endpoint_url()),
+            client=make_s3_client(),
             tmp_dir=tmp_dir,
         )
     if scheme == "file":

@@ -638,8 +638,15 @@ class _ObjectReader(io.RawIOBase):
         super().close()
 
 
+def s3_endpoint_url() -> str | None:
+    """The S3 endpoint from the environment: ``REGALIA_S3_ENDPOINT_URL``, else
+    ``AWS_ENDPOINT_URL``, else ``None`` (AWS's own)."""
+    return os.environ.get("REGALIA_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def make_s3_client(endpoint_url: str | None = None, *, max_pool: int = 32) -> Any:
-    """A boto3 S3 client for Regalia's stores.
+    """A boto3 S3 client for Regalia's stores, talking to ``endpoint_url`` (by
+    default the one :func:`s3_endpoint_url` finds).
 
     Credentials and region come from the standard AWS chain (environment,
     profiles, instance roles), the region defaulting to ``us-east-1``. With an
@@ -650,6 +657,7 @@ def make_s3_client(endpoint_url: str | None = None, *, max_pool: int = 32) -> An
     import boto3
     from botocore.config import Config
 
+    endpoint_url = endpoint_url or s3_endpoint_url()
     session = boto3.session.Session()
     region = session.region_name or "us-east-1"
     s3: dict[str, Any] = {"payload_signing_enabled": False}
