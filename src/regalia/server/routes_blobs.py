@@ -6,19 +6,16 @@ grow with file size. Downloads are plain files with HTTP Range support.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, BinaryIO
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import (
-    FileResponse,
-    JSONResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import MalformedRangeHeader
+from starlette.datastructures import Headers
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+from starlette.types import Receive, Scope, Send
 
 from regalia.blobs.base import STREAM_CHUNK, WHOLE_UPLOAD_MAX, validate_digest
 from regalia.errors import (
@@ -300,8 +297,9 @@ async def download(membership_id: Id, digest: Digest, actor: Caller, svc: Svc) -
 
 
 def blob_response(svc: Service, digest: str, filename: str | None = None) -> Response:
-    """The content's bytes: a redirect to a presigned URL of the bucket (the
-    server carries no bytes), else the file (or a stream) from the store."""
+    """The content's bytes: with a bucket store, a redirect to a presigned URL
+    (the server carries no bytes); else its file (a local store) or a stream
+    from the store, HTTP Range answered either way."""
     url = svc.download_url(digest, filename)
     if url is not None:
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
@@ -309,11 +307,57 @@ def blob_response(svc: Service, digest: str, filename: str | None = None) -> Res
     headers = {"X-Regalia-Sha256": digest, "Cache-Control": "private, max-age=31536000, immutable"}
     if path is not None:
         return BlobFile(path, media_type="application/octet-stream", headers=headers)
-    stream = svc.blobs.open(digest)
+    return BlobStream(svc.blobs.open(digest), svc.blobs.size(digest), headers)
 
-    def chunks() -> Iterator[bytes]:
-        with stream:
-            while chunk := stream.read(STREAM_CHUNK):
-                yield chunk
 
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+class BlobStream(Response):
+    """A blob read from a store's stream, with HTTP Range: one range is answered
+    206 from a seek; several are answered with the whole content (RFC 9110
+    lets a server ignore Range); a start past the end is 416."""
+
+    media_type = OCTETS
+
+    def __init__(self, stream: BinaryIO, size: int, headers: dict[str, str]) -> None:
+        super().__init__(status_code=200, headers=headers, media_type=OCTETS)
+        self.stream, self.size = stream, size
+        self.headers["accept-ranges"] = "bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            start, end = 0, self.size
+            http_range = Headers(scope=scope).get("range")
+            if http_range is not None and scope["method"].upper() in ("GET", "HEAD"):
+                try:
+                    ranges = BlobFile._parse_range_header(http_range, self.size)
+                except RangeNotSatisfiable:
+                    await Response(
+                        status_code=416, headers={"Content-Range": f"bytes */{self.size}"}
+                    )(scope, receive, send)
+                    return
+                if len(ranges) == 1:
+                    start, end = ranges[0]
+                    self.status_code = 206
+                    self.headers["content-range"] = f"bytes {start}-{end - 1}/{self.size}"
+            self.headers["content-length"] = str(end - start)
+            start_message = {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": self.raw_headers,
+            }
+            await send(start_message)
+            if scope["method"].upper() == "HEAD":
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            if start:
+                await anyio.to_thread.run_sync(self.stream.seek, start)
+            left = end - start
+            while left > 0:
+                chunk = await anyio.to_thread.run_sync(self.stream.read, min(STREAM_CHUNK, left))
+                if not chunk:
+                    raise StorageUnavailable(f"the blob ended {left} bytes early")
+                left -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+            if end == start:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await anyio.to_thread.run_sync(self.stream.close)

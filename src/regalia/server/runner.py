@@ -26,6 +26,7 @@ from typing import TextIO
 
 import uvicorn
 
+from regalia.blobs.s3 import S3BlobStore
 from regalia.config import Settings
 from regalia.errors import AddressInUse
 from regalia.server.observe import configure_logging
@@ -38,10 +39,13 @@ GRACE_SECONDS = 10
 
 
 def prepare(settings: Settings, out: TextIO) -> None:
-    """Migrate, create the organization on first start, sweep what crashed
-    transfers left (:mod:`regalia.server.sweeper`), and say how to get a key."""
+    """Check an S3 store's bucket, migrate, create the organization on first
+    start, sweep what crashed transfers left (:mod:`regalia.server.sweeper`),
+    and say how to get a key."""
     svc = Service(settings)
     try:
+        if isinstance(svc.blobs, S3BlobStore):
+            svc.blobs.check_bucket()  # a missing bucket or a wrong endpoint, said at once
         owner = svc.ensure_org()
         key = svc.first_api_key(owner)
         svc.sweep_web_sessions()  # ended UI sessions (logins sweep them too)

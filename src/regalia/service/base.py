@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from regalia.blobs.base import BlobStore
+from regalia.blobs.factory import open_blob_store
 from regalia.blobs.local import LocalBlobStore
 from regalia.blobs.s3_direct import DirectUploads, direct_uploads_for
 from regalia.config import DEFAULT_OWNER, Settings
@@ -75,7 +76,11 @@ class ServiceBase:
             read_timeout_s=settings.query_timeout_s,
             write_timeout_s=settings.write_timeout_s,
         )
-        self.blobs: BlobStore = blobs or LocalBlobStore(settings.blob_dir)
+        self.blobs: BlobStore = blobs or (
+            open_blob_store(settings.blob_url, tmp_dir=settings.home / "tmp")
+            if settings.blob_url
+            else LocalBlobStore(settings.blob_dir)
+        )
         self.clock = clock
         # Presigned transfers straight to and from the bucket, with an S3 store.
         self.direct: DirectUploads | None = direct_uploads_for(self.blobs)
