@@ -345,3 +345,30 @@ def test_open_blob_store_by_url(url: str, kind: type, monkeypatch) -> None:
 def test_open_blob_store_refuses_other_urls(url: str) -> None:
     with pytest.raises(InvalidRequest):
         open_blob_store(url)
+
+
+def test_settings_choose_the_store_blob_url_first(
+    s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regalia.config import Settings
+    from regalia.service import Service
+
+    monkeypatch.setenv("REGALIA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("REGALIA_DATABASE_URL", raising=False)
+    monkeypatch.setenv("REGALIA_BLOB_DIR", str(tmp_path / "folder"))
+    monkeypatch.delenv("REGALIA_BLOB_URL", raising=False)
+    folder = Service(Settings.from_env())
+    assert isinstance(folder.blobs, LocalBlobStore) and folder.blobs.root == tmp_path / "folder"
+    folder.close()
+
+    monkeypatch.setenv("REGALIA_BLOB_URL", f"s3://{s3_bucket}/one")
+    svc = Service(Settings.from_env())
+    try:
+        assert isinstance(svc.blobs, S3BlobStore)
+        assert (svc.blobs.bucket, svc.blobs.prefix) == (s3_bucket, "one")
+        svc.blobs.check_bucket()
+        blob = svc.blobs.put_stream(None, io.BytesIO(b"through the settings"))
+        assert svc.blobs.has(blob.digest)
+        assert not (tmp_path / "folder" / "blobs").exists()
+    finally:
+        svc.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -43,6 +44,7 @@ from regalia.blobs.base import (
     ProgressSink,
     StoredBlob,
     StreamHasher,
+    _HashRelay,
     validate_digest,
     write_all,
 )
@@ -331,30 +333,52 @@ class S3BlobStore:
         return -(-size // MAX_PARTS)
 
     def _hash(self, fd: int, size: int) -> tuple[StoredBlob, list[_Part]]:
-        """One read pass: the blob's digests and the SHA-256 of each of its parts."""
+        """One read pass: the blob's digests and the SHA-256 of each of its parts.
+
+        SHA-256 runs in this thread, BLAKE3 in one helper thread and, for a
+        file of several parts, the parts' SHA-256 in another (a single part's
+        SHA-256 is the blob's digest).
+        """
         step = self._part_size(size)
         parts: list[_Part] = []
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, size, os.POSIX_FADV_SEQUENTIAL)
+        relay = _HashRelay(hashlib.sha256()) if size > step else None  # type: ignore[arg-type]
+
+        def part_done(offset: int, length: int) -> None:  # runs in the relay's thread
+            assert relay is not None
+            parts.append(_Part(len(parts) + 1, offset, length, relay.hasher.digest()))
+            relay.hasher = hashlib.sha256()  # type: ignore[assignment]
+
         with StreamHasher() as hasher:
-            offset = 0
-            while offset < size or not parts:
-                length = min(step, size - offset)
-                part = hashlib.sha256()
-                end, pos = offset + length, offset
-                while pos < end:
-                    chunk = os.pread(fd, min(HASH_CHUNK, end - pos), pos)
-                    if not chunk:
-                        break
-                    hasher.update(chunk)
-                    part.update(chunk)
-                    pos += len(chunk)
-                parts.append(_Part(len(parts) + 1, offset, pos - offset, part.digest()))
-                if pos < end:
-                    break  # shorter than it was: _check_unchanged reports it
-                offset = end
+            if relay is not None:
+                relay.start()
+            try:
+                offset = pos = 0
+                while offset < size:
+                    end = min(offset + step, size)
+                    while pos < end:
+                        chunk = os.pread(fd, min(HASH_CHUNK, end - pos), pos)
+                        if not chunk:
+                            break
+                        hasher.update(chunk)
+                        if relay is not None:
+                            relay.feed(chunk)
+                        pos += len(chunk)
+                    if relay is not None:
+                        relay.then(functools.partial(part_done, offset, pos - offset))
+                    if pos < end:
+                        break  # shorter than it was: _check_unchanged reports it
+                    offset = end
+            finally:
+                if relay is not None:
+                    relay.finish()
             digest, check = hasher.digests()
+        if relay is not None and relay.error is not None:
+            raise relay.error
         assert check is not None
+        if relay is None:
+            parts = [_Part(1, 0, hasher.size, bytes.fromhex(digest))]
         return StoredBlob(digest, hasher.size, check), parts
 
     def _part_hashes(self, fd: int, size: int, digest: str) -> list[_Part]:
