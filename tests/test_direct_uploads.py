@@ -1,0 +1,162 @@
+"""Uploads straight to the bucket (issue 15), on two ``regalia server`` nodes
+sharing one PostgreSQL database and one SeaweedFS bucket: the bucket checks
+every part against the SHA-256 its URL was signed with, an upload begun on a
+node that is then killed completes through the other, sending only the
+missing parts, and a content that does not hash to its announced digest is
+never stored."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from servers import ServerProcess
+
+from regalia.blobs.base import check_of
+
+MiB = 1 << 20
+PART = 5 * MiB
+
+
+@pytest.fixture
+def nodes(
+    seaweed: Any, s3_bucket: str, pg_database: str, tmp_path: Path
+) -> Iterator[tuple[ServerProcess, ServerProcess, str]]:
+    """Two nodes (each its own REGALIA_HOME) and the owner's API key."""
+    shared = {k: v for k, v in os.environ.items() if not k.startswith(("REGALIA_", "AWS_"))}
+    shared |= seaweed.env() | {
+        "REGALIA_DATABASE_URL": pg_database,
+        "REGALIA_BLOB_URL": f"s3://{s3_bucket}/deploy",
+        "REGALIA_ORG": f"org-{uuid.uuid4().hex[:8]}",
+        "REGALIA_SECRET_KEY": Fernet.generate_key().decode(),
+        "REGALIA_UPLOAD_PART_BYTES": str(PART),
+        "REGALIA_AUTOMATION_WORKER": "0",
+        "REGALIA_SILENT": "1",
+    }
+    a = ServerProcess(shared | {"REGALIA_HOME": str(tmp_path / "a")}, log=tmp_path / "a.log")
+    b = ServerProcess(shared | {"REGALIA_HOME": str(tmp_path / "b")}, log=tmp_path / "b.log")
+    a.start()
+    try:
+        b.start()
+        try:
+            assert a.api_key is not None
+            yield a, b, a.api_key
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def api(node: ServerProcess, key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=node.url + "/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
+
+
+def parts_of(data: bytes) -> list[bytes]:
+    return [data[i : i + PART] for i in range(0, len(data), PART)]
+
+
+def send(client: httpx.Client, digest: str, n: int, declared: bytes, sent: bytes) -> int:
+    """Ask for part ``n``'s URL declaring ``declared``'s SHA-256, PUT ``sent`` there."""
+    got = client.post(
+        f"/uploads/{digest}/parts",
+        json={"parts": [{"part": n, "sha256": hashlib.sha256(declared).hexdigest()}]},
+    )
+    assert got.status_code == 200, got.text
+    (signed,) = got.json()["parts"]
+    assert signed["part"] == n
+    # The URL authorizes itself: no Regalia credentials go to the bucket.
+    return httpx.put(signed["url"], content=sent, headers=signed["headers"], timeout=60).status_code
+
+
+def bucket_keys(seaweed: Any, bucket: str) -> list[str]:
+    listed = seaweed.client().list_objects_v2(Bucket=bucket).get("Contents", ())
+    return sorted(o["Key"] for o in listed)
+
+
+def test_an_upload_begun_on_a_killed_node_completes_on_the_other(
+    nodes: tuple[ServerProcess, ServerProcess, str], seaweed: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    a, b, key = nodes
+    data = os.urandom(2 * PART + 3 * MiB + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    pieces = parts_of(data)
+    on_a = api(a, key)
+    begun = on_a.post("/uploads", json={"digest": digest, "size": len(data)}).json()
+    assert begun["direct"] is True and begun["stored"] is False
+    assert (begun["part_size"], begun["part_count"], begun["parts_received"]) == (PART, 3, [])
+
+    # The bucket refuses bytes other than those the URL was signed for.
+    wrong = bytes(len(pieces[0]))
+    assert send(on_a, digest, 0, pieces[0], wrong) == 400
+    assert on_a.get(f"/uploads/{digest}").json()["parts_received"] == []
+    assert send(on_a, digest, 0, pieces[0], pieces[0]) == 200
+
+    assert a.proc is not None
+    os.killpg(a.proc.pid, signal.SIGKILL)  # node A dies mid-upload
+    a.proc.wait(10)
+
+    on_b = api(b, key)
+    state = on_b.get(f"/uploads/{digest}").json()
+    assert state["parts_received"] == [0] and state["direct"] is True
+    resumed = on_b.post("/uploads", json={"digest": digest, "size": len(data)}).json()
+    assert resumed["parts_received"] == [0]  # the same upload, not a new one
+    early = on_b.post(f"/uploads/{digest}/complete")
+    assert early.status_code == 400 and early.json()["error"]["details"]["missing_parts"] == [1, 2]
+    for n in (1, 2):  # only the missing parts
+        assert send(on_b, digest, n, pieces[n], pieces[n]) == 200
+    done = on_b.post(f"/uploads/{digest}/complete")
+    assert done.status_code == 201, done.text
+    assert done.json() == {"digest": digest, "size": len(data), "check": check_of(data)}
+    # Stored once, under its content key; the staging object and parts are gone.
+    assert bucket_keys(seaweed, s3_bucket) == [f"deploy/blobs/{digest[:2]}/{digest[2:4]}/{digest}"]
+    assert not seaweed.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    got = seaweed.client().get_object(Bucket=s3_bucket, Key=bucket_keys(seaweed, s3_bucket)[0])
+    assert got["Body"].read() == data
+    # The caller may now reference it: a second start says "stored".
+    again = on_b.post("/uploads", json={"digest": digest, "size": len(data)}).json()
+    assert again["stored"] is True
+    for home in (tmp_path / "a", tmp_path / "b"):
+        big = [p for p in home.rglob("*") if p.is_file() and p.stat().st_size >= PART]
+        assert big == []
+
+
+def test_content_that_does_not_hash_to_its_digest_is_never_stored(
+    nodes: tuple[ServerProcess, ServerProcess, str], seaweed: Any, s3_bucket: str
+) -> None:
+    a, _, key = nodes
+    claimed = hashlib.sha256(b"the content it claims to be").hexdigest()
+    other = os.urandom(PART + 17)  # every part matches its own declared SHA-256
+    client = api(a, key)
+    begun = client.post("/uploads", json={"digest": claimed, "size": len(other)}).json()
+    assert begun["part_count"] == 2
+    for n, piece in enumerate(parts_of(other)):
+        assert send(client, claimed, n, piece, piece) == 200
+    refused = client.post(f"/uploads/{claimed}/complete")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "content_mismatch"
+    assert bucket_keys(seaweed, s3_bucket) == []  # nothing under the claimed digest
+    assert client.get(f"/uploads/{claimed}").status_code == 404  # the upload is dropped
+    assert client.post("/blobs/missing", json={"digests": [claimed]}).json()["missing"] == [claimed]
+
+
+def test_an_abandoned_upload_frees_its_parts(
+    nodes: tuple[ServerProcess, ServerProcess, str], seaweed: Any, s3_bucket: str
+) -> None:
+    a, b, key = nodes
+    data = os.urandom(PART + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    on_a = api(a, key)
+    on_a.post("/uploads", json={"digest": digest, "size": len(data)})
+    assert send(on_a, digest, 0, parts_of(data)[0], parts_of(data)[0]) == 200
+    assert api(b, key).delete(f"/uploads/{digest}").json() == {"discarded": digest}
+    assert not seaweed.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    assert on_a.get(f"/uploads/{digest}").status_code == 404
