@@ -199,9 +199,8 @@ def test_gc_racing_commits_that_dedupe_never_loses_a_committed_file(settings, tm
     services = [Service(settings) for _ in range(4)]
     try:
         owner = services[0].ensure_org()
-        contents = {
-            (n, i): f"content {n} {i}\n".encode() * 200 for n in range(3) for i in range(12)
-        }
+        keys = [(n, i) for n in range(3) for i in range(12)]
+        contents = {(n, i): f"content {n} {i}\n".encode() * 200 for n, i in keys}
         sources = {k: _file(tmp_path, v) for k, v in contents.items()}
         stored = services[0].store_files(owner, [sources[k] for k in keys])
         blobs = dict(zip(keys, stored, strict=True))
