@@ -267,3 +267,33 @@ def test_gc_racing_commits_that_dedupe_never_loses_a_committed_file(settings, tm
     finally:
         for svc in services:
             svc.close()
+
+
+def test_regalia_gc_prints_what_it_freed_in_process_and_through_a_server(
+    sdk_env, service, clock, tmp_path, workdir
+):
+    import json
+
+    from click.testing import CliRunner
+
+    from regalia.cli.main import cli
+
+    owner = service.ensure_org()
+    blob = service.store_file(owner, _file(tmp_path, b"garbage for the command"))
+    _age(service, clock)
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    dry = run("gc", "--dry-run")
+    assert f"would free {blob.digest}" in dry and "would free 1 blobs" in dry
+    assert service.blobs.has(blob.digest)
+    report = json.loads(run("gc", "--grace", "1d", "--json"))
+    assert report["freed"] == [blob.digest] and report["freed_bytes"] == blob.size
+    assert report["grace_s"] == 86400 and not report["dry_run"]
+    assert not service.blobs.has(blob.digest)
+    assert "freed 0 blobs" in run("gc")
+    bad = CliRunner().invoke(cli, ["gc", "--grace", "soon"])
+    assert bad.exit_code == 2 and "--grace" in bad.output
