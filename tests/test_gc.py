@@ -297,3 +297,32 @@ def test_regalia_gc_prints_what_it_freed_in_process_and_through_a_server(
     assert "freed 0 blobs" in run("gc")
     bad = CliRunner().invoke(cli, ["gc", "--grace", "soon"])
     assert bad.exit_code == 2 and "--grace" in bad.output
+
+
+def test_the_server_collects_on_its_own_schedule_from_the_environment(
+    monkeypatch, service, owner, clock, tmp_path
+):
+    from regalia.config import Settings, parse_duration
+    from regalia.errors import InvalidRequest
+    from regalia.server.sweeper import collect_once
+
+    assert [parse_duration(t) for t in ("90s", "30m", "24h", "7d", "15", "0")] == [
+        90,
+        1800,
+        86400,
+        604800,
+        15,
+        0,
+    ]
+    for bad in ("soon", "-1h", "1w", ""):
+        with pytest.raises(InvalidRequest):
+            parse_duration(bad, "REGALIA_GC_GRACE")
+    monkeypatch.setenv("REGALIA_GC_INTERVAL", "0")
+    monkeypatch.setenv("REGALIA_GC_GRACE", "2d")
+    settings = Settings.from_env(home=tmp_path / "h")
+    assert (settings.gc_interval_s, settings.gc_grace_s) == (0, 172800)
+    blob = service.store_file(owner, _file(tmp_path, b"periodic garbage"))
+    _age(service, clock, days=1)
+    assert collect_once(service, settings.gc_grace_s).freed == []  # within its grace
+    _age(service, clock, days=3)
+    assert collect_once(service, settings.gc_grace_s).freed == [blob.digest]
