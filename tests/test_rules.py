@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -246,7 +247,9 @@ def test_r9_unlink_keeps_the_source_version(service, owner, make_version):
     assert service.resolve(owner, f"{owner.name}/proj/zoo:v0").version_id == v.version_id
 
 
-def test_r9_delete_unlinks_everywhere_and_frees_unreferenced_files(service, owner, make_version):
+def test_r9_delete_unlinks_everywhere_and_frees_unreferenced_files(
+    service, owner, make_version, clock
+):
     v = make_version(owner, b"unique bytes")
     keep = make_version(owner, b"shared bytes", name="other")
     service.link(owner, v.membership_id, TARGET)
@@ -257,6 +260,13 @@ def test_r9_delete_unlinks_everywhere_and_frees_unreferenced_files(service, owne
     for path in (TARGET, "wandb-registry-dataset/zoo", f"{owner.name}/proj/zoo"):
         with pytest.raises(VersionNotFound):
             service.resolve(owner, path)
+    # Freed by garbage collection once its grace period has passed (service/gc.py).
+    assert service.blobs.has(digest)
+    clock.advance(days=2)
+    for info in service.blobs.iter_blobs():
+        when = (clock.now - timedelta(days=1, hours=1)).timestamp()
+        os.utime(service.blobs.path(info.digest), (when, when))
+    assert service.collect_garbage(owner, grace=timedelta(days=1)).freed == [digest]
     assert not service.blobs.has(digest)
     assert service.blobs.has(service.files(owner, keep.membership_id)[0].digest)
 

@@ -34,6 +34,35 @@ def _number(name: str, default: float, *, low: float, integer: bool = False) -> 
     return value
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+DEFAULT_GC_INTERVAL_S = 6 * 3600.0
+DEFAULT_GC_GRACE_S = 24 * 3600.0
+
+
+def parse_duration(text: str, what: str = "a duration") -> float:
+    """Seconds from ``90s``, ``30m``, ``24h``, ``7d`` or a plain number of
+    seconds; :class:`~regalia.errors.InvalidRequest` naming ``what`` if not."""
+    from regalia.errors import InvalidRequest
+
+    value = text.strip().lower()
+    scale = _UNITS.get(value[-1:], 0.0) if value[-1:].isalpha() else 1.0
+    number = value[:-1] if value[-1:].isalpha() else value
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        seconds = -1.0
+    if not (scale and 0 <= seconds < float("inf")):
+        raise InvalidRequest(
+            f"{what}={text!r}: give a duration such as 90s, 30m, 24h or 7d (or seconds)"
+        )
+    return seconds
+
+
+def _duration(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    return default if text is None or not text.strip() else parse_duration(text, name)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Regalia keeps its data.
@@ -66,6 +95,10 @@ class Settings:
       before the database stops it (400 ``query_too_expensive``);
       ``REGALIA_WRITE_TIMEOUT`` (60 s): the same for each statement of a change.
       0 means no limit.
+    * ``REGALIA_GC_INTERVAL`` (6h): how often ``regalia server`` collects garbage
+      (frees stored contents nothing references); 0 turns it off.
+      ``REGALIA_GC_GRACE`` (24h): how old such a content must be to be freed.
+      Durations are ``90s``, ``30m``, ``24h``, ``7d`` or plain seconds.
     """
 
     home: Path
@@ -86,6 +119,8 @@ class Settings:
     automation_slack_rate: float = 1.0
     query_timeout_s: float = QUERY_TIMEOUT_S
     write_timeout_s: float = WRITE_TIMEOUT_S
+    gc_interval_s: float = DEFAULT_GC_INTERVAL_S
+    gc_grace_s: float = DEFAULT_GC_GRACE_S
 
     @classmethod
     def from_env(cls, home: Path | str | None = None) -> Settings:
@@ -117,4 +152,6 @@ class Settings:
             automation_slack_rate=_number("REGALIA_AUTOMATION_SLACK_RATE", 1.0, low=0),
             query_timeout_s=_number("REGALIA_QUERY_TIMEOUT", QUERY_TIMEOUT_S, low=0),
             write_timeout_s=_number("REGALIA_WRITE_TIMEOUT", WRITE_TIMEOUT_S, low=0),
+            gc_interval_s=_duration("REGALIA_GC_INTERVAL", DEFAULT_GC_INTERVAL_S),
+            gc_grace_s=_duration("REGALIA_GC_GRACE", DEFAULT_GC_GRACE_S),
         )

@@ -1,17 +1,19 @@
-"""Commands that manage the organization: ``init``, ``user``, ``team``, ``registry``."""
+"""Commands that manage the organization: ``init``, ``user``, ``team``, ``registry``,
+``gc``."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import click
 
 from regalia.cli.context import CliError, State, pass_state, registry_name
 from regalia.cli.output import emit_json, table
-from regalia.config import Settings
+from regalia.config import Settings, parse_duration
 from regalia.core.names import validate_entity_name
 from regalia.core.roles import OrgRole, RegistryRole, TeamRole, Visibility
-from regalia.errors import NotFound, TeamNotFound, UserNotFound
+from regalia.errors import InvalidRequest, NotFound, TeamNotFound, UserNotFound
 from regalia.sdk.backend import BASE_URL_ENV, resolve
 from regalia.service.views import MemberView, TeamView
 
@@ -383,4 +385,59 @@ def registry_unprotect(state: State, reg: str, alias: str) -> None:
     click.echo(f"Protected aliases in {registry_name(reg)!r}: {', '.join(names) or '-'}")
 
 
-COMMANDS = [init, user, team, registry]
+# -- garbage collection ---------------------------------------------------------------
+
+
+def _grace(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(value, "--grace"))
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+def _size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``3.2 MiB``."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    value, i = float(n), 0
+    while value >= 1024 and i < len(units) - 1:
+        value, i = value / 1024, i + 1
+    return f"{n} B" if i == 0 else f"{value:.1f} {units[i]}"
+
+
+@click.command("gc")
+@click.option(
+    "--grace",
+    default="24h",
+    show_default=True,
+    callback=_grace,
+    metavar="DURATION",
+    help="Free only contents unreferenced and unused this long (90s, 30m, 24h, 7d).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be freed; delete nothing.")
+@JSON
+@pass_state
+def gc(state: State, grace: timedelta, dry_run: bool, as_json: bool) -> None:
+    """Free stored contents no version references (org admins only).
+
+    A content is freed when no version, run or unfinished upload of the wandb
+    client holds it and nobody wrote, uploaded or was told "already stored"
+    about it within the grace period. Safe while uploads and commits run, on
+    this server or another: a commit whose content was freed fails with
+    content_not_uploaded and succeeds once the client sends it again.
+    """
+    report = state.backend().collect_garbage(grace=grace, dry_run=dry_run)
+    if as_json:
+        emit_json(report)
+        return
+    verb = "would free" if dry_run else "freed"
+    for digest in report.freed:
+        click.echo(f"{verb} {digest}")
+    click.echo(
+        f"{verb} {report.freed_blobs} blobs ({_size(report.freed_bytes)}) of "
+        f"{report.scanned}; kept {report.kept_referenced} referenced, "
+        f"{report.kept_young} younger than the grace period"
+        + (f"; {report.failed} could not be deleted" if report.failed else "")
+    )
+
+
+COMMANDS = [init, user, team, registry, gc]

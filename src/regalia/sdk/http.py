@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +40,7 @@ from regalia.service.views import (
     AutomationView,
     DeliveryView,
     FileEntry,
+    GcReport,
     KeyView,
     MemberView,
     Page,
@@ -180,6 +181,13 @@ class HttpBackend:
 
     def blobs_for(self, membership_id: int) -> BlobStore:
         return RemoteBlobs(self, membership_id)  # type: ignore[return-value]
+
+    # -- maintenance -----------------------------------------------------------------
+    def collect_garbage(self, *, grace: timedelta, dry_run: bool = False) -> GcReport:
+        d = self.call(
+            "POST", "/admin/gc", json={"grace_s": grace.total_seconds(), "dry_run": dry_run}
+        )
+        return GcReport(**d)
 
     # -- identities ------------------------------------------------------------------
     def create_user(

@@ -41,7 +41,7 @@ from regalia.server.deps import clean_url
 from regalia.server.headers import SecurityHeaders
 from regalia.server.observe import CatchAll, Metrics, Observer
 from regalia.server.responses import Health
-from regalia.server.sweeper import sweep_periodically
+from regalia.server.sweeper import collect_periodically, sweep_periodically
 from regalia.server.ui.common import LoginNeeded, error_page, login_redirect, wants_page
 from regalia.server.uploads import UploadArea
 from regalia.server.wandb import engine as wandb_engine
@@ -119,10 +119,14 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
 
             task = asyncio.create_task(DeliveryWorker(svc).run(stop))
         sweeper = asyncio.create_task(sweep_periodically(svc, app.state.uploads, stop))
+        collector = asyncio.create_task(
+            collect_periodically(svc, stop, settings.gc_interval_s, settings.gc_grace_s)
+        )
         yield
         stop.set()
         await warming
         await sweeper
+        await collector
         if task is not None:
             try:
                 await asyncio.wait_for(task, timeout=15)

@@ -1,7 +1,9 @@
-"""Identities: the caller, users, service accounts, teams and API keys."""
+"""Identities: the caller, users, service accounts, teams and API keys; and the
+store's garbage collection (org admins)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -13,13 +15,14 @@ from regalia.server.jsonbody import StrictJsonRoute
 from regalia.server.params import EntityName
 from regalia.server.responses import ApiKey, NewUserOut, Revoked
 from regalia.server.schemas import (
+    GcRequest,
     NewTeam,
     NewUser,
     OrgRoleChange,
     TeamMemberAdd,
     TeamRoleChange,
 )
-from regalia.service.views import Actor, KeyView, TeamView, UserView
+from regalia.service.views import Actor, GcReport, KeyView, TeamView, UserView
 
 router = APIRouter(tags=["identities"], route_class=StrictJsonRoute)
 KeyPrefix = Annotated[
@@ -209,3 +212,18 @@ def remove_team_member(
     view = svc.remove_team_member(actor, team, user)
     _forget_keys(request)
     return out(view)
+
+
+@router.post(
+    "/admin/gc",
+    summary="Free stored contents no version references (org admins)",
+    response_model=GcReport,
+    tags=["admin"],
+)
+def collect_garbage(body: GcRequest, actor: Caller, svc: Svc) -> JSONResponse:
+    """Garbage collection (``regalia gc``): contents nothing references, unused
+    for the grace period, are deleted from the store; safe beside uploads and
+    commits in flight on any server."""
+    return out(
+        svc.collect_garbage(actor, grace=timedelta(seconds=body.grace_s), dry_run=body.dry_run)
+    )

@@ -91,6 +91,16 @@ class OrgRoleChange(Body):
     org_role: OrgRoleName
 
 
+class GcRequest(Body):
+    grace_s: float = Field(
+        86400.0,
+        ge=0,
+        le=10 * 365 * 86400,
+        description="free only contents unreferenced and untouched for this many seconds",
+    )
+    dry_run: bool = Field(False, description="report what would be freed; delete nothing")
+
+
 class NewTeam(Body):
     name: EntityName
     exist_ok: bool = False

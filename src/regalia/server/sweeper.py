@@ -10,6 +10,11 @@
 
 Every server process sweeps; the sweeps are idempotent, so several at once do
 no harm.
+
+Garbage collection (:mod:`regalia.service.gc`) runs on its own schedule,
+every ``REGALIA_GC_INTERVAL`` (6 hours; 0: never) with the grace period
+``REGALIA_GC_GRACE`` (24 hours), first one interval after the start. Several
+processes collecting at once serialize on the database's rows.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from starlette.concurrency import run_in_threadpool
 
 from regalia.errors import RegaliaError
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
+from regalia.service.views import GcReport
 
 LOG = logging.getLogger("regalia.server")
 SWEEP_INTERVAL = 300.0
@@ -61,3 +68,36 @@ async def sweep_periodically(
             await run_in_threadpool(sweep_once, svc, area)
         except (OSError, RegaliaError) as exc:
             LOG.warning("the sweep of abandoned uploads failed: %s", exc)
+
+
+def collect_once(svc: Service, grace_s: float) -> GcReport:
+    """One garbage collection with a grace period of ``grace_s``; logs what it freed."""
+    report = svc.sweep_garbage(timedelta(seconds=grace_s))
+    if report.freed_blobs or report.failed:
+        LOG.info(
+            "garbage collection freed unreferenced contents",
+            extra={
+                "freed_blobs": report.freed_blobs,
+                "freed_bytes": report.freed_bytes,
+                "failed": report.failed,
+            },
+        )
+    return report
+
+
+async def collect_periodically(
+    svc: Service, stop: asyncio.Event, interval: float, grace_s: float
+) -> None:
+    """Collect garbage every ``interval`` seconds until ``stop`` is set (``interval``
+    0: never; the first collection waits one interval)."""
+    if interval <= 0:
+        return
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
+        try:
+            await run_in_threadpool(collect_once, svc, grace_s)
+        except (OSError, RegaliaError) as exc:
+            LOG.warning("garbage collection failed: %s", exc)

@@ -29,7 +29,6 @@ from regalia.errors import (
     InvalidRequest,
     PermissionDenied,
     ProtectedAlias,
-    StorageUnavailable,
     TypeMismatch,
     VersionNotFound,
 )
@@ -41,7 +40,7 @@ from regalia.service.access import (
     require_entity,
     visible_registry,
 )
-from regalia.service.content import ChecksUnknown, ContentMixin
+from regalia.service.content import ChecksUnknown, ContentMixin, not_uploaded
 from regalia.service.views import Actor, FileEntry, VersionView
 from regalia.store.models import Collection, Membership, Project, Registry, Version
 from regalia.store.repo import Repo
@@ -218,7 +217,7 @@ class ArtifactsMixin(ContentMixin):
             ContentNotUploaded: a content the caller did not send and may not download.
             PermissionDenied: the caller may not log into ``entity/project``.
             TypeMismatch: the artifact exists with another type.
-            StorageUnavailable: a content is missing from the blob store.
+            StorageUnavailable: the blob store cannot be reached.
         """
         validate_entity_name(entity, "entity name")
         validate_entity_name(project, "project name")
@@ -239,8 +238,12 @@ class ArtifactsMixin(ContentMixin):
         digest = manifest_digest(files)  # sizes as given: confirmed equal to the store's below
 
         def fn(repo: Repo) -> VersionView:
-            checked = self._confirmed_files(repo, actor, files)  # SPEC §7, sizes, checks
             now = self.now()
+            # First lock the contents' claims: a garbage collection freeing one of
+            # them has finished (its rows are gone, so is its object) or waits for
+            # this commit, and then sees the version's files (service/gc.py).
+            repo.claim_blobs([f.digest for f in files], now)
+            checked = self._confirmed_files(repo, actor, files)  # SPEC §7, sizes, checks
             proj = repo.ensure_project(actor.org_id, entity, project, now)
             seq = repo.ensure_collection(
                 {
@@ -290,13 +293,12 @@ class ArtifactsMixin(ContentMixin):
             )
             repo.add_files(version.id, [(f.path, f.digest, f.size, f.check) for f in checked])
             repo.add_blobs(actor.org_id, {f.digest: f.size for f in files}, now)
-            # Checked under the blob rows' locks, so a concurrent delete cannot free
-            # a file between this check and the commit (R9 vs. §7 visibility).
-            missing = [f.path for f in files if not self.blobs.has(f.digest)]
-            if missing:
-                raise StorageUnavailable(
-                    f"the contents of {missing[:3]} are not in the blob store; upload them first"
-                )
+            # Checked in the store (never trusted from the rows) under the claims'
+            # locks, so garbage collection cannot free a file between this check and
+            # the commit: a content it freed is sent again.
+            for f in files:
+                if not self.blobs.has(f.digest):
+                    raise not_uploaded(f.digest, f.path)
             m = repo.add_membership(seq.id, version.id, index, actor.user_id, now)
             self._record(repo, actor, "log", seq, version_index=index, version_id=version.id)
             self._move_latest(repo, actor, seq, m)
@@ -567,9 +569,11 @@ class ArtifactsMixin(ContentMixin):
 
     def delete_version(self, actor: Actor, membership_id: int) -> None:
         """R9: delete a source version, unlinking it everywhere; its files are freed
-        once no version references them. R7: refused while a link holds a protected alias."""
+        once no version references them, by garbage collection after its grace
+        period (:mod:`regalia.service.gc`). R7: refused while a link holds a
+        protected alias."""
 
-        def fn(repo: Repo) -> list[str]:
+        def fn(repo: Repo) -> None:
             ctx = self._ctx(repo, actor, membership_id)
             version = repo.get(Version, ctx.membership.version_id)
             seq = repo.get(Collection, version.sequence_id)
@@ -585,11 +589,7 @@ class ArtifactsMixin(ContentMixin):
                     self._require_unlink_rights(repo, actor, coll.registry_id)
                 action = "unlink" if coll.kind == "portfolio" else "delete_version"
                 self._remove_membership(repo, actor, coll, m, action)
-            orphans = repo.delete_version(version.id)
-            repo.delete_blob_rows(actor.org_id, orphans)
-            for digest in orphans:
-                self.blobs.delete(digest)
-            return orphans
+            repo.delete_version(version.id)
 
         self.db.write(fn)
 

@@ -105,8 +105,23 @@ class ContentMixin(ServiceBase):
     ) -> list[StoredBlob]:
         """:meth:`store_file` for several files; the grants are one write."""
         blobs = [self.blobs.put_file(Path(p), progress=progress) for p in paths]
+        self.claim_contents([b.digest for b in blobs])
+        # A content stored already was kept, not copied: if garbage collection
+        # freed it before the claim, store it again (the claim now protects it).
+        for i, p in enumerate(paths):
+            if not self.blobs.has(blobs[i].digest):
+                blobs[i] = self.blobs.put_file(Path(p))
         self.record_received(actor, blobs)
         return blobs
+
+    def claim_contents(self, digests: Sequence[str]) -> None:
+        """Say that these contents are about to be referenced: garbage collection
+        spares them for its grace period (:mod:`regalia.service.gc`). Every way
+        content enters the store, or a client is told it need not send it, claims
+        it first and looks at the store after."""
+        if digests:
+            now = self.now()
+            self.db.write(lambda repo: repo.claim_blobs(digests, now))
 
     def record_received(self, actor: Actor, blobs: Sequence[StoredBlob]) -> None:
         """``actor`` sent these contents, hashed on arrival: remember their checks
@@ -134,13 +149,17 @@ class ContentMixin(ServiceBase):
         At most two indexed queries (grants by primary key; for the others the
         org's blob rows by primary key, each with an ``EXISTS`` over at most
         :data:`HOLDERS_SCANNED` versions found through ``version_files.digest``),
-        then a look at the blob store for the digests that passed.
+        then a claim on the digests that passed (garbage collection spares
+        them for its grace period) and a look at the blob store for them.
 
         Raises:
             InvalidRequest: a digest is not 64 lowercase hex digits.
         """
         wanted = list(dict.fromkeys(validate_digest(d) for d in digests))
         allowed = self.db.read(lambda repo: self._may_reference(repo, actor, wanted))
+        # Claimed before the store is asked: a content garbage collection has not
+        # freed by then is safe for its grace period (the client commits in it).
+        self.claim_contents([d for d in wanted if d in allowed])
         return {d for d in wanted if d in allowed and self.blobs.has(d)}
 
     def _may_reference(self, repo: Repo, actor: Actor, digests: Sequence[str]) -> set[str]:

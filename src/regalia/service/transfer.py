@@ -49,6 +49,7 @@ class TransferMixin(ReadsMixin):
         If the content is stored already the file is dropped, and the answer is
         the same as for a first upload (it describes the bytes the caller sent).
         """
+        self.claim_contents([blob.digest])  # before the store: see claim_contents
         stored = self.blobs.adopt(path, blob)
         self.record_received(actor, [stored])
         return stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 from regalia.service.admin import AdminMixin
 from regalia.service.delivery import DeliveryMixin
 from regalia.service.direct import DirectTransferMixin
+from regalia.service.gc import GcMixin
 from regalia.service.history import HistoryMixin
 from regalia.service.lookups import LookupsMixin
 from regalia.service.runs import RunsMixin
@@ -25,5 +26,6 @@ class Service(
     SearchMixin,
     DeliveryMixin,
     SessionMixin,
+    GcMixin,
 ):
     """Every use case of Regalia; each method takes the acting :class:`Actor` first."""

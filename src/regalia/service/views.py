@@ -28,6 +28,27 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class GcReport:
+    """What a garbage collection did (or, with ``dry_run``, would do).
+
+    Every blob of the store is counted once: freed (or, in a dry run, to be
+    freed), kept because something references it, kept because it is younger
+    than the grace period (written, or claimed by an upload or an "already
+    stored" answer, within it), or kept because deleting it failed.
+    """
+
+    dry_run: bool
+    grace_s: float
+    scanned: int
+    freed_blobs: int
+    freed_bytes: int
+    kept_referenced: int
+    kept_young: int
+    failed: int = 0
+    freed: list[str] = field(default_factory=list)  # the freed digests
+
+
+@dataclass(frozen=True)
 class UserView:
     id: int
     name: str

@@ -327,6 +327,19 @@ class BlobGrant(Base):
     granted_at: Mapped[datetime] = _ts()
 
 
+class BlobClaim(Base):
+    """The last time someone was about to reference a content (garbage collection's
+    lock and clock, one row per digest as the store keys them): an upload claims
+    it before its bytes go into the store, a "stored already, send nothing"
+    answer before it is given, and a version's commit locks it while it checks
+    the store. Garbage collection frees only contents claimed before its grace
+    period, holding this row's lock (see :mod:`regalia.service.gc`)."""
+
+    __tablename__ = "blob_claims"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_at: Mapped[datetime] = _ts()
+
+
 class WebSession(Base):
     """A web UI login. The cookie carries a random token; only its SHA-256 is
     stored, so logging out (deleting the row) ends the session everywhere, and

@@ -27,7 +27,9 @@ from regalia.store.models import (
     ApiKey,
     Blob,
     BlobCheck,
+    BlobClaim,
     BlobGrant,
+    BlobMd5,
     Collection,
     CollectionTag,
     HistoryEvent,
@@ -47,6 +49,7 @@ from regalia.store.models import (
     Version,
     VersionFile,
     VersionTag,
+    WandbDraftFile,
     WebSession,
 )
 
@@ -766,34 +769,77 @@ class Repo:
             )
         return gone
 
-    def delete_version(self, version_id: int) -> list[str]:
-        """Delete a version's rows; return the digests no other version references."""
-        digests = set(
-            self.s.scalars(select(VersionFile.digest).where(VersionFile.version_id == version_id))
-        )
+    def delete_version(self, version_id: int) -> None:
+        """Delete a version's rows. Its contents stay in the store: garbage
+        collection frees those no version references (``service/gc.py``)."""
         self.s.execute(delete(RunInput).where(RunInput.version_id == version_id))
         self.s.execute(delete(VersionTag).where(VersionTag.version_id == version_id))
         self.s.execute(delete(VersionFile).where(VersionFile.version_id == version_id))
         self.s.execute(delete(Version).where(Version.id == version_id))
-        if not digests:
-            return []
-        # Lock the blob rows first: a version being committed with the same content
-        # holds them shared, and the reference check below then sees its files.
-        self.s.execute(select(Blob.digest).where(Blob.digest.in_(digests)).with_for_update())
-        still = set(
-            self.s.scalars(
-                select(VersionFile.digest).where(VersionFile.digest.in_(digests)).distinct()
+
+    # -- garbage collection (service/gc.py) ---------------------------------------------
+    def claim_blobs(self, digests: Iterable[str], when: datetime) -> None:
+        """Claim contents at ``when``: upsert their ``blob_claims`` rows, which
+        also locks them until commit (sorted: one lock order for every writer).
+        Waits for a garbage collection holding one of them."""
+        rows = [{"digest": d, "claimed_at": when} for d in sorted(set(digests))]
+        if not rows:
+            return
+        ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        stmt = ins(BlobClaim).values(rows)
+        self.s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[BlobClaim.digest],
+                set_={"claimed_at": stmt.excluded.claimed_at},
             )
         )
-        # A run's files (the wandb client's config.yaml, output.log, …) keep theirs too.
-        still |= set(
-            self.s.scalars(select(RunFile.digest).where(RunFile.digest.in_(digests)).distinct())
-        )
-        return sorted(digests - still)
 
-    def delete_blob_rows(self, org_id: int, digests: list[str]) -> None:
-        if digests:
-            self.s.execute(delete(Blob).where(Blob.org_id == org_id, Blob.digest.in_(digests)))
+    def lock_claims(self, digests: Sequence[str], placeholder: datetime) -> dict[str, datetime]:
+        """Lock the claim rows of ``digests`` (sorted; a missing row is made, at
+        ``placeholder``) without changing them; returns each one's ``claimed_at``
+        as it stands once the lock is held (the newest committed value)."""
+        rows = [{"digest": d, "claimed_at": placeholder} for d in sorted(set(digests))]
+        if not rows:
+            return {}
+        ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        locking = (
+            ins(BlobClaim)
+            .values(rows)
+            .on_conflict_do_update(
+                index_elements=[BlobClaim.digest], set_={"claimed_at": BlobClaim.claimed_at}
+            )
+            .returning(BlobClaim.digest, BlobClaim.claimed_at)
+        )
+        return {d: at for d, at in self.s.execute(locking)}
+
+    def claimed_since(self, digests: Sequence[str], since: datetime) -> set[str]:
+        """Those of ``digests`` claimed at ``since`` or later."""
+        out: set[str] = set()
+        for chunk in _chunks(digests):
+            out.update(
+                self.s.scalars(
+                    select(BlobClaim.digest).where(
+                        BlobClaim.digest.in_(chunk), BlobClaim.claimed_at >= since
+                    )
+                )
+            )
+        return out
+
+    def referenced_digests(self, digests: Sequence[str]) -> set[str]:
+        """Those of ``digests`` something holds: a version's file, a run's file,
+        or a file of a ``wandb`` draft not committed yet (its commit will need it)."""
+        out: set[str] = set()
+        for chunk in _chunks(digests):
+            for column in (VersionFile.digest, RunFile.digest, WandbDraftFile.digest):
+                out.update(self.s.scalars(select(column).where(column.in_(chunk)).distinct()))
+        return out
+
+    def forget_blobs(self, digests: Sequence[str]) -> None:
+        """Delete every row about these contents (freed from the store): the
+        organizations' ``blobs`` rows, checks, MD5s, grants and claims."""
+        for chunk in _chunks(digests):
+            for model in (Blob, BlobCheck, BlobMd5, BlobGrant, BlobClaim):
+                self.s.execute(delete(model).where(model.digest.in_(chunk)))
 
     # -- memberships and aliases -----------------------------------------------------
     def membership_by_index(self, collection_id: int, index: int) -> Membership | None:
