@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0009"  # the newest revision in migrations/versions (a test keeps them in step)
+HEAD = "0011"  # the newest revision in migrations/versions (a test keeps them in step)
 _ADVISORY_KEY = 0x7265_6761  # "rega"
 
 _VERSION_TABLE = Table(

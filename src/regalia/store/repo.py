@@ -40,6 +40,7 @@ from regalia.store.models import (
     Run,
     RunFile,
     RunInput,
+    SecretKeyCheck,
     StoreIdentity,
     Team,
     TeamMember,
@@ -143,6 +144,17 @@ class Repo:
             tag = self.store_tag()
         assert tag is not None
         return tag
+
+    def ensure_key_fingerprint(self, new: str, now: datetime) -> str:
+        """The recorded secret key fingerprint, made ``new`` if there is none yet
+        (safe under concurrency: the first node to record one wins)."""
+        query = select(SecretKeyCheck.fingerprint).where(SecretKeyCheck.id == 1)
+        found = self.s.scalar(query)
+        if found is None:
+            self._insert_ignore(SecretKeyCheck, {"id": 1, "fingerprint": new, "created_at": now})
+            found = self.s.scalar(query)
+        assert found is not None
+        return found
 
     def active_key_id(self, key_hash: str) -> int | None:
         return self.s.scalar(
