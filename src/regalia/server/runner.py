@@ -42,8 +42,8 @@ def prepare(settings: Settings, out: TextIO) -> None:
     transfers left (:mod:`regalia.server.sweeper`), and say how to get a key."""
     svc = Service(settings)
     try:
-        svc.check_secret_key()  # one key for every node (see Service.check_secret_key)
         owner = svc.ensure_org()
+        svc.check_secret_key()  # one key for every node (see Service.check_secret_key)
         key = svc.first_api_key(owner)
         svc.sweep_web_sessions()  # ended UI sessions (logins sweep them too)
         sweep_once(svc, UploadArea(settings.home / "uploads", settings.upload_part_bytes))

@@ -61,17 +61,26 @@ class AutomationsMixin(ServiceBase):
 
     def check_secret_key(self) -> None:
         """Make sure this process uses the deployment's secret key: the first
-        server to start records its key's fingerprint in the database; a server
-        with another key (a node without ``REGALIA_SECRET_KEY``, which made its
-        own ``$REGALIA_HOME/secret.key``) is refused here, at start, rather than
+        server of the organization (``REGALIA_ORG``) to start records its key's
+        fingerprint in the database; a server or worker with another key (a node
+        without ``REGALIA_SECRET_KEY``, which made its own
+        ``$REGALIA_HOME/secret.key``) is refused here, at start, rather than
         failing later on every sealed secret, signed URL and form token.
 
         Raises:
-            InvalidRequest: the key is not the one the database was set up with.
+            InvalidRequest: the key is not the one the organization's other
+                nodes use.
         """
         mine = self.secret_box.fingerprint
-        recorded = self.db.write(lambda r: r.ensure_key_fingerprint(mine, self.now()))
-        if recorded != mine:
+
+        def fn(repo: Repo) -> str | None:
+            org = repo.org_by_name(self.settings.org_name)
+            if org is None:  # nothing sealed yet: the first server records the key
+                return None
+            return repo.ensure_key_fingerprint(org.id, mine, self.now())
+
+        recorded = self.db.write(fn)
+        if recorded is not None and recorded != mine:
             where = (
                 "REGALIA_SECRET_KEY"
                 if self.settings.secret_key

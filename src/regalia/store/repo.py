@@ -145,13 +145,14 @@ class Repo:
         assert tag is not None
         return tag
 
-    def ensure_key_fingerprint(self, new: str, now: datetime) -> str:
-        """The recorded secret key fingerprint, made ``new`` if there is none yet
-        (safe under concurrency: the first node to record one wins)."""
-        query = select(SecretKeyCheck.fingerprint).where(SecretKeyCheck.id == 1)
+    def ensure_key_fingerprint(self, org_id: int, new: str, now: datetime) -> str:
+        """The organization's recorded secret key fingerprint, made ``new`` if it has
+        none yet (safe under concurrency: the first node to record one wins)."""
+        query = select(SecretKeyCheck.fingerprint).where(SecretKeyCheck.org_id == org_id)
         found = self.s.scalar(query)
         if found is None:
-            self._insert_ignore(SecretKeyCheck, {"id": 1, "fingerprint": new, "created_at": now})
+            row = {"org_id": org_id, "fingerprint": new, "created_at": now}
+            self._insert_ignore(SecretKeyCheck, row)
             found = self.s.scalar(query)
         assert found is not None
         return found

@@ -18,10 +18,16 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "secret_key_check",
-        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column(
+            "org_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
+        ),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["org_id"], ["organizations.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("org_id"),
     )
 
 
