@@ -1,5 +1,6 @@
 """Real Regalia servers on 127.0.0.1 for tests: one in a thread of the test
-process (quick, for the SDK suite) or a ``regalia server`` process."""
+process (quick, for the SDK suite) or a ``regalia server`` process, and
+:class:`Nodes`: several server processes of one deployment (issue 15)."""
 
 from __future__ import annotations
 
