@@ -23,9 +23,12 @@ from conftest import PG_ADMIN_URL
 from servers import Nodes, ServerProcess, fresh_pg_database
 
 import regalia
+from regalia.config import Settings
+from regalia.errors import InvalidRequest
 from regalia.sdk.http import HttpBackend
 from regalia.server.auth import KEY_CACHE_SECONDS
 from regalia.server.ui.session import COOKIE
+from regalia.service import Service
 from regalia.service.views import FileEntry, VersionView
 
 WEBHOOK_RATE = 4  # messages per second per target, for both nodes together
@@ -261,3 +264,33 @@ def test_a_node_with_another_secret_key_is_refused_at_start(nodes, tmp_path):
     with pytest.raises(RuntimeError, match="same REGALIA_SECRET_KEY"):
         stray.start(timeout=20)
     stray.stop()
+
+
+def test_the_key_check_is_per_organization(tmp_path, pg_database):
+    """Deployments sharing a database (one organization each) keep their own keys;
+    a second key for the same organization is refused, and the first still works."""
+
+    def service(home: str, org: str) -> Service:
+        settings = Settings(
+            home=tmp_path / home,
+            database_url=pg_database,
+            blob_dir=tmp_path / home,
+            cache_dir=tmp_path / home / "cache",
+            org_name=org,
+            silent=True,
+        )
+        svc = Service(settings)
+        svc.ensure_org()
+        return svc
+
+    first, other_org, stray = (service("a", "org-keys-x"), service("b", "org-keys-y"),
+                               service("c", "org-keys-x"))  # fmt: skip
+    try:
+        first.check_secret_key()
+        other_org.check_secret_key()
+        with pytest.raises(InvalidRequest, match="same REGALIA_SECRET_KEY"):
+            stray.check_secret_key()
+        first.check_secret_key()  # again: the recorded key is its own
+    finally:
+        for svc in (first, other_org, stray):
+            svc.close()
