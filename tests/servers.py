@@ -1,8 +1,10 @@
 """Real Regalia servers on 127.0.0.1 for tests: one in a thread of the test
-process (quick, for the SDK suite) or a ``regalia server`` process."""
+process (quick, for the SDK suite) or a ``regalia server`` process, and
+:class:`Nodes`: several server processes of one deployment (issue 15)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -11,7 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -136,3 +139,79 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def fresh_pg_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (SQLAlchemy URL), dropped afterwards."""
+    import psycopg
+
+    name = f"regalia_nodes_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Nodes:
+    """Several ``regalia server`` processes of one deployment: one database, one
+    ``REGALIA_SECRET_KEY``, one blob store (``blob_env``: the variables naming it,
+    by default a shared ``REGALIA_BLOB_DIR``), and each its own ``REGALIA_HOME``
+    (nothing a node keeps there may matter to another). The first node starts
+    first and prints the admin key (``api_key``)."""
+
+    def __init__(
+        self,
+        root: Path,
+        database_url: str,
+        *,
+        count: int = 2,
+        blob_env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        from cryptography.fernet import Fernet
+
+        shared = {
+            **os.environ,
+            "REGALIA_DATABASE_URL": database_url,
+            "REGALIA_SECRET_KEY": Fernet.generate_key().decode(),
+            **(blob_env if blob_env is not None else {"REGALIA_BLOB_DIR": str(root / "blobs")}),
+            **(env or {}),
+        }
+        shared.pop("REGALIA_BASE_URL", None)
+        shared.pop("REGALIA_API_KEY", None)
+        self.env = shared
+        self.servers = [
+            ServerProcess(
+                {**shared, "REGALIA_HOME": str(root / f"node{i}")}, log=root / f"node{i}.log"
+            )
+            for i in range(count)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers]
+
+    @property
+    def api_key(self) -> str:
+        key = self.servers[0].api_key
+        assert key is not None, "the first node did not print the admin key"
+        return key
+
+    def __enter__(self) -> Nodes:
+        try:
+            for server in self.servers:
+                server.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for server in self.servers:
+            if server.proc is not None:
+                server.stop()

@@ -83,8 +83,9 @@ class Settings:
       private addresses (refused by default).
     * ``REGALIA_AUTOMATION_WORKER=0``: ``regalia server`` sends no automation
       deliveries itself (run ``regalia worker`` processes instead).
-    * ``REGALIA_SECRET_KEY``: the Fernet key sealing automation secrets (default:
-      one made once in ``$REGALIA_HOME/secret.key``).
+    * ``REGALIA_SECRET_KEY``: the Fernet key sealing automation secrets and signing
+      transfer URLs and form tokens, the same on every node (default: one made
+      once in ``$REGALIA_HOME/secret.key``, for a single node; see docs/deploy.md).
     * ``REGALIA_AUTOMATION_MAX_ATTEMPTS`` (8): tries before a delivery is ``failed``;
       ``REGALIA_AUTOMATION_TIMEOUT`` (10 s) per try; ``REGALIA_AUTOMATION_WEBHOOK_RATE``
       (20) and ``REGALIA_AUTOMATION_SLACK_RATE`` (1): messages per second per target

@@ -4,11 +4,15 @@ worker needs them back to send; API keys are only ever hashed.
 
 The key comes from ``REGALIA_SECRET_KEY`` (a Fernet key: every server process
 and worker of one deployment must share it), else from ``$REGALIA_HOME/secret.key``,
-created (mode 0600) the first time it is needed.
+created (mode 0600) the first time it is needed. Because that file is one
+node's, the database records the key's fingerprint when the first server starts
+and refuses a server started with another key (``Service.check_secret_key``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -53,6 +57,11 @@ class SecretBox:
             fh.flush()
             os.fsync(fh.fileno())
         return cls(key)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hex digest that tells keys apart without telling anything of the key."""
+        return hmac.new(self.key, b"regalia secret key fingerprint v1", hashlib.sha256).hexdigest()
 
     def seal(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode()).decode()

@@ -89,6 +89,7 @@ def worker(state: State, log_level: str) -> None:
 
     configure_logging(log_level)
     svc = Service(state.settings())
+    svc.check_secret_key()
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -47,6 +47,7 @@ def prepare(settings: Settings, out: TextIO) -> None:
         if isinstance(svc.blobs, S3BlobStore):
             svc.blobs.check_bucket()  # a missing bucket or a wrong endpoint, said at once
         owner = svc.ensure_org()
+        svc.check_secret_key()  # one key for every node (see Service.check_secret_key)
         key = svc.first_api_key(owner)
         svc.sweep_web_sessions()  # ended UI sessions (logins sweep them too)
         sweep_once(svc, UploadArea(settings.home / "uploads", settings.upload_part_bytes))

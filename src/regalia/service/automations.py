@@ -35,7 +35,7 @@ from regalia.errors import (
     InvalidRequest,
     NotFound,
 )
-from regalia.secretbox import SecretBox
+from regalia.secretbox import KEY_FILE, SecretBox
 from regalia.service.access import check, registry_role, visible_registry
 from regalia.service.base import ServiceBase, as_utc
 from regalia.service.views import Actor, AttemptView, AutomationView, DeliveryView
@@ -58,6 +58,40 @@ class AutomationsMixin(ServiceBase):
     @cached_property
     def secret_box(self) -> SecretBox:
         return SecretBox.for_settings(self.settings)
+
+    def check_secret_key(self) -> None:
+        """Make sure this process uses the deployment's secret key: the first
+        server of the organization (``REGALIA_ORG``) to start records its key's
+        fingerprint in the database; a server or worker with another key (a node
+        without ``REGALIA_SECRET_KEY``, which made its own
+        ``$REGALIA_HOME/secret.key``) is refused here, at start, rather than
+        failing later on every sealed secret, signed URL and form token.
+
+        Raises:
+            InvalidRequest: the key is not the one the organization's other
+                nodes use.
+        """
+        mine = self.secret_box.fingerprint
+
+        def fn(repo: Repo) -> str | None:
+            org = repo.org_by_name(self.settings.org_name)
+            if org is None:  # nothing sealed yet: the first server records the key
+                return None
+            return repo.ensure_key_fingerprint(org.id, mine, self.now())
+
+        recorded = self.db.write(fn)
+        if recorded is not None and recorded != mine:
+            where = (
+                "REGALIA_SECRET_KEY"
+                if self.settings.secret_key
+                else f"{self.settings.home / KEY_FILE} (REGALIA_SECRET_KEY is not set)"
+            )
+            raise InvalidRequest(
+                f"this node's secret key ({where}) is not the one the other nodes of "
+                "this database use: give every `regalia server` and `regalia worker` of "
+                "a deployment the same REGALIA_SECRET_KEY (e.g. the content of the first "
+                "node's $REGALIA_HOME/secret.key)"
+            )
 
     # -- create, list, change ------------------------------------------------------------
     def create_automation(

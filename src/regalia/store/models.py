@@ -71,6 +71,23 @@ class StoreIdentity(Base):
     created_at: Mapped[datetime] = _ts()
 
 
+class SecretKeyCheck(Base):
+    """The fingerprint of a deployment's secret key, one row per organization
+    (one deployment serves one; several may share a database), written by the
+    first server to start: a node started with another key is refused (see
+    :meth:`regalia.service.Service.check_secret_key`)."""
+
+    __tablename__ = "secret_key_check"
+    org_id: Mapped[int] = mapped_column(
+        ID,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _ts()
+
+
 class User(Base):
     """A human user or a service account (``kind='service'``)."""
 

@@ -42,6 +42,7 @@ from regalia.store.models import (
     Run,
     RunFile,
     RunInput,
+    SecretKeyCheck,
     StoreIdentity,
     Team,
     TeamMember,
@@ -146,6 +147,18 @@ class Repo:
             tag = self.store_tag()
         assert tag is not None
         return tag
+
+    def ensure_key_fingerprint(self, org_id: int, new: str, now: datetime) -> str:
+        """The organization's recorded secret key fingerprint, made ``new`` if it has
+        none yet (safe under concurrency: the first node to record one wins)."""
+        query = select(SecretKeyCheck.fingerprint).where(SecretKeyCheck.org_id == org_id)
+        found = self.s.scalar(query)
+        if found is None:
+            row = {"org_id": org_id, "fingerprint": new, "created_at": now}
+            self._insert_ignore(SecretKeyCheck, row)
+            found = self.s.scalar(query)
+        assert found is not None
+        return found
 
     def active_key_id(self, key_hash: str) -> int | None:
         return self.s.scalar(
