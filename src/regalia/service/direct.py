@@ -199,6 +199,7 @@ class DirectTransferMixin(TransferMixin):
                 expected=digest,
                 actual=sha256,
             )
+        self.claim_contents([digest])  # before the store: see claim_contents
         direct.promote(row.id, digest)
         blob = StoredBlob(digest, row.size, check)
         self.record_received(actor, [blob])
