@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 READ_CHUNK = 1024 * 1024
 PARALLEL = 4
+DIRECT_PARALLEL = 8
 PART_SHA256_HEADER = "X-Regalia-Part-Sha256"
 PART_RETRIES = 4
 REDIRECTS = {302, 303, 307, 308}
@@ -134,7 +135,9 @@ class Uploader:
                 },
             )
 
-        with ThreadPoolExecutor(max(1, min(self.parallel, len(todo)))) as pool:
+        # Straight to the bucket, more parts in flight: the server is not in the path.
+        parallel = DIRECT_PARALLEL if direct else self.parallel
+        with ThreadPoolExecutor(max(1, min(parallel, len(todo)))) as pool:
             list(pool.map(one, todo))
         done: dict[str, Any] = self.backend.call(
             "POST", f"/uploads/{blob.digest}/complete", idempotent=True

@@ -38,6 +38,9 @@ PART_URL_LIFETIME_S = 3600
 DOWNLOAD_URL_LIFETIME_S = 900
 """How long a download URL works (a download resumes with a new one)."""
 MAX_URLS_PER_REQUEST = 1000
+DIRECT_PART_BYTES = 16 * 1024 * 1024
+"""The part size of a direct upload (smaller parts keep more in flight; each
+costs one URL request): REGALIA_UPLOAD_PART_BYTES if smaller."""
 DIRECT_UPLOAD_MAX_AGE = timedelta(days=7)
 """An upload untouched this long is abandoned by the sweep (as on a server's disk)."""
 
@@ -97,7 +100,9 @@ class DirectTransferMixin(TransferMixin):
                     user_id=actor.user_id,
                     digest=digest,
                     size=size,
-                    part_size=part_size_for(size, self.settings.upload_part_bytes),
+                    part_size=part_size_for(
+                        size, min(self.settings.upload_part_bytes, DIRECT_PART_BYTES)
+                    ),
                     store_upload_id=store_id,
                     created_at=now,
                     touched_at=now,
