@@ -46,6 +46,8 @@ BACKREFERENCE = r"(x+)\1Z"
 # Linear in RE2 and PostgreSQL, but slow on long text (about 0.3-0.6 s per
 # 256 KiB of random a/b): the way to make a filter run long on a few rows.
 HEAVY = "a[ab]{250}c"
+# Backtracking on these inputs takes minutes; a bound this wide fails on that, not on a busy CI.
+HANG_S = 10.0
 HEAVY_TEXT_BYTES = 256 * 1024
 REGISTRY = "Prod"
 HEALTHZ_MAX_S = 0.100
@@ -181,7 +183,7 @@ def test_finding3_catastrophic_regex_from_an_org_viewer_answers_at_once(
         assert versions.status_code == 200, versions.text
         assert versions.json()["items"] == []  # no name holds a Z
         assert collections.status_code == 200 and collections.json()["items"] == []
-        assert elapsed < 2.0
+        assert elapsed < HANG_S
         assert not pings.failures and pings.worst < HEALTHZ_MAX_S, pings.latencies
 
         # The same pattern where it matches: every long name, found by RE2.
@@ -201,9 +203,7 @@ def test_finding3_patterns_re2_refuses_get_a_clear_400(world, make_version, sett
         ThreadServer(settings, world.service) as server,
         client(server.url, world.viewer_key) as http,
     ):
-        start = time.perf_counter()
         response = search_versions(http, {"name": {"$regex": pattern}})
-        assert time.perf_counter() - start < 2.0
     assert response.status_code == 400
     err = error(response)
     assert err["code"] == "invalid_filter"
@@ -254,7 +254,7 @@ def test_finding4_nested_quantifier_alias_regex_is_matched_in_linear_time(
         # Python's re needed ~10 s for 28 a's and a '!'; this is 127.
         response, elapsed = add_alias(http, mid, "a" * 127 + "!")
         assert response.status_code == 200, response.text
-        assert elapsed < 1.0
+        assert elapsed < HANG_S
         assert deliveries(http, hook) == []  # it does not end in a's
 
         response, _ = add_alias(http, mid, "aaaa")
@@ -300,7 +300,7 @@ def test_finding4_a_stored_pattern_re2_rejects_breaks_no_alias_change(
         with caplog.at_level(logging.WARNING, logger="regalia.store.outbox"):
             response, elapsed = add_alias(http, mid, "production")
         assert response.status_code == 200, response.text
-        assert elapsed < 1.0
+        assert elapsed < HANG_S
         assert "production" in response.json()["aliases"]
         assert deliveries(http, old) == []  # treated as matching nothing...
         assert len(deliveries(http, every)) == 1  # ...while the others still fire
@@ -330,7 +330,7 @@ def test_finding5_or_of_20000_aliases_gets_a_400_naming_the_clause_limit(
         assert f"more than {MAX_FILTER_CLAUSES} clauses" in err["message"]
         assert "a list of 20000 filters" in err["message"]
         assert err["details"] == {"limit": "filter_clauses", "maximum": MAX_FILTER_CLAUSES}
-        assert elapsed < 2.0
+        assert elapsed < HANG_S
         assert http.get("/api/v1/registries").status_code == 200  # nothing else was held up
 
 
