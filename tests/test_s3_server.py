@@ -13,6 +13,7 @@ import pytest
 from servers import ServerProcess
 
 import regalia
+from regalia.errors import NotFound
 
 MiB = 1 << 20
 
@@ -142,3 +143,34 @@ def test_downloads_redirect_to_the_bucket_which_answers_ranges(
         resumed = follow.get(url, headers={"Range": f"bytes={len(data) - 3}-"})
         assert resumed.content == data[-3:]
         assert httpx.get(signed.replace("X-Amz-Signature=", "X-Amz-Signature=0")).status_code == 403
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+def test_the_sweep_abandons_direct_uploads_left_untouched_with_their_parts(
+    s3_service, clock, settings, s3_bucket: str
+) -> None:
+    from datetime import timedelta
+
+    import httpx
+
+    from regalia.server.sweeper import sweep_once
+    from regalia.server.uploads import UploadArea
+
+    owner = s3_service.ensure_org()
+    data = os.urandom(6 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    begun = s3_service.begin_direct_upload(owner, digest, len(data))
+    first = data[: begun.part_size]
+    (part,) = s3_service.direct_part_urls(owner, digest, [(0, hashlib.sha256(first).hexdigest())])
+    put = httpx.put(part.url, content=first, headers=part.headers)
+    assert put.status_code == 200, put.text
+    client = s3_service.blobs.client
+    area = UploadArea(settings.home / "uploads", settings.upload_part_bytes)
+    assert sweep_once(s3_service, area).uploads == 0  # touched just now: kept
+    assert s3_service.direct_upload_state(owner, digest).parts_received == [0]
+
+    clock.advance(seconds=timedelta(days=7, seconds=1).total_seconds())
+    assert sweep_once(s3_service, area).uploads == 1
+    with pytest.raises(NotFound):
+        s3_service.direct_upload_state(owner, digest)
+    assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")  # parts freed

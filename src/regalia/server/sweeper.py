@@ -4,6 +4,8 @@
   once untouched for :data:`~regalia.server.uploads.TEMP_MAX_AGE` (15 minutes);
 * resumable uploads untouched for :data:`~regalia.server.uploads.UPLOAD_MAX_AGE`
   (7 days: a client may resume for that long);
+* direct uploads (S3 store) untouched for 7 days, with their parts in the
+  bucket, and multipart uploads in the bucket no record names;
 * grants to reference content older than
   :data:`~regalia.service.content.GRANT_LIFETIME` (7 days), so the table stays
   bounded (expired grants are ignored anyway).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,13 +41,13 @@ SWEEP_INTERVAL = 300.0
 
 @dataclass(frozen=True)
 class Swept:
-    uploads: int  # upload folders and temporary files removed
+    uploads: int  # upload folders, temporary files and direct uploads removed
     grants: int  # expired grants deleted
 
 
 def sweep_once(svc: Service, area: UploadArea, *, now: float | None = None) -> Swept:
     """One sweep of the upload area and the grants; logs what it removed."""
-    swept = Swept(area.sweep(now=now), svc.expire_grants())
+    swept = Swept(area.sweep(now=now) + svc.sweep_direct_uploads(), svc.expire_grants())
     svc.expire_wandb_drafts()  # wandb client logs never committed (service/wandb_uploads.py)
     if swept.uploads or swept.grants:
         LOG.info(
@@ -54,20 +57,29 @@ def sweep_once(svc: Service, area: UploadArea, *, now: float | None = None) -> S
     return swept
 
 
-async def sweep_periodically(
-    svc: Service, area: UploadArea, stop: asyncio.Event, interval: float = SWEEP_INTERVAL
+async def run_every(
+    interval: float, stop: asyncio.Event, job: Callable[[], object], what: str
 ) -> None:
-    """Sweep every ``interval`` seconds until ``stop`` is set (the first sweep
-    waits one interval: ``regalia server`` sweeps once before serving)."""
+    """Run ``job`` in a worker thread every ``interval`` seconds until ``stop``
+    is set (the first run waits one interval). A failed run is logged as
+    ``what`` failed, and the next one comes on time."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
         if stop.is_set():
             return
         try:
-            await run_in_threadpool(sweep_once, svc, area)
+            await run_in_threadpool(job)
         except (OSError, RegaliaError) as exc:
-            LOG.warning("the sweep of abandoned uploads failed: %s", exc)
+            LOG.warning("%s failed: %s", what, exc)
+
+
+async def sweep_periodically(
+    svc: Service, area: UploadArea, stop: asyncio.Event, interval: float = SWEEP_INTERVAL
+) -> None:
+    """Sweep every ``interval`` seconds until ``stop`` is set (the first sweep
+    waits one interval: ``regalia server`` sweeps once before serving)."""
+    await run_every(interval, stop, lambda: sweep_once(svc, area), "the sweep of abandoned uploads")
 
 
 def collect_once(svc: Service, grace_s: float) -> GcReport:
@@ -92,12 +104,4 @@ async def collect_periodically(
     0: never; the first collection waits one interval)."""
     if interval <= 0:
         return
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        if stop.is_set():
-            return
-        try:
-            await run_in_threadpool(collect_once, svc, grace_s)
-        except (OSError, RegaliaError) as exc:
-            LOG.warning("garbage collection failed: %s", exc)
+    await run_every(interval, stop, lambda: collect_once(svc, grace_s), "garbage collection")
