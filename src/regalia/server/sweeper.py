@@ -30,7 +30,7 @@ from datetime import timedelta
 
 from starlette.concurrency import run_in_threadpool
 
-from regalia.errors import RegaliaError
+from regalia.errors import RegaliaError, StorageUnavailable
 from regalia.server.uploads import UploadArea
 from regalia.service import Service
 from regalia.service.views import GcReport
@@ -47,7 +47,7 @@ class Swept:
 
 def sweep_once(svc: Service, area: UploadArea, *, now: float | None = None) -> Swept:
     """One sweep of the upload area and the grants; logs what it removed."""
-    swept = Swept(area.sweep(now=now) + svc.sweep_direct_uploads(), svc.expire_grants())
+    swept = Swept(area.sweep(now=now) + _sweep_direct(svc), svc.expire_grants())
     svc.expire_wandb_drafts()  # wandb client logs never committed (service/wandb_uploads.py)
     if swept.uploads or swept.grants:
         LOG.info(
@@ -55,6 +55,16 @@ def sweep_once(svc: Service, area: UploadArea, *, now: float | None = None) -> S
             extra={"uploads": swept.uploads, "grants": swept.grants},
         )
     return swept
+
+
+def _sweep_direct(svc: Service) -> int:
+    """Abandoned direct uploads swept; a bucket that refuses to list its
+    multipart uploads (a narrow access policy) is logged, not fatal."""
+    try:
+        return svc.sweep_direct_uploads()
+    except StorageUnavailable as exc:
+        LOG.warning("the sweep of abandoned direct uploads failed: %s", exc)
+        return 0
 
 
 async def run_every(
