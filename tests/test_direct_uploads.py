@@ -3,7 +3,8 @@ sharing one PostgreSQL database and one SeaweedFS bucket: the bucket checks
 every part against the SHA-256 its URL was signed with, an upload begun on a
 node that is then killed completes through the other, sending only the
 missing parts, and a content that does not hash to its announced digest is
-never stored."""
+never stored. Both kinds: in parts (``nodes``, whole PUTs turned off) and one
+whole PUT to the content key (``whole_nodes``, the default up to 2 GiB)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,24 @@ MiB = 1 << 20
 PART = 5 * MiB
 
 
+Nodes = tuple[ServerProcess, ServerProcess, str]
+
+
 @pytest.fixture
-def nodes(
-    seaweed: Any, s3_bucket: str, pg_database: str, tmp_path: Path
-) -> Iterator[tuple[ServerProcess, ServerProcess, str]]:
-    """Two nodes (each its own REGALIA_HOME) and the owner's API key."""
+def nodes(seaweed: Any, s3_bucket: str, pg_database: str, tmp_path: Path) -> Iterator[Nodes]:
+    """Two nodes (each its own REGALIA_HOME) and the owner's API key; uploads in parts."""
+    yield from two_nodes(seaweed, s3_bucket, pg_database, tmp_path, whole_put_max=0)
+
+
+@pytest.fixture
+def whole_nodes(seaweed: Any, s3_bucket: str, pg_database: str, tmp_path: Path) -> Iterator[Nodes]:
+    """Two nodes whose uploads of up to 2 GiB are one PUT (the default)."""
+    yield from two_nodes(seaweed, s3_bucket, pg_database, tmp_path, whole_put_max=None)
+
+
+def two_nodes(
+    seaweed: Any, s3_bucket: str, pg_database: str, tmp_path: Path, *, whole_put_max: int | None
+) -> Iterator[Nodes]:
     shared = {k: v for k, v in os.environ.items() if not k.startswith(("REGALIA_", "AWS_"))}
     shared |= seaweed.env() | {
         "REGALIA_DATABASE_URL": pg_database,
@@ -41,6 +55,8 @@ def nodes(
         "REGALIA_AUTOMATION_WORKER": "0",
         "REGALIA_SILENT": "1",
     }
+    if whole_put_max is not None:
+        shared["REGALIA_DIRECT_PUT_MAX_BYTES"] = str(whole_put_max)
     a = ServerProcess(shared | {"REGALIA_HOME": str(tmp_path / "a")}, log=tmp_path / "a.log")
     b = ServerProcess(shared | {"REGALIA_HOME": str(tmp_path / "b")}, log=tmp_path / "b.log")
     a.start()
@@ -84,7 +100,7 @@ def bucket_keys(seaweed: Any, bucket: str) -> list[str]:
 
 
 def test_an_upload_begun_on_a_killed_node_completes_on_the_other(
-    nodes: tuple[ServerProcess, ServerProcess, str], seaweed: Any, s3_bucket: str, tmp_path: Path
+    nodes: Nodes, seaweed: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
     a, b, key = nodes
     data = os.urandom(2 * PART + 3 * MiB + 1)
@@ -131,7 +147,7 @@ def test_an_upload_begun_on_a_killed_node_completes_on_the_other(
 
 
 def test_content_that_does_not_hash_to_its_digest_is_never_stored(
-    nodes: tuple[ServerProcess, ServerProcess, str], seaweed: Any, s3_bucket: str
+    nodes: Nodes, seaweed: Any, s3_bucket: str
 ) -> None:
     a, _, key = nodes
     claimed = hashlib.sha256(b"the content it claims to be").hexdigest()
@@ -148,9 +164,7 @@ def test_content_that_does_not_hash_to_its_digest_is_never_stored(
     assert client.post("/blobs/missing", json={"digests": [claimed]}).json()["missing"] == [claimed]
 
 
-def test_an_abandoned_upload_frees_its_parts(
-    nodes: tuple[ServerProcess, ServerProcess, str], seaweed: Any, s3_bucket: str
-) -> None:
+def test_an_abandoned_upload_frees_its_parts(nodes: Nodes, seaweed: Any, s3_bucket: str) -> None:
     a, b, key = nodes
     data = os.urandom(PART + 1)
     digest = hashlib.sha256(data).hexdigest()
@@ -160,3 +174,103 @@ def test_an_abandoned_upload_frees_its_parts(
     assert api(b, key).delete(f"/uploads/{digest}").json() == {"discarded": digest}
     assert not seaweed.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
     assert on_a.get(f"/uploads/{digest}").status_code == 404
+
+
+def content_key(digest: str) -> str:
+    return f"deploy/blobs/{digest[:2]}/{digest[2:4]}/{digest}"
+
+
+def test_a_whole_put_goes_to_the_content_key_verified_by_the_bucket(
+    whole_nodes: Nodes, seaweed: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    a, b, key = whole_nodes
+    data = os.urandom(3 * PART + 11)
+    digest = hashlib.sha256(data).hexdigest()
+    on_a = api(a, key)
+    begun = on_a.post("/uploads", json={"digest": digest, "size": len(data)}).json()
+    assert begun["direct"] is True and begun["stored"] is False
+    assert (begun["part_size"], begun["part_count"], begun["parts_received"]) == (
+        len(data),
+        1,
+        [],
+    )
+    # Its one part is the content: no other SHA-256 may be declared for it.
+    other = on_a.post(f"/uploads/{digest}/parts", json={"parts": [{"part": 0, "sha256": "0" * 64}]})
+    assert other.status_code == 400 and digest in other.json()["error"]["message"]
+    got = on_a.post(f"/uploads/{digest}/parts", json={"parts": [{"part": 0, "sha256": digest}]})
+    (signed,) = got.json()["parts"]
+    # The bucket refuses any other bytes at the content key's URL, and a
+    # request without the signed checksum or upload id does not match.
+    assert (
+        httpx.put(
+            signed["url"], content=os.urandom(len(data)), headers=signed["headers"]
+        ).status_code
+        == 400
+    )
+    bare = {"x-amz-checksum-sha256": signed["headers"]["x-amz-checksum-sha256"]}
+    assert httpx.put(signed["url"], content=data, headers=bare).status_code == 403
+    assert bucket_keys(seaweed, s3_bucket) == []
+
+    assert a.proc is not None
+    os.killpg(a.proc.pid, signal.SIGKILL)  # node A dies before the PUT
+    a.proc.wait(10)
+    on_b = api(b, key)
+    early = on_b.post(f"/uploads/{digest}/complete")
+    assert early.status_code == 400 and early.json()["error"]["details"]["missing_parts"] == [0]
+    # The URL A signed still works: it needs no node.
+    assert (
+        httpx.put(signed["url"], content=data, headers=signed["headers"], timeout=60).status_code
+        == 200
+    )
+    assert on_b.get(f"/uploads/{digest}").json()["parts_received"] == [0]
+    done = on_b.post(f"/uploads/{digest}/complete")
+    assert done.status_code == 201, done.text
+    assert done.json() == {"digest": digest, "size": len(data), "check": check_of(data)}
+    # Written once, under its content key: no staging object, no multipart upload.
+    assert bucket_keys(seaweed, s3_bucket) == [content_key(digest)]
+    assert not seaweed.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    assert on_b.get(f"/uploads/{digest}").status_code == 404
+    again = on_b.post("/uploads", json={"digest": digest, "size": len(data)}).json()
+    assert again["stored"] is True
+    for home in (tmp_path / "a", tmp_path / "b"):
+        assert [p for p in home.rglob("*") if p.is_file() and p.stat().st_size >= PART] == []
+
+
+def test_a_whole_put_of_stored_content_must_send_the_bytes_to_be_granted(
+    whole_nodes: Nodes, seaweed: Any, s3_bucket: str
+) -> None:
+    """Someone else's object under the content key proves nothing: a user who
+    never sent the bytes is not granted them, and abandoning the upload leaves
+    the stored content alone."""
+    a, b, key = whole_nodes
+    data = os.urandom(PART)
+    digest = hashlib.sha256(data).hexdigest()
+    owner = api(a, key)
+    owner.post("/uploads", json={"digest": digest, "size": len(data)})
+    (signed,) = owner.post(
+        f"/uploads/{digest}/parts", json={"parts": [{"part": 0, "sha256": digest}]}
+    ).json()["parts"]
+    assert httpx.put(signed["url"], content=data, headers=signed["headers"]).status_code == 200
+    assert owner.post(f"/uploads/{digest}/complete").status_code == 201
+
+    made = owner.post("/users", json={"name": f"m{uuid.uuid4().hex[:6]}", "org_role": "member"})
+    assert made.status_code == 201, made.text
+    member = api(b, made.json()["api_key"])
+    begun = member.post("/uploads", json={"digest": digest, "size": len(data)}).json()
+    assert (
+        begun["stored"] is False and begun["parts_received"] == []
+    )  # the owner's PUT is not theirs
+    refused = member.post(f"/uploads/{digest}/complete")
+    assert refused.status_code == 400 and refused.json()["error"]["details"]["missing_parts"] == [0]
+    assert member.post("/blobs/missing", json={"digests": [digest]}).json()["missing"] == [digest]
+    assert member.delete(f"/uploads/{digest}").json() == {"discarded": digest}
+    body = seaweed.client().get_object(Bucket=s3_bucket, Key=content_key(digest))["Body"].read()
+    assert body == data  # the stored content is untouched
+    # Sending the very bytes (it overwrites the key with themselves) grants them.
+    member.post("/uploads", json={"digest": digest, "size": len(data)})
+    (mine,) = member.post(
+        f"/uploads/{digest}/parts", json={"parts": [{"part": 0, "sha256": digest}]}
+    ).json()["parts"]
+    assert httpx.put(mine["url"], content=data, headers=mine["headers"]).status_code == 200
+    assert member.post(f"/uploads/{digest}/complete").status_code == 201
+    assert member.post("/blobs/missing", json={"digests": [digest]}).json()["missing"] == []

@@ -11,6 +11,7 @@ from regalia.core.limits import QUERY_TIMEOUT_S, WRITE_TIMEOUT_S
 DEFAULT_ORG = "regalia"
 DEFAULT_OWNER = "admin"
 DEFAULT_UPLOAD_PART_BYTES = 64 * 1024 * 1024
+DEFAULT_DIRECT_PUT_MAX_BYTES = 2 * 1024 * 1024 * 1024
 
 
 def _truthy(value: str | None) -> bool:
@@ -79,6 +80,10 @@ class Settings:
     * ``REGALIA_SILENT=1``: no progress bars.
     * ``REGALIA_UPLOAD_PART_BYTES``: the part size of resumable uploads a server
       asks for (default 64 MiB).
+    * ``REGALIA_DIRECT_PUT_MAX_BYTES``: with an S3 store, contents up to this
+      size go to the bucket in one verified ``PUT`` (default 2 GiB, at most
+      S3's 5 GiB; a broken one is sent again whole); larger ones in parts. 0:
+      always in parts.
     * ``REGALIA_AUTOMATION_ALLOW_PRIVATE=1``: automations may call loopback and
       private addresses (refused by default).
     * ``REGALIA_AUTOMATION_WORKER=0``: ``regalia server`` sends no automation
@@ -110,6 +115,7 @@ class Settings:
     org_name: str = DEFAULT_ORG
     silent: bool = False
     upload_part_bytes: int = DEFAULT_UPLOAD_PART_BYTES
+    direct_put_max_bytes: int = DEFAULT_DIRECT_PUT_MAX_BYTES
     automation_allow_private: bool = False
     public_url: str | None = None
     automation_worker: bool = True
@@ -140,6 +146,14 @@ class Settings:
             silent=_truthy(os.environ.get("REGALIA_SILENT")),
             upload_part_bytes=int(
                 os.environ.get("REGALIA_UPLOAD_PART_BYTES") or DEFAULT_UPLOAD_PART_BYTES
+            ),
+            direct_put_max_bytes=int(
+                _number(
+                    "REGALIA_DIRECT_PUT_MAX_BYTES",
+                    DEFAULT_DIRECT_PUT_MAX_BYTES,
+                    low=0,
+                    integer=True,
+                )
             ),
             automation_allow_private=_truthy(os.environ.get("REGALIA_AUTOMATION_ALLOW_PRIVATE")),
             public_url=os.environ.get("REGALIA_PUBLIC_URL") or None,

@@ -17,6 +17,16 @@ and never carries the client's bytes:
   reads the staging object once, in parallel ranges, to establish the whole
   content's SHA-256 (its identity) and BLAKE3 check; only content that hashes
   to the announced digest is copied (inside the bucket) to its content key.
+* A content up to :data:`WHOLE_PUT_MAX` bytes may instead be sent in one
+  presigned ``PUT`` straight to its *content key*, signed with the content's
+  own SHA-256 and the upload's id as metadata (both signed headers). The
+  bucket refuses any other bytes, so overwriting the key is harmless (only
+  those very bytes are accepted) and nothing is written twice or read back
+  to establish identity. Completion checks with ``HEAD`` that the key holds
+  this upload's object with the digest's checksum (:meth:`DirectUploads.put_received`),
+  then reads it once for its BLAKE3 check unless that is known. This is used
+  only with a bucket that proves it verifies checksums
+  (:meth:`DirectUploads.verifies_checksums`).
 * A download is a presigned ``GET`` of the content key.
 
 Every bucket error comes out as a Regalia error (:mod:`regalia.errors`).
@@ -37,7 +47,7 @@ import base64
 import contextlib
 import hashlib
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -61,6 +71,13 @@ VERIFY_RANGE = 16 * MiB
 """Bytes per ranged GET while verifying a completed upload."""
 VERIFY_PARALLEL = 4
 """Ranged GETs in flight while verifying (bounds memory to about 5 ranges)."""
+MEASURE_RANGE = 4 * MiB
+"""Bytes per ranged GET while measuring a whole-PUT content's check (its
+memory stays within a few ranges: the server's RSS stays flat)."""
+WHOLE_PUT_MAX = 5 * 1024 * MiB
+"""S3's largest single ``PUT``."""
+UPLOAD_META = "regalia-upload"
+"""The metadata key a whole ``PUT`` carries its upload's id in."""
 
 
 class BucketStore(Protocol):
@@ -129,6 +146,7 @@ class DirectUploads:
         self.bucket = store.bucket
         base = store.prefix.strip("/")
         self._staging = f"{base}/uploads/" if base else "uploads/"
+        self._verifies: bool | None = None
 
     def staging_key(self, upload_id: str) -> str:
         """Where upload ``upload_id`` is assembled."""
@@ -244,21 +262,33 @@ class DirectUploads:
     def verify(self, upload_id: str, size: int) -> tuple[str, str]:
         """Read the staging object once (ranged GETs in parallel, bounded
         memory); return its SHA-256 and BLAKE3 check."""
-        key = self.staging_key(upload_id)
+        with StreamHasher() as hasher:
+            self._read_ranges(self.staging_key(upload_id), size, VERIFY_RANGE, hasher.update)
+            digest, check = hasher.digests()
+        assert check is not None
+        if hasher.size != size:
+            raise IntegrityError(f"upload {upload_id} holds {hasher.size} bytes, expected {size}")
+        return digest, check
+
+    def _read_ranges(
+        self, key: str, size: int, span: int, consume: Callable[[bytes], object]
+    ) -> None:
+        """Feed object ``key`` (``size`` bytes) to ``consume`` in order, read in
+        ranges of ``span`` bytes, :data:`VERIFY_PARALLEL` in flight."""
 
         def fetch(start: int) -> bytes:
-            end = min(start + VERIFY_RANGE, size) - 1
-            with bucket_errors(self.bucket, "reading an upload to verify it"):
+            end = min(start + span, size) - 1
+            with bucket_errors(self.bucket, "reading an object to verify it"):
                 body = self.client.get_object(
                     Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end}"
                 )["Body"]
                 data: bytes = body.read()
             if len(data) != end - start + 1:
-                raise IntegrityError(f"upload {upload_id}: short read at byte {start}")
+                raise IntegrityError(f"object {key}: short read at byte {start}")
             return data
 
-        with StreamHasher() as hasher, ThreadPoolExecutor(VERIFY_PARALLEL) as pool:
-            starts = iter(range(0, size, VERIFY_RANGE))
+        with ThreadPoolExecutor(VERIFY_PARALLEL) as pool:
+            starts = iter(range(0, size, span))
             window: deque[Future[bytes]] = deque()
             for start in starts:
                 window.append(pool.submit(fetch, start))
@@ -269,12 +299,77 @@ class DirectUploads:
                 nxt = next(starts, None)
                 if nxt is not None:
                     window.append(pool.submit(fetch, nxt))
-                hasher.update(chunk)
-            digest, check = hasher.digests()
-        assert check is not None
+                consume(chunk)
+
+    # -- whole PUTs to the content key ---------------------------------------------------
+    def verifies_checksums(self) -> bool:
+        """Whether the bucket refuses a ``PUT`` whose bytes differ from its
+        ``x-amz-checksum-sha256`` (asked once, with a tiny probe object).
+
+        Raises:
+            StorageUnavailable: the bucket answered neither way.
+        """
+        if self._verifies is None:
+            probe = self._staging + ".checksum-probe"
+            try:
+                with bucket_errors(self.bucket, "probing checksum support"):
+                    self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=probe,
+                        Body=b"regalia",
+                        ChecksumSHA256=b64_sha256(hashlib.sha256(b"other").hexdigest()),
+                    )
+            except ContentMismatch:
+                self._verifies = True
+            else:
+                self._verifies = False
+                self.drop_key(probe)
+        return self._verifies
+
+    def put_url(self, upload_id: str, digest: str, *, expires_s: int) -> tuple[str, dict[str, str]]:
+        """A URL that stores exactly the content ``digest`` under its content
+        key, marked as upload ``upload_id``; and the headers to send with it."""
+        checksum = b64_sha256(digest)
+        self.staging_key(upload_id)  # validates the id
+        with bucket_errors(self.bucket, "signing an upload URL"):
+            url = self.client.generate_presigned_url(
+                "put_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": self.store.key(digest),
+                    "ChecksumSHA256": checksum,
+                    "Metadata": {UPLOAD_META: upload_id},
+                },
+                ExpiresIn=expires_s,
+            )
+        return str(url), {"x-amz-checksum-sha256": checksum, f"x-amz-meta-{UPLOAD_META}": upload_id}
+
+    def put_received(self, upload_id: str, digest: str, size: int) -> bool:
+        """Whether the content key holds this upload's ``PUT`` (its metadata),
+        ``size`` bytes whose SHA-256 the bucket verified to be ``digest``."""
+        try:
+            with bucket_errors(self.bucket, "checking an upload"):
+                head = self.client.head_object(
+                    Bucket=self.bucket, Key=self.store.key(digest), ChecksumMode="ENABLED"
+                )
+        except NotFound:
+            return False
+        meta = {str(k).lower(): v for k, v in (head.get("Metadata") or {}).items()}
+        return (
+            meta.get(UPLOAD_META) == upload_id
+            and head.get("ChecksumSHA256") == b64_sha256(digest)
+            and int(head["ContentLength"]) == size
+        )
+
+    def measure(self, digest: str, size: int) -> str:
+        """The BLAKE3 check of stored content ``digest``, read once in small
+        parallel ranges (bounded memory)."""
+        with StreamHasher(sha256=False) as hasher:
+            self._read_ranges(self.store.key(digest), size, MEASURE_RANGE, hasher.update)
+            check = hasher.check_digest()
         if hasher.size != size:
-            raise IntegrityError(f"upload {upload_id} holds {hasher.size} bytes, expected {size}")
-        return digest, check
+            raise IntegrityError(f"content {digest} holds {hasher.size} bytes, expected {size}")
+        return check
 
     def promote(self, upload_id: str, digest: str) -> None:
         """Copy the verified staging object to its content key (unless the
@@ -298,8 +393,11 @@ class DirectUploads:
 
     def drop(self, upload_id: str) -> None:
         """Delete the staging object (a missing one is not an error)."""
+        self.drop_key(self.staging_key(upload_id))
+
+    def drop_key(self, key: str) -> None:
         with bucket_errors(self.bucket, "deleting an upload"):
-            self.client.delete_object(Bucket=self.bucket, Key=self.staging_key(upload_id))
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def abort(self, upload_id: str, store_upload_id: str) -> None:
         """Give the upload up: the bucket frees its parts."""

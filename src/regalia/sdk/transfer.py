@@ -34,6 +34,7 @@ from regalia.errors import (
     FileChanged,
     FileMissing,
     IntegrityError,
+    InvalidRequest,
     ServerUnreachable,
     StorageUnavailable,
 )
@@ -46,6 +47,8 @@ PARALLEL = 4
 DIRECT_PARALLEL = 8
 PART_SHA256_HEADER = "X-Regalia-Part-Sha256"
 PART_RETRIES = 4
+COMPLETE_ROUNDS = 3
+"""Times an upload sends what its completion reports missing, then completes."""
 REDIRECTS = {302, 303, 307, 308}
 
 
@@ -137,12 +140,22 @@ class Uploader:
 
         # Straight to the bucket, more parts in flight: the server is not in the path.
         parallel = DIRECT_PARALLEL if direct else self.parallel
-        with ThreadPoolExecutor(max(1, min(parallel, len(todo)))) as pool:
-            list(pool.map(one, todo))
-        done: dict[str, Any] = self.backend.call(
-            "POST", f"/uploads/{blob.digest}/complete", idempotent=True
-        )
-        return done
+        for round_ in range(COMPLETE_ROUNDS):
+            with ThreadPoolExecutor(max(1, min(parallel, len(todo)))) as pool:
+                list(pool.map(one, todo))
+            try:
+                done: dict[str, Any] = self.backend.call(
+                    "POST", f"/uploads/{blob.digest}/complete", idempotent=True
+                )
+                return done
+            except InvalidRequest as exc:
+                # Parts lost since they were sent (another upload of the same
+                # content replaced a whole PUT, the bucket dropped a part): again.
+                missing = exc.details.get("missing_parts")
+                if not missing or round_ == COMPLETE_ROUNDS - 1:
+                    raise
+                todo = [int(n) for n in missing]
+        raise AssertionError("unreachable")
 
     def send_direct(self, digest: str, n: int, declared: str, body: _FileRange) -> None:
         """Send part ``n`` straight to the bucket, at the URL the server signs

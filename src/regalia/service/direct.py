@@ -14,6 +14,14 @@ exactly the declared parts, reads the object once to establish the whole
 content's SHA-256 and BLAKE3 check, and only then stores it under its content
 key and grants the caller the right to reference it, as a received upload
 does (:meth:`record_received`).
+
+A content of at most ``REGALIA_DIRECT_PUT_MAX_BYTES`` is a *whole PUT*
+instead, when the bucket verifies checksums: one "part", the content itself,
+whose URL stores it under its content key signed with its SHA-256 (the
+bucket refuses other bytes). Completion checks with ``HEAD`` that the key
+holds this upload's object with that checksum, and reads it once for its
+BLAKE3 check only if none is known: nothing is written twice, nothing
+through the server.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 
 from regalia.blobs.base import StoredBlob, validate_digest
-from regalia.blobs.s3_direct import DirectUploads, part_size_for
+from regalia.blobs.s3_direct import WHOLE_PUT_MAX, DirectUploads, part_size_for
 from regalia.errors import ContentMismatch, InvalidRequest, NotFound
 from regalia.service.transfer import TransferMixin
 from regalia.service.views import Actor
@@ -41,6 +49,8 @@ MAX_URLS_PER_REQUEST = 1000
 DIRECT_PART_BYTES = 16 * 1024 * 1024
 """The part size of a direct upload (smaller parts keep more in flight; each
 costs one URL request): REGALIA_UPLOAD_PART_BYTES if smaller."""
+WHOLE_PUT = "whole-put"
+"""``DirectUpload.store_upload_id`` of a whole PUT (no multipart upload in the bucket)."""
 DIRECT_UPLOAD_MAX_AGE = timedelta(days=7)
 """An upload untouched this long is abandoned by the sweep (as on a server's disk)."""
 
@@ -87,7 +97,16 @@ class DirectTransferMixin(TransferMixin):
             )
         if found is None:
             upload_id = uuid.uuid4().hex
-            store_id = direct.begin(upload_id)
+            whole = 0 < size <= min(self.settings.direct_put_max_bytes, WHOLE_PUT_MAX) and (
+                direct.verifies_checksums()
+            )
+            if whole:
+                store_id, part_size = WHOLE_PUT, size
+            else:
+                store_id = direct.begin(upload_id)
+                part_size = part_size_for(
+                    size, min(self.settings.upload_part_bytes, DIRECT_PART_BYTES)
+                )
             now = self.now()
 
             def create(repo: Repo) -> DirectUpload:
@@ -100,9 +119,7 @@ class DirectTransferMixin(TransferMixin):
                     user_id=actor.user_id,
                     digest=digest,
                     size=size,
-                    part_size=part_size_for(
-                        size, min(self.settings.upload_part_bytes, DIRECT_PART_BYTES)
-                    ),
+                    part_size=part_size,
                     store_upload_id=store_id,
                     created_at=now,
                     touched_at=now,
@@ -112,7 +129,7 @@ class DirectTransferMixin(TransferMixin):
                 return row
 
             found = self.db.write(create)
-            if found.id != upload_id:
+            if found.id != upload_id and store_id != WHOLE_PUT:
                 direct.abort(upload_id, store_id)
         return self._direct_state(found)
 
@@ -138,6 +155,12 @@ class DirectTransferMixin(TransferMixin):
                     f"part {number} is out of range: the upload has {count} parts", part=number
                 )
             declared[number] = validate_digest(sha256.lower())
+        whole = row.store_upload_id == WHOLE_PUT
+        if whole and any(d != row.digest for d in declared.values()):
+            raise InvalidRequest(
+                "this upload is one PUT of the whole content: its part 0 is declared "
+                f"with the content's own digest {row.digest}"
+            )
         now = self.now()
 
         def record(repo: Repo) -> None:
@@ -158,6 +181,10 @@ class DirectTransferMixin(TransferMixin):
 
         self.db.write(record)
         life = PART_URL_LIFETIME_S
+        if whole:
+            return [
+                PartUrl(n, *direct.put_url(row.id, row.digest, expires_s=life)) for n in declared
+            ]
         return [
             PartUrl(n, *direct.part_url(row.id, row.store_upload_id, n + 1, d, expires_s=life))
             for n, d in declared.items()
@@ -174,6 +201,8 @@ class DirectTransferMixin(TransferMixin):
         """
         direct = self._direct()
         row = self._own_upload(actor, digest)
+        if row.store_upload_id == WHOLE_PUT:
+            return self._complete_whole_put(actor, row)
         count = _part_count(row.size, row.part_size)
         declared = dict(
             self.db.read(
@@ -211,13 +240,34 @@ class DirectTransferMixin(TransferMixin):
         self._forget_upload(row.id)
         return blob
 
+    def _complete_whole_put(self, actor: Actor, row: DirectUpload) -> StoredBlob:
+        """The bucket verified the bytes' SHA-256 as it took them; check it holds
+        them, learn their BLAKE3 check (known, or read once), grant them."""
+        direct = self._direct()
+        # Claimed before looking at the store: garbage collection spares it from here.
+        self.claim_contents([row.digest])
+        if not direct.put_received(row.id, row.digest, row.size):
+            raise InvalidRequest(
+                "the bucket does not hold this upload's PUT: send it, then complete",
+                missing_parts=[0],
+            )
+        known = self.db.read(lambda repo: repo.blob_checks([row.digest]))
+        if row.digest in known:
+            check = known[row.digest][1]
+        else:
+            check = direct.measure(row.digest, row.size)
+        blob = StoredBlob(row.digest, row.size, check)
+        self.record_received(actor, [blob])
+        self._forget_upload(row.id)
+        return blob
+
     def abandon_direct_upload(self, user_id: int, digest: str) -> bool:
         """Drop a user's direct upload and its parts; False if there is none."""
         direct = self._direct()
         row = self.db.read(lambda repo: _upload(repo, user_id, validate_digest(digest)))
         if row is None:
             return False
-        direct.abort(row.id, row.store_upload_id)
+        _abort(direct, row)
         self._forget_upload(row.id)
         return True
 
@@ -233,7 +283,7 @@ class DirectTransferMixin(TransferMixin):
         swept = 0
         for r in rows:
             if _aware(r.touched_at) < cutoff:
-                direct.abort(r.id, r.store_upload_id)
+                _abort(direct, r)
                 self._forget_upload(r.id)
                 swept += 1
         for upload_id, store_id, begun in direct.unfinished():
@@ -266,8 +316,11 @@ class DirectTransferMixin(TransferMixin):
         self.db.write(fn)
 
     def _direct_state(self, row: DirectUpload) -> DirectState:
-        held = self._direct().received(row.id, row.store_upload_id)
         count = _part_count(row.size, row.part_size)
+        if row.store_upload_id == WHOLE_PUT:
+            done = self._direct().put_received(row.id, row.digest, row.size)
+            return DirectState(row.digest, row.size, row.part_size, 1, [0] if done else [])
+        held = self._direct().received(row.id, row.store_upload_id)
         received = sorted(
             n - 1
             for n, part in held.items()
@@ -283,6 +336,14 @@ def _upload(repo: Repo, user_id: int, digest: str) -> DirectUpload | None:
     if row is not None:
         repo.s.expunge(row)
     return row
+
+
+def _abort(direct: DirectUploads, row: DirectUpload) -> None:
+    """Free what the bucket holds for an upload. A whole PUT has nothing of its
+    own there: its key is the content's, which others may use (an object no
+    version references is garbage collection's to free)."""
+    if row.store_upload_id != WHOLE_PUT:
+        direct.abort(row.id, row.store_upload_id)
 
 
 def _part_count(size: int, part_size: int) -> int:
