@@ -194,7 +194,7 @@ def test_damaged_store_blob_raises_and_leaves_no_file(
     assert files_under(cache.root) == []
 
 
-def test_damaged_cache_entry_raises_is_dropped_and_dest_is_untouched(
+def test_damaged_cache_entry_is_dropped_and_fetched_again(
     tmp_path: Path, cache: ArtifactCache
 ) -> None:
     store = CountingStore(LocalBlobStore(tmp_path / "store"), remote=True)
@@ -206,14 +206,11 @@ def test_damaged_cache_entry_raises_is_dropped_and_dest_is_untouched(
     dest.parent.mkdir()
     dest.write_bytes(b"previous")
 
-    with pytest.raises(IntegrityError, match="damaged"):
-        fetch_to(dest, digest, len(data), cache=cache, store=store)
-    assert dest.read_bytes() == b"previous"
-    assert files_under(tmp_path / "out") == [dest]
-    assert cache.get(digest) is None
-
+    # Found damaged as it is copied out: dropped and fetched again, never delivered.
     assert fetch_to(dest, digest, len(data), cache=cache, store=store) is True
     assert dest.read_bytes() == data
+    assert files_under(tmp_path / "out") == [dest]
+    assert cache.path(digest).read_bytes() == data
 
 
 def test_materialize_of_an_uncached_digest_raises_not_found(
@@ -234,6 +231,51 @@ def test_add_from_stream_rejects_wrong_content_and_keeps_nothing(
     with pytest.raises(IntegrityError):
         cache.add_from_stream(digest, io.BytesIO(b"data"), declared_size, None)
     assert files_under(cache.root) == []
+
+
+def test_a_download_written_to_its_destination_too_is_verified_first(
+    cache: ArtifactCache, tmp_path: Path
+) -> None:
+    """``copy_to`` gets the bytes as they arrive, and only verified ones: a
+    wrong download leaves the destination as it was, and no temporary file."""
+    dest = tmp_path / "out" / "model.bin"
+    dest.parent.mkdir()
+    dest.write_bytes(b"before")
+    good = payload(BIG)
+    digest = hashlib.sha256(good).hexdigest()
+    bad = bytes(BIG)
+    with pytest.raises(IntegrityError):
+        cache.add_from_stream(digest, io.BytesIO(bad), BIG, None, copy_to=dest)
+    assert files_under(dest.parent) == [dest] and dest.read_bytes() == b"before"
+    assert files_under(cache.root) == []
+    path = cache.add_from_stream(digest, io.BytesIO(good), BIG, None, copy_to=dest)
+    assert dest.read_bytes() == good and path.read_bytes() == good
+    assert not dest.samefile(path)  # a copy of its own: editing it leaves the cache alone
+    assert files_under(dest.parent) == [dest]
+
+
+def test_a_download_is_written_once_and_an_edit_of_it_is_caught(
+    tmp_path: Path, cache: ArtifactCache
+) -> None:
+    """The destination of a download is its cache entry's second name (one
+    write); editing it in place damages the entry, so the next download
+    fetches the content again instead of copying out the edited bytes."""
+    store = CountingStore(LocalBlobStore(tmp_path / "store"), remote=True)
+    data = payload(BIG)
+    digest = put(store, tmp_path, data)
+    first = tmp_path / "first" / "m.bin"
+    assert fetch_to(first, digest, BIG, cache=cache, store=store) is True
+    assert first.samefile(cache.path(digest)) and first.read_bytes() == data
+    with first.open("r+b") as f:  # the user edits the download in place
+        f.write(b"edited")
+    second = tmp_path / "second" / "m.bin"
+    assert fetch_to(second, digest, BIG, cache=cache, store=store) is True  # the store again
+    assert second.read_bytes() == data
+    assert first.read_bytes()[:6] == b"edited"  # the user's edit is theirs
+    # A copy out of the cache is a file of its own.
+    third = tmp_path / "third" / "m.bin"
+    assert fetch_to(third, digest, BIG, cache=cache, store=store) is False
+    assert not third.samefile(cache.path(digest)) and third.read_bytes() == data
 
 
 def test_fetch_reports_each_byte_once(
@@ -399,7 +441,7 @@ def test_damaged_cache_entry_fails_the_check_is_dropped_and_dest_is_untouched(
     dest.write_bytes(b"previous")
 
     with pytest.raises(IntegrityError, match="damaged") as caught:
-        fetch_to(dest, blob.digest, BIG, check=blob.check, cache=cache, store=store)
+        cache.materialize(blob.digest, dest, check=blob.check)
     assert caught.value.details["expected"] == blob.check
     assert dest.read_bytes() == b"previous"
     assert files_under(tmp_path / "out") == [dest]
@@ -421,7 +463,7 @@ def test_damaged_cache_entry_without_a_check_still_fails_the_sha256(
     dest = tmp_path / "out" / "m.bin"
 
     with pytest.raises(IntegrityError, match="damaged") as caught:
-        fetch_to(dest, digest, size, check=None, cache=cache, store=store)
+        cache.materialize(digest, dest, check=None)
     assert caught.value.details["expected"] == digest
     assert not dest.exists() and files_under(tmp_path / "out") == []
     assert cache.get(digest) is None

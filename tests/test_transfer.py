@@ -595,10 +595,11 @@ def test_download_resumes_after_a_broken_connection(server, tmp_path, parts_belo
     assert (out / "model.bin").read_bytes() == data
     blob_gets = [(h.get("range"), p) for m, p, h in sent.requests if m == "GET" and "/blobs/" in p]
     assert len(blob_gets) == 2, blob_gets
-    assert blob_gets[0][0] is None
-    resumed_at = int(re.fullmatch(r"bytes=(\d+)-", blob_gets[1][0])[1])
-    assert 0 < resumed_at <= 2 * MiB + 12345
-    assert [s for m, p, s in sent.responses if m == "GET" and "/blobs/" in p] == [200, 206]
+    assert blob_gets[0][0] == f"bytes=0-{8 * MiB - 1}"  # the first range tells the size
+    resumed = re.fullmatch(r"bytes=(\d+)-(\d+)", blob_gets[1][0])
+    assert resumed is not None and int(resumed[2]) == len(data) - 1
+    assert 0 < int(resumed[1]) <= 2 * MiB + 12345  # from where it broke, not from 0
+    assert [s for m, p, s in sent.responses if m == "GET" and "/blobs/" in p] == [206, 206]
     # The verified content went into the client's cache.
     assert backend.cache.get(sha256(data)) is not None
 
@@ -889,3 +890,32 @@ def test_refused_resend_of_a_received_part_does_not_spoil_the_upload(
     # The SDK resumes: it sends the parts the server says it lacks, then completes.
     server.backend().store_file(write(tmp_path / "f.bin", data))
     assert server.stored(digest)
+
+
+def test_a_large_download_comes_in_ranges_and_resumes_the_broken_one(
+    server, tmp_path, parts_below_16mib
+):
+    data = payload(3 * 8 * MiB + 5 * MiB + 3, seed=17)  # four ranges of 8 MiB at most
+    view = log(server.backend(), {"model.bin": write(tmp_path / "m.bin", data)})
+    proxy = CuttingProxy(server.url, cut_after=5 * MiB)
+    try:
+        sent = Sent()
+        backend = server.backend(sent, url=proxy.url)
+        out = download(backend, view, tmp_path / "out")
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert (out / "model.bin").read_bytes() == data
+    asked = [h.get("range") for m, p, h in sent.requests if m == "GET" and "/blobs/" in p]
+    spans = [tuple(map(int, re.fullmatch(r"bytes=(\d+)-(\d+)", r).groups())) for r in asked]
+    whole = [(i * 8 * MiB, min((i + 1) * 8 * MiB, len(data)) - 1) for i in range(4)]
+    assert sorted(s for s in spans if s in whole) == whole
+    (again,) = [s for s in spans if s not in whole]  # the broken range, from where it broke
+    broken = next(w for w in whole if w[0] < again[0] <= w[1])
+    assert again[1] == broken[1]
+
+
+def test_an_empty_content_downloads(server, tmp_path):
+    view = log(server.backend(), {"empty.txt": write(tmp_path / "e.txt", b"")})
+    out = download(server.backend(), view, tmp_path / "out")
+    assert (out / "empty.txt").read_bytes() == b""

@@ -12,6 +12,10 @@ of the same bytes, ``"blake3:<hex>"``, recorded at upload: about three times
 faster than SHA-256, so a verified copy costs about as much as a plain one);
 files of versions logged before checks existed are verified by SHA-256.
 
+A download is written once: the destination is a hard link of its new entry
+(on the same file system), so editing a downloaded file in place damages the
+entry; its next use finds that and fetches the content again.
+
 The cache is bounded: after each add, least recently used entries are evicted
 until it fits in ``max_bytes`` (an entry's last use is its atime, set
 explicitly on each use, so ``relatime``/``noatime`` mounts do not matter).
@@ -139,8 +143,11 @@ class ArtifactCache:
         progress: ProgressSink | None = None,
         *,
         check: str | None = None,
+        copy_to: Path | None = None,
     ) -> Path:
-        """Cache the content of ``stream`` (e.g. a download) after verifying it.
+        """Cache the content of ``stream`` (e.g. a download) after verifying it;
+        with ``copy_to``, write it there too as it arrives (no copy out of the
+        cache afterwards), renamed onto ``copy_to`` once verified.
 
         With ``check`` (the BLAKE3 digest the server took of the same bytes
         when they were uploaded, from the version's manifest), the content is
@@ -158,12 +165,20 @@ class ArtifactCache:
         final = self.path(digest)
         self._tmp.mkdir(parents=True, exist_ok=True)
         tmp_fd: int | None
+        copy_fd: int | None = None
+        copy_tmp: Path | None = None
         tmp_fd, tmp = create_temp(self._tmp)
         try:
+            if copy_to is not None:
+                copy_to.parent.mkdir(parents=True, exist_ok=True)
+                # A short prefix keeps the temp name within NAME_MAX for long file names.
+                copy_fd, copy_tmp = create_temp(copy_to.parent, prefix=f".{copy_to.name[:40]}.")
             with StreamHasher(check=check is not None, sha256=check is None) as hasher:
                 while chunk := stream.read(STREAM_CHUNK):
                     hasher.update(chunk)
                     write_all(tmp_fd, chunk)
+                    if copy_fd is not None:
+                        write_all(copy_fd, chunk)
                     if progress is not None:
                         progress.advance(len(chunk))
                 if check is None:
@@ -178,8 +193,14 @@ class ArtifactCache:
             tmp_fd = None
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
+            if copy_fd is not None and copy_tmp is not None and copy_to is not None:
+                os.close(copy_fd)
+                copy_fd = None
+                os.replace(copy_tmp, copy_to)
         except BaseException:
             discard_temp(tmp_fd, tmp)
+            if copy_tmp is not None:
+                discard_temp(copy_fd, copy_tmp)
             raise
         _touch(final)
         self._evict(self.max_bytes, keep=digest)
@@ -256,6 +277,36 @@ class ArtifactCache:
         finally:
             os.close(src_fd)
         _touch(src)
+
+    def same_device(self, folder: Path) -> bool:
+        """Whether ``folder`` is on the cache's file system (entries can be linked there)."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            return os.stat(folder).st_dev == os.stat(self._tmp).st_dev
+        except OSError:
+            return False
+
+    def link_out(self, digest: str, dest: Path) -> None:
+        """Make ``dest`` a hard link of the entry just downloaded (no bytes
+        written), replacing ``dest`` atomically; a copy where links fail.
+
+        Only a download's own entry is linked out, once: an entry linked from
+        a local store is always copied (editing ``dest`` must not reach the
+        store). Editing ``dest`` in place damages the entry, which its next use
+        finds (every use verifies it) and fetches again.
+        """
+        src = self.path(digest)
+        tmp = dest.parent / f".{dest.name[:40]}.{os.getpid()}.{time.monotonic_ns()}.link"
+        try:
+            os.link(src, tmp)
+        except OSError:  # a file system without hard links, or too many of them
+            self.materialize(digest, dest, verify=False)
+            return
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def entries(self) -> list[CacheEntry]:
         """Every cached content, in no particular order."""
@@ -358,17 +409,19 @@ def fetch_to(
 ) -> bool:
     """Write the content ``digest`` to ``dest``, through the cache, verified.
 
-    A cached content is copied out without touching the store; otherwise it
-    is cached first (hard link from a local store, or a verified download).
-    The copy to ``dest`` is verified by ``check`` (BLAKE3, ``"blake3:<hex>"``)
-    when the version has one, else by SHA-256.
+    A cached content is copied out without touching the store (a damaged
+    entry is dropped and fetched again). Otherwise, from a local store, it is
+    cached first (hard link) and copied out; a download is cached as it
+    arrives and ``dest`` is linked to the entry (:meth:`ArtifactCache.link_out`;
+    on another file system it is written beside the entry, nothing is read
+    back). Either way the bytes are verified by ``check`` (BLAKE3,
+    ``"blake3:<hex>"``) when the version has one, else by SHA-256.
 
     Returns:
         Whether the store was read.
 
     Raises:
-        IntegrityError: the content is damaged; ``dest`` is left untouched and
-            the damaged cache entry dropped.
+        IntegrityError: the store's content is damaged; ``dest`` is left untouched.
         InvalidRequest: ``check`` is not a BLAKE3 check.
         NotFound: the store does not have the blob.
     """
@@ -380,15 +433,23 @@ def fetch_to(
             return False
         except NotFound:
             pass  # evicted by another process since get(): fetch it again
+        except IntegrityError:
+            pass  # damaged (a linked download edited in place?): dropped, fetch it again
     local = store.local_path(digest)
     if local is not None:
         cache.add_from_local(digest, local, check=check)
         cache.materialize(digest, dest, progress, check=check)
-    else:
-        with store.open(digest) as stream:
-            cache.add_from_stream(digest, stream, size, progress, check=check)
-        # Just verified while downloading, and progress reported: a plain copy.
-        cache.materialize(digest, dest, verify=False)
+        return True
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    linkable = cache.same_device(dest.parent)
+    with store.open(digest) as stream:
+        # Verified once as it arrives, and written once: dest becomes a second
+        # name of the cache entry; across file systems, both are written.
+        cache.add_from_stream(
+            digest, stream, size, progress, check=check, copy_to=None if linkable else dest
+        )
+    if linkable:
+        cache.link_out(digest, dest)
     return True
 
 

@@ -10,9 +10,12 @@ keeps the parts it received, so a retry, even from a new process, sends only
 the missing ones). The server re-hashes what it received before storing it,
 and the client compares the server's digests with its own.
 
-Download: :class:`RemoteBlobs` gives the download cache a stream that resumes
-with an HTTP Range request where a broken connection left off; the cache
-verifies the bytes by their check.
+Download: :class:`RemoteBlobs` gives the download cache a stream of the
+content fetched in ranges of :data:`DOWNLOAD_RANGE` bytes,
+:data:`DOWNLOAD_PARALLEL` in flight and delivered in order (from the bucket's
+presigned URL when the server redirects there, else from the server); a
+broken range is resumed where it broke, and the cache verifies the bytes by
+their check. A server that answers no ``Range`` gets one resuming stream.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -50,6 +55,11 @@ PART_RETRIES = 4
 COMPLETE_ROUNDS = 3
 """Times an upload sends what its completion reports missing, then completes."""
 REDIRECTS = {302, 303, 307, 308}
+DOWNLOAD_RANGE = 8 * 1024 * 1024
+"""Bytes per ranged GET of a download (boto3's default chunk too)."""
+DOWNLOAD_PARALLEL = 8
+"""Ranged GETs of one download in flight (memory: about this many ranges)."""
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class Uploader:
@@ -265,7 +275,158 @@ class RemoteBlobs:
 
     def open(self, digest: str) -> BinaryIO:
         url = f"/api/v1/versions/{self.membership_id}/blobs/{digest}"
-        return _ResumingReader(self.backend, url)  # type: ignore[return-value]
+        return _RangedReader(self.backend, url)  # type: ignore[return-value]
+
+
+class _RangedReader(io.RawIOBase):
+    """A download as a file, fetched in ranges, several in flight, read in order.
+
+    The first range tells the size (``Content-Range``) and, if the server
+    redirects, the presigned URL the other ranges go to (fetched again when
+    it has expired). A server that answers the first range with the whole
+    content (no ``Range`` support) or 416 (an empty content) is read as one
+    resuming stream instead (:class:`_ResumingReader`).
+    """
+
+    def __init__(self, backend: HttpBackend, url: str) -> None:
+        super().__init__()
+        self.backend = backend
+        self.url = url
+        self._location: str | None = None
+        self._size: int | None = None
+        self._scheduled = 0
+        self._window: deque[Future[bytes]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._buffer = b""
+        self._stream: _ResumingReader | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stream is not None:
+            return self._stream.read(size)
+        if self._size is None:
+            self._first()
+            if self._stream is not None:
+                return self._stream.read(size)
+        if not self._buffer:
+            if not self._window:
+                return b""
+            self._buffer = self._window.popleft().result()
+            self._schedule()
+        if size < 0 or size >= len(self._buffer):
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def _first(self) -> None:
+        first = self._fetch(0, DOWNLOAD_RANGE - 1, first=True)
+        if first is None:  # no ranges here: one stream
+            self._stream = _ResumingReader(self.backend, self.url)
+            return
+        self._buffer, self._size = first
+        self._scheduled = len(self._buffer)
+        if self._scheduled < self._size:
+            self._pool = ThreadPoolExecutor(DOWNLOAD_PARALLEL, thread_name_prefix="regalia-get")
+            self._schedule()
+
+    def _schedule(self) -> None:
+        assert self._size is not None
+        while self._pool is not None and (
+            len(self._window) < DOWNLOAD_PARALLEL and self._scheduled < self._size
+        ):
+            start = self._scheduled
+            end = min(start + DOWNLOAD_RANGE, self._size) - 1
+            self._window.append(self._pool.submit(self._range, start, end))
+            self._scheduled = end + 1
+
+    def _range(self, start: int, end: int) -> bytes:
+        got = self._fetch(start, end)
+        assert got is not None
+        return got[0]
+
+    def _fetch(self, start: int, end: int, *, first: bool = False) -> tuple[bytes, int] | None:
+        """Bytes ``start..end`` and the content's size, resumed where a broken
+        connection left them; None if ``first`` and the server sends no range."""
+        pieces: list[bytes] = []
+        at, failures, total = start, 0, 0
+        while at <= end:
+            try:
+                response = self._send(at, end)
+                try:
+                    if first and response.status_code != 206:
+                        return None
+                    found = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+                    if response.status_code != 206 or found is None or int(found[1]) != at:
+                        raise ServerUnreachable(
+                            f"download of {self.url}: asked for bytes {at}-{end}, got HTTP "
+                            f"{response.status_code} {response.headers.get('content-range')}"
+                        )
+                    total = int(found[3])
+                    end = min(end, total - 1)
+                    for chunk in response.iter_raw(READ_CHUNK):
+                        pieces.append(chunk)
+                        at += len(chunk)
+                        failures = 0  # progress: the retry budget is per break
+                finally:
+                    response.close()
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > PART_RETRIES:
+                    raise ServerUnreachable(
+                        f"download of {self.url} failed at byte {at}: {exc}"
+                    ) from None
+                time.sleep(min(2.0, 0.05 * 2**failures))
+        if at != end + 1:
+            raise ServerUnreachable(f"download of {self.url}: bytes {start}-{end} came short")
+        return b"".join(pieces), total
+
+    def _send(self, start: int, end: int) -> httpx.Response:
+        """A streamed ranged GET (the caller closes it): to the presigned URL
+        once known, asking the server again if it has expired."""
+        from regalia.sdk.http import error_of
+
+        headers = {"Range": f"bytes={start}-{end}"}
+        client = self.backend.client
+        for _ in range(2):
+            location = self._location
+            if location is None:
+                response = client.send(
+                    client.build_request("GET", self.url, headers=headers), stream=True
+                )
+                if response.status_code not in REDIRECTS or "location" not in response.headers:
+                    if response.status_code >= 400 and response.status_code != 416:
+                        response.read()
+                        response.close()
+                        raise self.backend.explained(error_of(response))
+                    return response
+                location = self._location = response.headers["location"]
+                response.close()
+            response = client.send(httpx.Request("GET", location, headers=headers), stream=True)
+            if response.status_code < 400 or response.status_code == 416:
+                return response
+            text = response.read()[:300].decode(errors="replace")
+            response.close()
+            if response.status_code == 403 and self._location == location:
+                self._location = None  # expired: the server signs a new one
+                continue
+            raise StorageUnavailable(
+                f"the bucket refused the download: HTTP {response.status_code} {text}"
+            )
+        raise StorageUnavailable(f"the bucket refused the download of {self.url} twice (HTTP 403)")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for pending in self._window:
+                pending.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._window.clear()
+        if self._stream is not None:
+            self._stream.close()
+        super().close()
 
 
 class _ResumingReader(io.RawIOBase):
