@@ -274,3 +274,44 @@ def test_a_whole_put_of_stored_content_must_send_the_bytes_to_be_granted(
     assert httpx.put(mine["url"], content=data, headers=mine["headers"]).status_code == 200
     assert member.post(f"/uploads/{digest}/complete").status_code == 201
     assert member.post("/blobs/missing", json={"digests": [digest]}).json()["missing"] == []
+
+
+def test_a_version_logged_through_one_node_downloads_through_the_other_byte_identical(
+    whole_nodes: Nodes,
+    seaweed: Any,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK end to end on two nodes: its large file goes to the bucket in
+    one PUT through node A's URL, its download comes in ranges through node
+    B's redirect; the bucket holds each content once, the nodes none."""
+    import regalia
+
+    a, b, key = whole_nodes
+    files = {"small.txt": b"a small file\n", "big.bin": os.urandom(4 * PART + 3)}
+    src = tmp_path / "src"
+    src.mkdir()
+    art = regalia.Artifact("zoo", type="model")
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+        art.add_file(str(src / name), name=name)
+    monkeypatch.setenv("REGALIA_HOME", str(tmp_path / "client"))
+    monkeypatch.setenv("REGALIA_API_KEY", key)
+    monkeypatch.setenv("REGALIA_SILENT", "1")
+    monkeypatch.setenv("REGALIA_BASE_URL", a.url)
+    monkeypatch.setenv("REGALIA_CACHE_DIR", str(tmp_path / "cache-a"))
+    regalia.init(entity="vision", project="zoo").log_artifact(art)
+    regalia.init(entity="vision", project="zoo").log_artifact(art)  # nothing new is stored
+
+    monkeypatch.setenv("REGALIA_BASE_URL", b.url)
+    monkeypatch.setenv("REGALIA_CACHE_DIR", str(tmp_path / "cache-b"))
+    out = Path(regalia.Api().artifact("vision/zoo/zoo:latest").download(root=str(tmp_path / "out")))
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data
+    digests = sorted(hashlib.sha256(d).hexdigest() for d in files.values())
+    assert bucket_keys(seaweed, s3_bucket) == sorted(content_key(d) for d in digests)
+    assert not seaweed.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    for home in (tmp_path / "a", tmp_path / "b"):
+        held = [p for p in home.rglob("*") if p.is_file() and p.read_bytes() in files.values()]
+        assert held == []
