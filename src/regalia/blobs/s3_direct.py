@@ -304,28 +304,45 @@ class DirectUploads:
 
     # -- whole PUTs to the content key ---------------------------------------------------
     def verifies_checksums(self) -> bool:
-        """Whether the bucket refuses a ``PUT`` whose bytes differ from its
-        ``x-amz-checksum-sha256`` (asked once, with a tiny probe object).
+        """Whether whole PUTs can be trusted to this bucket: it refuses a ``PUT``
+        whose bytes differ from its ``x-amz-checksum-sha256``, and its ``HEAD``
+        gives back the checksum and metadata of one it took (asked once, with
+        a tiny probe object).
 
         Raises:
             StorageUnavailable: the bucket answered neither way.
         """
         if self._verifies is None:
             probe = self._staging + ".checksum-probe"
+            body = b"regalia"
             try:
                 with bucket_errors(self.bucket, "probing checksum support"):
                     self.client.put_object(
                         Bucket=self.bucket,
                         Key=probe,
-                        Body=b"regalia",
+                        Body=body,
                         ChecksumSHA256=b64_sha256(hashlib.sha256(b"other").hexdigest()),
                     )
             except ContentMismatch:
-                self._verifies = True
+                self._verifies = self._returns_checksums(probe, body)
             else:
                 self._verifies = False
-                self.drop_key(probe)
+            self.drop_key(probe)
         return self._verifies
+
+    def _returns_checksums(self, key: str, body: bytes) -> bool:
+        checksum = b64_sha256(hashlib.sha256(body).hexdigest())
+        with bucket_errors(self.bucket, "probing checksum support"):
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ChecksumSHA256=checksum,
+                Metadata={UPLOAD_META: "probe"},
+            )
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        meta = {str(k).lower(): v for k, v in (head.get("Metadata") or {}).items()}
+        return head.get("ChecksumSHA256") == checksum and meta.get(UPLOAD_META) == "probe"
 
     def put_url(self, upload_id: str, digest: str, *, expires_s: int) -> tuple[str, dict[str, str]]:
         """A URL that stores exactly the content ``digest`` under its content

@@ -600,7 +600,9 @@ class WandbDraftFile(Base):
 class DirectUpload(Base):
     """A resumable upload a client sends straight to the bucket (S3 store):
     the bucket holds its parts under a staging key named by ``id``;
-    ``store_upload_id`` is the bucket's id of the multipart upload. One per
+    ``store_upload_id`` is the bucket's id of the multipart upload, or
+    ``"whole-put"`` for one PUT to the content key (``part_size`` is then the
+    content's size; see :mod:`regalia.service.direct`). One per
     user and content (SPEC §7: an upload belongs to its user), so any node
     resumes it; ``touched_at`` moves with every part, and the sweep abandons
     uploads left untouched."""
